@@ -1,0 +1,1 @@
+"""The gradio web demo (python -m demo), built on the public tts API alone."""

@@ -1,0 +1,1 @@
+"""Fast WaveNet inference kernels: numba CPU, persistent CUDA, and their dispatch."""

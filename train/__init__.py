@@ -1,0 +1,1 @@
+"""The distributed trainer, its tasks and its data pipeline."""
