@@ -1,0 +1,26 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(1)
+os.environ.setdefault("NUMBA_NUM_THREADS", "2")
+
+
+def _cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    if _cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tts.audio import (DEFAULT_AUDIO, AudioConfig, AudioFileError, load_audio, mel_spectrogram,
+                       mel_spectrogram_torch, mu_law_decode, mu_law_encode, normalize_loudness,
+                       normalize_peak, trim_silence, write_audio)
+
+SR = DEFAULT_AUDIO.sample_rate
+
+
+def tone(freq=440.0, seconds=0.5, sr=SR, amp=0.5):
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def test_config_defaults_and_roundtrip():
+    c = AudioConfig()
+    assert (c.sample_rate, c.n_fft, c.win_length, c.hop_length, c.n_mels, c.fmax) == (16000, 1024, 800, 200, 80, 8000)
+    assert AudioConfig.from_dict(c.to_dict()) == c
+    assert c.fingerprint() != AudioConfig(n_mels=40).fingerprint()
+    with pytest.raises(ValueError, match="unknown"):
+        AudioConfig.from_dict({**c.to_dict(), "bogus": 1})
+    with pytest.raises(Exception):
+        c.n_mels = 10  # frozen
+
+
+@pytest.mark.parametrize("sr,channels", [(16000, 1), (22050, 1), (44100, 2), (8000, 2)])
+def test_load_any_rate_and_channels(tmp_path, sr, channels):
+    x = tone(sr=sr, seconds=0.4)
+    data = np.stack([x] * channels, axis=1) if channels > 1 else x
+    path = tmp_path / "in.flac"
+    sf.write(path, data, sr)
+    y = load_audio(path)
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert abs(len(y) - 0.4 * SR) <= 2
+    # The tone survives resampling: its spectrum peaks at 440 Hz.
+    spec = np.abs(np.fft.rfft(y))
+    assert abs(np.argmax(spec) * SR / len(y) - 440) < 5
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(AudioFileError, match="not found"):
+        load_audio(tmp_path / "missing.wav")
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not really a wave file")
+    with pytest.raises(AudioFileError, match="cannot read"):
+        load_audio(bad)
+
+
+@pytest.mark.parametrize("ext", [".wav", ".flac"])
+def test_write_roundtrip_is_atomic(tmp_path, ext):
+    x = tone()
+    path = write_audio(tmp_path / f"out{ext}", x)
+    y, sr = sf.read(path, dtype="float32")
+    assert sr == SR and len(y) == len(x)
+    assert np.abs(y - x).max() < 1e-4  # 16-bit quantization
+    assert [p.name for p in tmp_path.iterdir()] == [f"out{ext}"]  # no temporary left behind
+
+
+def test_write_errors(tmp_path):
+    with pytest.raises(AudioFileError, match="format"):
+        write_audio(tmp_path / "out.mp3", tone())
+    with pytest.raises(AudioFileError, match="folder"):
+        write_audio(tmp_path / "nope" / "out.wav", tone())
+
+
+def test_trim_and_levels():
+    x = np.concatenate([np.zeros(8000, np.float32), tone(seconds=0.5), np.zeros(8000, np.float32)])
+    y = trim_silence(x, pad=0)
+    assert 7000 < len(y) < 9500
+    assert np.isclose(np.abs(normalize_peak(x, 0.9)).max(), 0.9)
+    z = normalize_loudness(tone(amp=0.01), target_dbfs=-20)
+    assert np.isclose(20 * np.log10(np.sqrt(np.mean(z ** 2))), -20, atol=0.1)
+    assert not normalize_peak(np.zeros(10, np.float32)).any()
+
+
+def test_mel_shape_range_and_backends_agree():
+    x = tone(seconds=1.0)
+    m = mel_spectrogram(x)
+    assert m.shape == (DEFAULT_AUDIO.n_frames(len(x)), 80) == (81, 80)
+    assert m.dtype == np.float32 and m.min() >= 0.0 and m.max() <= 1.0
+    assert m.max() > 0.5  # a loud tone is well above the floor
+    assert not mel_spectrogram(np.zeros(4000, np.float32)).any()  # silence is the floor, 0
+    mt = mel_spectrogram_torch(torch.from_numpy(np.stack([x, 0.5 * x])))
+    assert mt.shape == (2, 81, 80)
+    np.testing.assert_allclose(mt[0].numpy(), m, atol=1e-4)
+    # The 440 Hz tone lands in the right band: the loudest band's centre is near 440 Hz.
+    import librosa
+    centres = librosa.mel_frequencies(82, fmin=0, fmax=8000)[1:-1]
+    assert abs(centres[m[40].argmax()] - 440) < 80
+
+
+def test_mu_law_roundtrip():
+    x = np.linspace(-1, 1, 10001, dtype=np.float32)
+    c = mu_law_encode(x)
+    assert c.min() == 0 and c.max() == 255 and c.dtype == np.int64
+    assert mu_law_encode(np.zeros(1))[0] == 128
+    assert np.all(np.diff(c) >= 0)  # monotonic
+    y = mu_law_decode(c)
+    # mu-law error is relative: small near zero, larger near full scale.
+    assert np.all(np.abs(y - x) <= 0.025 * np.abs(x) + 2e-4)
+    assert np.array_equal(mu_law_encode(mu_law_decode(np.arange(256))), np.arange(256))
+    ct = mu_law_encode(torch.from_numpy(x))
+    assert torch.equal(ct, torch.from_numpy(c))
+    np.testing.assert_allclose(mu_law_decode(ct).numpy(), y, atol=1e-6)

@@ -1,0 +1,206 @@
+"""Audio I/O and features: 16 kHz mono float32 waveforms, log-mel spectrograms, 8-bit mu-law.
+
+Layouts: a waveform is ``(T,)`` (or ``(B, T)`` for the torch mel), a mel spectrogram is
+``(frames, n_mels)`` — time first, like every activation in the engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+
+class AudioFileError(ValueError):
+    """An audio file that cannot be read or written."""
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Every number that turns a waveform into model features. Stored in every checkpoint."""
+
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    win_length: int = 800  # 50 ms
+    hop_length: int = 200  # 12.5 ms: one mel frame per 200 samples
+    n_mels: int = 80
+    fmin: float = 0.0
+    fmax: float = 8000.0
+    # Log compression and normalization: dB relative to ref_level_db, mapped from
+    # [min_level_db, 0] onto [0, 1]. The floor (1e-5 amplitude = -100 dB) is silence.
+    min_level_db: float = -100.0
+    ref_level_db: float = 20.0
+    mu_law_classes: int = 256
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AudioConfig":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields
+        if unknown:
+            raise ValueError(f"unknown AudioConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+    def fingerprint(self) -> str:
+        """A short stable string that changes whenever any feature number changes."""
+        import hashlib
+
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha1(blob).hexdigest()[:12]
+
+    def n_frames(self, n_samples: int) -> int:
+        """Mel frames for a waveform of ``n_samples`` (centered STFT)."""
+        return 1 + n_samples // self.hop_length
+
+
+DEFAULT_AUDIO = AudioConfig()
+
+
+# --- Files -------------------------------------------------------------------------------
+
+def load_audio(path: str | os.PathLike, config: AudioConfig = DEFAULT_AUDIO) -> np.ndarray:
+    """Read any file soundfile can read, at any rate and channel count: (T,) float32 mono."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioFileError(f"audio file not found: {path}")
+    try:
+        audio, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (T, channels)
+    except (RuntimeError, sf.LibsndfileError) as e:
+        raise AudioFileError(f"cannot read audio file {path}: {e}") from None
+    return to_mono_16k(audio, sr, config)
+
+
+def to_mono_16k(audio: np.ndarray, sample_rate: int, config: AudioConfig = DEFAULT_AUDIO) -> np.ndarray:
+    """Down-mix (T, channels) or (T,) to mono and resample to the config's rate."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
+    if sample_rate != config.sample_rate:
+        import librosa
+
+        audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=config.sample_rate)
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = DEFAULT_AUDIO.sample_rate) -> Path:
+    """Write 16-bit WAV or FLAC (by extension) atomically: the file is complete or absent."""
+    path = Path(path)
+    fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
+    if fmt is None:
+        raise AudioFileError(f"unsupported output format {path.suffix!r}: use .wav or .flac")
+    if not path.parent.is_dir():
+        raise AudioFileError(f"output folder does not exist: {path.parent}")
+    audio = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        sf.write(tmp, audio, sample_rate, format=fmt, subtype="PCM_16")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# --- Level -------------------------------------------------------------------------------
+
+def trim_silence(audio: np.ndarray, top_db: float = 40.0, pad: int = 800) -> np.ndarray:
+    """Cut leading/trailing audio quieter than ``top_db`` below the peak, keeping ``pad`` samples."""
+    import librosa
+
+    if audio.size == 0:
+        return audio
+    _, (start, end) = librosa.effects.trim(audio, top_db=top_db, frame_length=1024, hop_length=256)
+    return audio[max(0, start - pad): min(len(audio), end + pad)]
+
+
+def normalize_peak(audio: np.ndarray, peak: float = 0.95) -> np.ndarray:
+    """Scale so the largest absolute sample is ``peak``; silence stays silence."""
+    m = float(np.max(np.abs(audio))) if audio.size else 0.0
+    return audio if m == 0.0 else (audio * (peak / m)).astype(np.float32)
+
+
+def normalize_loudness(audio: np.ndarray, target_dbfs: float = -20.0, peak: float = 0.99) -> np.ndarray:
+    """Scale to an RMS level of ``target_dbfs``, then limit the peak so nothing clips."""
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+    if rms == 0.0:
+        return audio
+    out = audio * (10.0 ** (target_dbfs / 20.0) / rms)
+    m = float(np.max(np.abs(out)))
+    if m > peak:
+        out = out * (peak / m)
+    return out.astype(np.float32)
+
+
+# --- Mel spectrogram ---------------------------------------------------------------------
+
+@lru_cache(maxsize=8)
+def mel_basis(config: AudioConfig = DEFAULT_AUDIO) -> np.ndarray:
+    """Slaney-normalized mel filterbank, (n_mels, n_fft // 2 + 1)."""
+    import librosa
+
+    return librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
+                               fmin=config.fmin, fmax=config.fmax).astype(np.float32)
+
+
+def _normalize_db(mel_amplitude, config: AudioConfig, xp):
+    floor = 10.0 ** (config.min_level_db / 20.0)
+    db = 20.0 * xp.log10(xp.clip(mel_amplitude, floor, None)) - config.ref_level_db
+    return xp.clip((db - config.min_level_db) / -config.min_level_db, 0.0, 1.0)
+
+
+def mel_spectrogram(audio: np.ndarray, config: AudioConfig = DEFAULT_AUDIO) -> np.ndarray:
+    """(T,) waveform -> (frames, n_mels) normalized log-mel in [0, 1], with librosa."""
+    import librosa
+
+    spec = np.abs(librosa.stft(np.asarray(audio, dtype=np.float32), n_fft=config.n_fft,
+                               hop_length=config.hop_length, win_length=config.win_length,
+                               window="hann", center=True, pad_mode="reflect"))  # (F, frames)
+    mel = mel_basis(config) @ spec  # (n_mels, frames)
+    return np.ascontiguousarray(_normalize_db(mel, config, np).T, dtype=np.float32)
+
+
+def mel_spectrogram_torch(audio: torch.Tensor, config: AudioConfig = DEFAULT_AUDIO) -> torch.Tensor:
+    """(B, T) or (T,) waveform tensor -> (B, frames, n_mels) or (frames, n_mels); same numbers as librosa."""
+    squeeze = audio.dim() == 1
+    x = audio.unsqueeze(0) if squeeze else audio  # (B, T)
+    window = torch.hann_window(config.win_length, periodic=True, dtype=x.dtype, device=x.device)
+    spec = torch.stft(x, n_fft=config.n_fft, hop_length=config.hop_length, win_length=config.win_length,
+                      window=window, center=True, pad_mode="reflect", return_complex=True).abs()  # (B, F, frames)
+    basis = torch.from_numpy(mel_basis(config)).to(x.device, x.dtype)
+    mel = _normalize_db(basis @ spec, config, torch).transpose(1, 2)  # (B, frames, n_mels)
+    return mel[0] if squeeze else mel
+
+
+# --- Mu-law ------------------------------------------------------------------------------
+
+def mu_law_encode(audio, classes: int = 256):
+    """Float audio in [-1, 1] -> integer classes 0..classes-1 (numpy int64 or torch long)."""
+    mu = classes - 1
+    if isinstance(audio, torch.Tensor):
+        x = audio.clamp(-1.0, 1.0)
+        y = torch.sign(x) * torch.log1p(mu * x.abs()) / np.log1p(mu)
+        return torch.floor((y + 1.0) / 2.0 * mu + 0.5).long()
+    x = np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0)
+    y = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
+    return np.floor((y + 1.0) / 2.0 * mu + 0.5).astype(np.int64)
+
+
+def mu_law_decode(classes, n_classes: int = 256):
+    """Integer classes -> float audio in [-1, 1] (numpy float32 or torch float)."""
+    mu = n_classes - 1
+    if isinstance(classes, torch.Tensor):
+        y = classes.float() / mu * 2.0 - 1.0
+        return torch.sign(y) * ((1.0 + mu) ** y.abs() - 1.0) / mu
+    y = np.asarray(classes, dtype=np.float64) / mu * 2.0 - 1.0
+    return (np.sign(y) * ((1.0 + mu) ** np.abs(y) - 1.0) / mu).astype(np.float32)

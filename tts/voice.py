@@ -1,0 +1,194 @@
+"""Voice folders: the weights-only format every model of the engine is shipped and loaded in.
+
+A voice is a folder::
+
+    config.json            format version, audio config, symbol table, one entry per model
+    acoustic.safetensors   the acoustic model's weights
+    vocoder.safetensors    the WaveNet's weights
+
+``config.json`` reads ``{"format": 1, "audio": {...}, "symbols": [...], "models": {"acoustic":
+{"config": {...}, "weights": "acoustic.safetensors", "sha256": "..."}, ...}}``. Loading rebuilds
+each model from the folder alone with strict key matching; nothing is unpickled. A folder may
+hold only some models (a trainer exports one at a time); ``load_voice`` says which it needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from tts.audio import DEFAULT_AUDIO, AudioConfig
+from tts.text.symbols import SYMBOLS
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+BUNDLED_VOICE = Path(__file__).parent / "voices" / "default"
+
+
+class VoiceError(ValueError):
+    """A voice folder that is missing, incomplete, damaged or from another format version."""
+
+
+def _model_classes(name: str) -> tuple[type, type]:
+    """(model class, config class) for a model name; imported late to keep imports light."""
+    if name == "acoustic":
+        from tts.model import AcousticConfig, AcousticModel
+
+        return AcousticModel, AcousticConfig
+    if name == "vocoder":
+        from vocoder.wavenet import WaveNet, WaveNetConfig
+
+        return WaveNet, WaveNetConfig
+    raise VoiceError(f"unknown model {name!r} (expected acoustic or vocoder)")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_config(voice_dir: str | os.PathLike) -> dict[str, Any]:
+    """The parsed and checked ``config.json`` of a voice folder."""
+    voice_dir = Path(voice_dir)
+    if not voice_dir.is_dir():
+        raise VoiceError(f"voice folder not found: {voice_dir}")
+    path = voice_dir / CONFIG_FILE
+    if not path.is_file():
+        raise VoiceError(f"voice folder {voice_dir} has no {CONFIG_FILE}")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise VoiceError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT_VERSION:
+        found = config.get("format") if isinstance(config, dict) else None
+        raise VoiceError(f"{path} has voice format {found!r}; this engine reads format {FORMAT_VERSION}")
+    if config.get("symbols") != list(SYMBOLS):
+        raise VoiceError(f"{path} was made with another symbol table than this engine's")
+    return config
+
+
+def save_model(voice_dir: str | os.PathLike, name: str, model: torch.nn.Module,
+               audio: AudioConfig = DEFAULT_AUDIO) -> Path:
+    """Add (or replace) one model in a voice folder, creating the folder if needed.
+
+    The weights are written first, then config.json, each atomically, so a crash leaves the
+    previous voice intact.
+    """
+    _model_classes(name)
+    voice_dir = Path(voice_dir)
+    voice_dir.mkdir(parents=True, exist_ok=True)
+    if (voice_dir / CONFIG_FILE).is_file():
+        config = read_config(voice_dir)
+        if AudioConfig.from_dict(config["audio"]) != audio:
+            raise VoiceError(f"{voice_dir} holds models made for another audio config")
+    else:
+        config = {"format": FORMAT_VERSION, "audio": audio.to_dict(), "symbols": list(SYMBOLS), "models": {}}
+    weights = voice_dir / f"{name}.safetensors"
+    # Contiguous CPU copies, without DDP's "module." or torch.compile's "_orig_mod." prefixes.
+    state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    _write_atomic(weights, lambda tmp: save_file(state, tmp, metadata={"model": name}))
+    config["models"][name] = {"config": unwrap(model).config.to_dict(), "weights": weights.name,
+                              "sha256": _sha256(weights)}
+    text = json.dumps(config, indent=2) + "\n"
+    _write_atomic(voice_dir / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return voice_dir
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain model inside DistributedDataParallel and/or torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def load_model(voice_dir: str | os.PathLike, name: str, device: str | torch.device = "cpu",
+               config: dict | None = None) -> torch.nn.Module:
+    """Rebuild one model of a voice folder, in eval mode, on ``device``."""
+    voice_dir = Path(voice_dir)
+    config = config if config is not None else read_config(voice_dir)
+    entry = config.get("models", {}).get(name)
+    if entry is None:
+        raise VoiceError(f"voice {voice_dir} has no {name} model")
+    model_cls, config_cls = _model_classes(name)
+    weights = voice_dir / entry["weights"]
+    if not weights.is_file():
+        raise VoiceError(f"voice {voice_dir} is missing {entry['weights']}")
+    if entry.get("sha256") and _sha256(weights) != entry["sha256"]:
+        raise VoiceError(f"{weights} is damaged or was changed (checksum mismatch)")
+    try:
+        model_config = config_cls.from_dict(entry["config"])
+    except (TypeError, ValueError) as e:
+        raise VoiceError(f"{voice_dir}/{CONFIG_FILE}: bad {name} config: {e}") from None
+    try:
+        state = load_file(weights, device="cpu")
+    except (SafetensorError, OSError) as e:
+        raise VoiceError(f"cannot read {weights}: {e}") from None
+    model = model_cls(model_config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise VoiceError(f"{weights} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    for key, tensor in state.items():
+        if tensor.shape != expected[key].shape:
+            raise VoiceError(f"{weights}: {key} has shape {tuple(tensor.shape)}, "
+                             f"the config expects {tuple(expected[key].shape)}")
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()
+
+
+@dataclass
+class Voice:
+    """The loaded models of a voice folder, with the audio config they were made for."""
+
+    path: Path
+    audio: AudioConfig
+    models: dict[str, torch.nn.Module]
+
+    @property
+    def acoustic(self):
+        return self.models["acoustic"]
+
+    @property
+    def vocoder(self):
+        return self.models["vocoder"]
+
+
+def load_voice(voice_dir: str | os.PathLike = BUNDLED_VOICE, device: str | torch.device = "cpu",
+               require: tuple[str, ...] = ("acoustic", "vocoder")) -> Voice:
+    """Load a voice folder; every model named in ``require`` must be present."""
+    voice_dir = Path(voice_dir)
+    config = read_config(voice_dir)
+    names = list(config.get("models", {}))
+    for name in require:
+        if name not in names:
+            raise VoiceError(f"voice {voice_dir} has no {name} model")
+    models = {name: load_model(voice_dir, name, device, config) for name in names}
+    return Voice(voice_dir, AudioConfig.from_dict(config["audio"]), models)

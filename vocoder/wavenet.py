@@ -1,0 +1,460 @@
+"""The WaveNet vocoder: a mel spectrogram in, 8-bit mu-law audio out, one sample at a time.
+
+Layout: every public tensor is (B, T, C): audio classes (B, T), mel (B, T_frames, n_mels),
+logits (B, T, n_classes), conditioning (B, T, L, 2R). Only the inside of `forward` and of the
+upsampler runs in (B, C, T), because that is what conv1d wants; it converts at its entry
+and exit.
+
+The network, per sample t (L layers, R residual, S skip, A output channels):
+
+    x = embedding[class of sample t-1]                      # (R,)  the causal input layer
+    for layer l with dilation d:
+        h = W0 x_l[t-d] + W1 x_l[t] + b + cond[t, l]        # (2R,) kernel-2 dilated causal conv
+        z = tanh(h[:R]) * sigmoid(h[R:])                    # (R,)  gated activation
+        x = x + res(z);  skip += skip(z)
+    logits = out2(relu(out1(relu(skip))))                   # (n_classes,)
+
+Three ways to run it, all on the same weights:
+- `forward` / `loss`: teacher-forced and parallel over time, for training.
+- `generate`: the reference incremental generator, plain torch ops per sample, with all
+  generation state in a `WaveNetState`. Every fast kernel is tested against it.
+- `export_weights` / `export_conditioning`: the arrays the fast kernels take.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tts.audio import mu_law_decode, mu_law_encode
+
+# The previous sample before the first one: silence, mu_law_encode(0.0) == 128.
+START_CLASS = int(mu_law_encode(np.zeros(1))[0])
+
+
+@dataclass(frozen=True)
+class WaveNetConfig:
+    """Model dimensions; stored as JSON next to the weights, enough to rebuild the model."""
+
+    n_layers: int = 12  # L
+    residual_channels: int = 32  # R
+    skip_channels: int = 128  # S
+    output_channels: int = 128  # A
+    max_dilation: int = 32  # dilations 1, 2, 4, ..., max_dilation, repeated over the layers
+    n_mels: int = 80
+    hop_length: int = 200  # audio samples per mel frame
+    n_classes: int = 256  # 8-bit mu-law
+    # Upsampling mel frames to samples: a kernel-3 conv over frames (n_mels -> cond_channels,
+    # so each frame sees its neighbours), then per scale: repeat each step `scale` times and
+    # smooth with a learned depthwise conv of width 2*scale+1 (starts as a moving average, so
+    # the features start as a piecewise-linear interpolation instead of a staircase).
+    cond_channels: int = 128
+    upsample_scales: tuple[int, ...] = (10, 20)
+
+    def __post_init__(self):
+        # JSON has no tuples; accept a list so that from_dict(to_dict()) round-trips.
+        object.__setattr__(self, "upsample_scales", tuple(int(s) for s in self.upsample_scales))
+        for name in ("n_layers", "residual_channels", "skip_channels", "output_channels",
+                     "max_dilation", "n_mels", "hop_length", "cond_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"WaveNetConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_dilation & (self.max_dilation - 1):
+            raise ValueError(f"WaveNetConfig.max_dilation must be a power of 2, "
+                             f"got {self.max_dilation}")
+        if self.n_classes != 256:
+            raise ValueError(f"WaveNetConfig.n_classes must be 256 (8-bit mu-law), got {self.n_classes}")
+        if not self.upsample_scales or min(self.upsample_scales) < 1:
+            raise ValueError(f"WaveNetConfig.upsample_scales must be positive, got {self.upsample_scales}")
+        if math.prod(self.upsample_scales) != self.hop_length:
+            raise ValueError(f"WaveNetConfig.upsample_scales {self.upsample_scales} multiply to "
+                             f"{math.prod(self.upsample_scales)}, expected hop_length {self.hop_length}")
+
+    @classmethod
+    def medium(cls) -> WaveNetConfig:
+        """A larger voice for GPU inference."""
+        return cls(n_layers=20, residual_channels=64, skip_channels=256, output_channels=256,
+                   max_dilation=512)
+
+    @property
+    def dilations(self) -> tuple[int, ...]:
+        cycle = int(math.log2(self.max_dilation)) + 1
+        return tuple(2 ** (i % cycle) for i in range(self.n_layers))
+
+    @property
+    def receptive_field(self) -> int:
+        """How many past input classes one output sees (the input itself plus sum(dilations))."""
+        return 1 + sum(self.dilations)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["upsample_scales"] = list(self.upsample_scales)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> WaveNetConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown WaveNetConfig fields: {', '.join(unknown)}")
+        return cls(**d)
+
+
+@dataclass
+class WaveNetState:
+    """Everything incremental generation carries from one sample (or chunk) to the next.
+
+    Layer l with dilation d keeps a ring buffer of its last d inputs: at step t, slot t % d
+    holds x_l[t-d]; it is read, then overwritten with x_l[t]. The ring position is thus t % d.
+    """
+
+    buffers: list[torch.Tensor]  # per layer (B, d_l, R)
+    last_class: torch.Tensor  # (B,) int64, class of the previous sample: the next input
+    t: int  # samples generated so far
+
+    def clone(self) -> WaveNetState:
+        return WaveNetState([b.clone() for b in self.buffers], self.last_class.clone(), self.t)
+
+
+def sample_classes(logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF sampling: the smallest k with cumsum(softmax(logits))[k] > u.
+
+    logits (..., n_classes), uniforms (...) in [0, 1) -> classes (...) int64. Rounding can
+    leave the last cdf entry a hair under 1, so the class is clamped to n_classes - 1.
+    """
+    cdf = torch.cumsum(torch.softmax(logits, dim=-1), dim=-1)
+    # cdf is non-decreasing, so the count of entries <= u is the first index where cdf > u.
+    k = (cdf <= uniforms.unsqueeze(-1)).sum(dim=-1)
+    return k.clamp(max=logits.shape[-1] - 1)
+
+
+def teacher_inputs(audio_classes: torch.Tensor) -> torch.Tensor:
+    """Shift audio classes (B, T) right by one sample, starting from START_CLASS: the input
+    at t is the class of sample t-1."""
+    start = torch.full_like(audio_classes[:, :1], START_CLASS)
+    return torch.cat([start, audio_classes[:, :-1]], dim=1)
+
+
+class WaveNet(nn.Module):
+    def __init__(self, config: WaveNetConfig = WaveNetConfig()):
+        super().__init__()
+        self.config = c = config
+        R, S, A = c.residual_channels, c.skip_channels, c.output_channels
+        self.embedding = nn.Embedding(c.n_classes, R)
+        # Conditioning: frame conv, then upsampling stages (see WaveNetConfig).
+        self.frame_conv = nn.Conv1d(c.n_mels, c.cond_channels, kernel_size=3, padding=1)
+        self.upsample_convs = nn.ModuleList(
+            nn.Conv1d(c.cond_channels, c.cond_channels, 2 * s + 1, groups=c.cond_channels,
+                      bias=False)
+            for s in c.upsample_scales
+        )
+        for conv in self.upsample_convs:
+            nn.init.constant_(conv.weight, 1.0 / conv.kernel_size[0])
+        # No bias: the dilated conv's bias already covers it.
+        self.cond_proj = nn.ModuleList(
+            nn.Conv1d(c.cond_channels, 2 * R, 1, bias=False) for _ in range(c.n_layers)
+        )
+        # Residual stack. dilated.weight[:, :, 0] multiplies x[t-d], [:, :, 1] multiplies x[t].
+        self.dilated = nn.ModuleList(nn.Conv1d(R, 2 * R, 2, dilation=d) for d in c.dilations)
+        self.res = nn.ModuleList(nn.Conv1d(R, R, 1) for _ in range(c.n_layers))
+        self.skip = nn.ModuleList(nn.Conv1d(R, S, 1) for _ in range(c.n_layers))
+        self.out1 = nn.Conv1d(S, A, 1)
+        self.out2 = nn.Conv1d(A, c.n_classes, 1)
+
+    # ---- conditioning -------------------------------------------------------------------
+
+    def _check_mel(self, mel: torch.Tensor) -> None:
+        if mel.ndim != 3 or mel.shape[2] != self.config.n_mels:
+            raise ValueError(f"mel has shape {tuple(mel.shape)}, "
+                             f"expected (B, T_frames, {self.config.n_mels})")
+
+    def upsample(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel (B, T_frames, n_mels) -> features (B, C_cond, T_frames * hop_length)."""
+        self._check_mel(mel)
+        h = F.leaky_relu(self.frame_conv(mel.transpose(1, 2)), 0.2)  # (B, C_cond, T_frames)
+        for scale, conv in zip(self.config.upsample_scales, self.upsample_convs):
+            h = torch.repeat_interleave(h, scale, dim=2)
+            # Replicate rather than zero-pad, so the smoothing does not fade the edges to 0.
+            h = conv(F.pad(h, (scale, scale), mode="replicate"))  # (B, C_cond, T * scale)
+        return h
+
+    def conditioning(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel (B, T_frames, n_mels) -> cond (B, T_samples, L, 2R), every layer's gate input.
+
+        Not causal in time (a frame sees its neighbours): it is computed for the whole
+        utterance before generation starts.
+        """
+        up = self.upsample(mel)  # (B, C_cond, T)
+        cond = torch.stack([proj(up) for proj in self.cond_proj], dim=1)  # (B, L, 2R, T)
+        return cond.permute(0, 3, 1, 2).contiguous()  # (B, T, L, 2R)
+
+    # ---- training -------------------------------------------------------------------------
+
+    def forward(self, audio_classes_in: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced: audio_classes_in (B, T) int64, the class of sample t-1 at t (see
+        `teacher_inputs`), mel (B, T / hop_length, n_mels) -> logits (B, T, n_classes) for
+        sample t."""
+        if audio_classes_in.ndim != 2:
+            raise ValueError(f"audio classes have shape {tuple(audio_classes_in.shape)}, expected (B, T)")
+        self._check_mel(mel)
+        T, expected = audio_classes_in.shape[1], mel.shape[1] * self.config.hop_length
+        if T != expected:
+            raise ValueError(f"audio has {T} samples but mel has {mel.shape[1]} frames; "
+                             f"expected {mel.shape[1]} * {self.config.hop_length} = {expected} samples")
+        up = self.upsample(mel)  # (B, C_cond, T)
+        x = self.embedding(audio_classes_in).transpose(1, 2)  # (B, R, T)
+        R = self.config.residual_channels
+        skip = 0
+        for l, d in enumerate(self.config.dilations):
+            # Left padding by d makes the conv causal; the padded zeros match the zero-filled
+            # ring buffers that `generate` starts from.
+            h = self.dilated[l](F.pad(x, (d, 0))) + self.cond_proj[l](up)  # (B, 2R, T)
+            z = torch.tanh(h[:, :R]) * torch.sigmoid(h[:, R:])  # (B, R, T)
+            skip = skip + self.skip[l](z)  # (B, S, T)
+            x = x + self.res[l](z)  # (B, R, T)
+        logits = self.out2(F.relu(self.out1(F.relu(skip))))  # (B, n_classes, T)
+        return logits.transpose(1, 2)  # (B, T, n_classes)
+
+    def loss(self, audio_classes: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of predicting each sample from the ones before: audio_classes
+        (B, T) int64, mel (B, T / hop_length, n_mels) -> scalar."""
+        logits = self(teacher_inputs(audio_classes), mel)  # (B, T, n_classes)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), audio_classes.reshape(-1))
+
+    # ---- reference incremental generation ---------------------------------------------
+
+    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> WaveNetState:
+        """Start from silence: zero ring buffers, previous sample class START_CLASS."""
+        device = self.embedding.weight.device if device is None else device
+        R = self.config.residual_channels
+        buffers = [torch.zeros(batch_size, d, R, device=device) for d in self.config.dilations]
+        last_class = torch.full((batch_size,), START_CLASS, dtype=torch.long, device=device)
+        return WaveNetState(buffers, last_class, 0)
+
+    def _kernel_tensors(self) -> dict[str, torch.Tensor]:
+        """The weights in the layout of `export_weights`, as torch tensors."""
+        return {
+            "embedding": self.embedding.weight,  # (n_classes, R)
+            # conv weight (2R, R, tap) -> (tap, 2R, R), stacked: (L, 2, 2R, R)
+            "dilated_w": torch.stack([conv.weight.permute(2, 0, 1) for conv in self.dilated]),
+            "dilated_b": torch.stack([conv.bias for conv in self.dilated]),  # (L, 2R)
+            "res_w": torch.stack([conv.weight[:, :, 0] for conv in self.res]),  # (L, R, R)
+            "res_b": torch.stack([conv.bias for conv in self.res]),  # (L, R)
+            "skip_w": torch.stack([conv.weight[:, :, 0] for conv in self.skip]),  # (L, S, R)
+            "skip_b": torch.stack([conv.bias for conv in self.skip]),  # (L, S)
+            "out1_w": self.out1.weight[:, :, 0],  # (A, S)
+            "out1_b": self.out1.bias,  # (A,)
+            "out2_w": self.out2.weight[:, :, 0],  # (n_classes, A)
+            "out2_b": self.out2.bias,  # (n_classes,)
+            "dilations": torch.tensor(self.config.dilations, dtype=torch.int32),  # (L,)
+        }
+
+    @torch.no_grad()
+    def generate(self, cond: torch.Tensor, uniforms: torch.Tensor | None = None,
+                 state: WaveNetState | None = None, *, teacher: torch.Tensor | None = None,
+                 return_logits: bool = False):
+        """Generate one chunk of samples, one at a time.
+
+        cond (B, T_chunk, L, 2R): this chunk's slice of `conditioning(mel)`.
+        uniforms (B, T_chunk) in [0, 1): the random numbers for `sample_classes`.
+        state: from `init_state` or the previous chunk; not modified (a new one is returned),
+            so splitting cond and uniforms into chunks gives exactly the one-call result.
+        teacher (B, T_chunk) int64: teacher forcing; the true classes of this chunk's
+            samples, fed back instead of sampled ones (then uniforms must be None).
+
+        Returns (classes (B, T_chunk) int64, state), plus logits (B, T_chunk, n_classes)
+        when return_logits. Under teacher forcing the classes are the teacher's.
+        """
+        c = self.config
+        L, R = c.n_layers, c.residual_channels
+        if cond.ndim != 4 or cond.shape[2:] != (L, 2 * R):
+            raise ValueError(f"cond has shape {tuple(cond.shape)}, "
+                             f"expected (B, T_chunk, L, 2R) = (B, T_chunk, {L}, {2 * R})")
+        B, T = cond.shape[:2]
+        if (uniforms is None) == (teacher is None):
+            raise ValueError("pass exactly one of uniforms (sampling) and teacher (teacher forcing)")
+        given = uniforms if teacher is None else teacher
+        name = "uniforms" if teacher is None else "teacher"
+        if tuple(given.shape) != (B, T):
+            raise ValueError(f"{name} has shape {tuple(given.shape)}, "
+                             f"expected (B, T_chunk) = ({B}, {T})")
+        state = self.init_state(B, cond.device) if state is None else state.clone()
+        if state.last_class.shape[0] != B:
+            raise ValueError(f"state is for batch size {state.last_class.shape[0]}, cond for {B}")
+
+        w = self._kernel_tensors()
+        dilations = c.dilations
+        classes = torch.empty(B, T, dtype=torch.long, device=cond.device)
+        all_logits = torch.empty(B, T, c.n_classes, device=cond.device) if return_logits else None
+        for i in range(T):
+            x = w["embedding"][state.last_class]  # (B, R)
+            skip = 0
+            for l, d in enumerate(dilations):
+                slot = state.t % d
+                past = state.buffers[l][:, slot]  # (B, R), x_l[t-d]
+                h = (past @ w["dilated_w"][l, 0].T + x @ w["dilated_w"][l, 1].T
+                     + w["dilated_b"][l] + cond[:, i, l])  # (B, 2R)
+                state.buffers[l][:, slot] = x
+                z = torch.tanh(h[:, :R]) * torch.sigmoid(h[:, R:])  # (B, R)
+                skip = skip + z @ w["skip_w"][l].T + w["skip_b"][l]  # (B, S)
+                x = x + z @ w["res_w"][l].T + w["res_b"][l]  # (B, R)
+            hidden = F.relu(F.relu(skip) @ w["out1_w"].T + w["out1_b"])  # (B, A)
+            logits = hidden @ w["out2_w"].T + w["out2_b"]  # (B, n_classes)
+            if teacher is None:
+                classes[:, i] = sample_classes(logits, uniforms[:, i])
+            else:
+                classes[:, i] = teacher[:, i]
+            if return_logits:
+                all_logits[:, i] = logits
+            state.last_class = classes[:, i].clone()
+            state.t += 1
+        if return_logits:
+            return classes, state, all_logits
+        return classes, state
+
+    @torch.no_grad()
+    def vocode(self, mel, uniforms=None, seed: int = 0, chunk_samples: int = 16000) -> np.ndarray:
+        """mel (T_frames, n_mels) or (B, T_frames, n_mels) -> float32 audio (T_samples,) or
+        (B, T_samples) in [-1, 1], with the reference generator (slow: for tests and checks).
+
+        uniforms (matching shape) default to torch.rand seeded with `seed`. Conditioning is
+        projected chunk by chunk so that long utterances need not hold (T, L, 2R) at once.
+        """
+        device = self.embedding.weight.device
+        mel = torch.as_tensor(mel, dtype=torch.float32)
+        single = mel.ndim == 2
+        mel = (mel[None] if single else mel).to(device)  # (B, T_frames, n_mels)
+        up = self.upsample(mel)  # (B, C_cond, T)
+        B, T = up.shape[0], up.shape[2]
+        expected = (T,) if single else (B, T)
+        if uniforms is None:
+            uniforms = torch.rand(expected, generator=torch.Generator().manual_seed(seed))
+        uniforms = torch.as_tensor(uniforms, dtype=torch.float32)
+        if tuple(uniforms.shape) != expected:
+            raise ValueError(f"uniforms have shape {tuple(uniforms.shape)}, expected {expected}")
+        uniforms = uniforms.reshape(B, T).to(device)
+        state = self.init_state(B, device)
+        pieces = []
+        for start in range(0, T, chunk_samples):
+            part = up[:, :, start:start + chunk_samples]
+            cond = torch.stack([proj(part) for proj in self.cond_proj], dim=1)  # (B, L, 2R, t)
+            cond = cond.permute(0, 3, 1, 2)  # (B, t, L, 2R)
+            classes, state = self.generate(cond, uniforms[:, start:start + chunk_samples], state)
+            pieces.append(classes)
+        audio = mu_law_decode(torch.cat(pieces, dim=1).cpu()).numpy().astype(np.float32)  # (B, T)
+        return audio[0] if single else audio
+
+    # ---- export for the fast kernels ------------------------------------------------------
+
+    @torch.no_grad()
+    def export_weights(self) -> dict[str, np.ndarray]:
+        """The weights the fast kernels take: float32 (dilations int32), C-contiguous.
+
+            "embedding": (256, R)          input class -> layer-0 input (the causal input layer)
+            "dilated_w": (L, 2, 2R, R)     [layer, tap (0: x[t-d], 1: x[t]), out, in];
+                                           out rows: R tanh half, then R sigmoid half
+            "dilated_b": (L, 2R)
+            "res_w": (L, R, R)             [layer, out, in]
+            "res_b": (L, R)
+            "skip_w": (L, S, R)            [layer, out, in]
+            "skip_b": (L, S)
+            "out1_w": (A, S)   "out1_b": (A,)
+            "out2_w": (256, A) "out2_b": (256,)
+            "dilations": (L,) int32
+
+        Per sample, with cond from `export_conditioning`:
+            x = embedding[previous class]; skip = 0
+            per layer l: h = dilated_w[l,0] x[t-d] + dilated_w[l,1] x[t] + dilated_b[l] + cond[t,l]
+                         z = tanh(h[:R]) * sigmoid(h[R:])
+                         x = x + res_w[l] z + res_b[l];  skip += skip_w[l] z + skip_b[l]
+            logits = out2_w relu(out1_w relu(skip) + out1_b) + out2_b
+        where x[t-d] is layer l's own input d samples ago (zero before the first sample), and
+        the first previous class is START_CLASS.
+        """
+        out = {}
+        for name, tensor in self._kernel_tensors().items():
+            dtype = np.int32 if name == "dilations" else np.float32
+            out[name] = np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=dtype)
+        return out
+
+    @torch.no_grad()
+    def export_conditioning(self, mel) -> np.ndarray:
+        """mel (T_frames, n_mels) for one utterance -> cond (T_frames * hop_length, L, 2R)
+        float32, C-contiguous."""
+        mel = torch.as_tensor(mel, dtype=torch.float32)
+        if mel.ndim != 2:
+            raise ValueError(f"mel has shape {tuple(mel.shape)}, expected (T_frames, {self.config.n_mels})")
+        cond = self.conditioning(mel[None].to(self.embedding.weight.device))[0]  # (T, L, 2R)
+        return np.ascontiguousarray(cond.cpu().numpy(), dtype=np.float32)
+
+
+class ExportedDims(NamedTuple):
+    n_layers: int
+    residual_channels: int
+    skip_channels: int
+    output_channels: int
+    n_classes: int
+    max_dilation: int
+
+
+def validate_exported(weights: dict, cond: np.ndarray | None = None) -> ExportedDims:
+    """Check `export_weights()` output (and optionally `export_conditioning()` output) for
+    every key, dtype, contiguity and shape; raise ValueError naming the first bad tensor."""
+    expected_keys = ("embedding", "dilated_w", "dilated_b", "res_w", "res_b", "skip_w", "skip_b",
+                     "out1_w", "out1_b", "out2_w", "out2_b", "dilations")
+    missing = [k for k in expected_keys if k not in weights]
+    if missing:
+        raise ValueError(f"exported weights lack {', '.join(missing)}")
+    unknown = sorted(set(weights) - set(expected_keys))
+    if unknown:
+        raise ValueError(f"exported weights have unknown keys {', '.join(unknown)}")
+    for name in expected_keys:
+        arr = weights[name]
+        dtype = np.int32 if name == "dilations" else np.float32
+        if not isinstance(arr, np.ndarray):
+            raise ValueError(f"{name} is a {type(arr).__name__}, expected a numpy array")
+        if arr.dtype != dtype:
+            raise ValueError(f"{name} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
+        if not arr.flags.c_contiguous:
+            raise ValueError(f"{name} is not C-contiguous")
+    # The dimensions are read off these four; every other shape is checked against them.
+    for name, symbolic in (("embedding", "(n_classes, R)"), ("res_w", "(L, R, R)"),
+                           ("skip_w", "(L, S, R)"), ("out1_w", "(A, S)")):
+        if weights[name].ndim != symbolic.count(",") + 1:
+            raise ValueError(f"{name} has shape {weights[name].shape}, expected {symbolic}")
+    n_classes, R = weights["embedding"].shape
+    L, S, A = weights["res_w"].shape[0], weights["skip_w"].shape[1], weights["out1_w"].shape[0]
+    expected_shapes = {
+        "embedding": ("(n_classes, R)", (n_classes, R)),
+        "dilated_w": ("(L, 2, 2R, R)", (L, 2, 2 * R, R)),
+        "dilated_b": ("(L, 2R)", (L, 2 * R)),
+        "res_w": ("(L, R, R)", (L, R, R)),
+        "res_b": ("(L, R)", (L, R)),
+        "skip_w": ("(L, S, R)", (L, S, R)),
+        "skip_b": ("(L, S)", (L, S)),
+        "out1_w": ("(A, S)", (A, S)),
+        "out1_b": ("(A,)", (A,)),
+        "out2_w": ("(n_classes, A)", (n_classes, A)),
+        "out2_b": ("(n_classes,)", (n_classes,)),
+        "dilations": ("(L,)", (L,)),
+    }
+    for name, (symbolic, shape) in expected_shapes.items():
+        if weights[name].shape != shape:
+            raise ValueError(f"{name} has shape {weights[name].shape}, expected {symbolic} = {shape}")
+    dilations = weights["dilations"]
+    if L < 1 or (dilations < 1).any():
+        raise ValueError(f"dilations must be >= 1 for at least one layer, got {dilations.tolist()}")
+    if cond is not None:
+        if not isinstance(cond, np.ndarray) or cond.dtype != np.float32:
+            got = getattr(cond, "dtype", type(cond).__name__)
+            raise ValueError(f"cond must be a float32 numpy array, got {got}")
+        if cond.ndim != 3 or cond.shape[1:] != (L, 2 * R):
+            raise ValueError(f"cond has shape {cond.shape}, expected (T, L, 2R) = (T, {L}, {2 * R})")
+        if not cond.flags.c_contiguous:
+            raise ValueError("cond is not C-contiguous")
+    return ExportedDims(L, R, S, A, n_classes, int(dilations.max()))
