@@ -92,24 +92,45 @@ def to_mono_16k(audio: np.ndarray, sample_rate: int, config: AudioConfig = DEFAU
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
+class AudioWriter:
+    """Write 16-bit WAV or FLAC (by extension) piece by piece, atomically.
+
+    The audio goes to a temporary file beside the target, renamed into place when the
+    ``with`` block ends without error; on any error (or Ctrl-C) the temporary file is removed,
+    so the target is complete or absent, never half-written.
+    """
+
+    def __init__(self, path: str | os.PathLike, sample_rate: int = DEFAULT_AUDIO.sample_rate):
+        self.path = Path(path)
+        self.format = {".wav": "WAV", ".flac": "FLAC"}.get(self.path.suffix.lower())
+        if self.format is None:
+            raise AudioFileError(f"unsupported output format {self.path.suffix!r}: use .wav or .flac")
+        if not self.path.parent.is_dir():
+            raise AudioFileError(f"output folder does not exist: {self.path.parent}")
+        self.sample_rate = sample_rate
+
+    def __enter__(self) -> "AudioWriter":
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+        os.close(fd)
+        self._file = sf.SoundFile(self._tmp, "w", self.sample_rate, 1, subtype="PCM_16", format=self.format)
+        return self
+
+    def write(self, audio: np.ndarray) -> None:
+        self._file.write(np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0))
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._file.close()
+        if exc_type is None:
+            os.replace(self._tmp, self.path)
+        else:
+            Path(self._tmp).unlink(missing_ok=True)
+
+
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = DEFAULT_AUDIO.sample_rate) -> Path:
     """Write 16-bit WAV or FLAC (by extension) atomically: the file is complete or absent."""
-    path = Path(path)
-    fmt = {".wav": "WAV", ".flac": "FLAC"}.get(path.suffix.lower())
-    if fmt is None:
-        raise AudioFileError(f"unsupported output format {path.suffix!r}: use .wav or .flac")
-    if not path.parent.is_dir():
-        raise AudioFileError(f"output folder does not exist: {path.parent}")
-    audio = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, audio, sample_rate, format=fmt, subtype="PCM_16")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with AudioWriter(path, sample_rate) as writer:
+        writer.write(audio)
+    return writer.path
 
 
 # --- Level -------------------------------------------------------------------------------

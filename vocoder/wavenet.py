@@ -193,6 +193,15 @@ class WaveNet(nn.Module):
         cond = torch.stack([proj(up) for proj in self.cond_proj], dim=1)  # (B, L, 2R, T)
         return cond.permute(0, 3, 1, 2).contiguous()  # (B, T, L, 2R)
 
+    def conditioning_chunks(self, up: torch.Tensor, chunk_samples: int):
+        """Project upsampled features (B, C_cond, T) from `upsample` chunk by chunk, so that a
+        long utterance never holds its whole (T, L, 2R) conditioning: yields (start, cond
+        (B, t, L, 2R)) for consecutive chunks of at most chunk_samples."""
+        for start in range(0, up.shape[2], chunk_samples):
+            part = up[:, :, start:start + chunk_samples]
+            cond = torch.stack([proj(part) for proj in self.cond_proj], dim=1)  # (B, L, 2R, t)
+            yield start, cond.permute(0, 3, 1, 2)  # (B, t, L, 2R)
+
     # ---- training -------------------------------------------------------------------------
 
     def forward(self, audio_classes_in: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
@@ -340,11 +349,8 @@ class WaveNet(nn.Module):
         uniforms = uniforms.reshape(B, T).to(device)
         state = self.init_state(B, device)
         pieces = []
-        for start in range(0, T, chunk_samples):
-            part = up[:, :, start:start + chunk_samples]
-            cond = torch.stack([proj(part) for proj in self.cond_proj], dim=1)  # (B, L, 2R, t)
-            cond = cond.permute(0, 3, 1, 2)  # (B, t, L, 2R)
-            classes, state = self.generate(cond, uniforms[:, start:start + chunk_samples], state)
+        for start, cond in self.conditioning_chunks(up, chunk_samples):
+            classes, state = self.generate(cond, uniforms[:, start:start + cond.shape[1]], state)
             pieces.append(classes)
         audio = mu_law_decode(torch.cat(pieces, dim=1).cpu()).numpy().astype(np.float32)  # (B, T)
         return audio[0] if single else audio

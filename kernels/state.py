@@ -1,0 +1,56 @@
+"""The generation state every fast WaveNet backend carries between chunks.
+
+It holds exactly what the reference `vocoder.wavenet.WaveNetState` holds, flattened into
+plain arrays a kernel can index: the ring buffers of all layers back to back in one
+``history`` array (layer l owns rows ``offsets[l] : offsets[l] + dilations[l]``; at step t
+its slot ``t % dilations[l]`` holds x_l[t - d] and is overwritten with x_l[t]), the class of
+the previous sample, and the step count. One state serves a batch of utterances; each
+utterance has its own step count so utterances may start at different times.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vocoder.wavenet import START_CLASS, WaveNetState
+
+
+@dataclass
+class KernelState:
+    history: np.ndarray  # (B, sum(dilations), R) float32
+    last_class: np.ndarray  # (B,) int32
+    t: np.ndarray  # (B,) int64, samples generated so far per utterance
+
+    @staticmethod
+    def offsets(dilations) -> np.ndarray:
+        """Start row of each layer's ring in ``history``: (L,) int64."""
+        d = np.asarray(dilations, dtype=np.int64)
+        return np.concatenate([[0], np.cumsum(d)[:-1]]).astype(np.int64)
+
+    @classmethod
+    def zeros(cls, batch_size: int, dilations, residual_channels: int) -> "KernelState":
+        """Start from silence, as `WaveNet.init_state` does."""
+        rows = int(np.sum(dilations))
+        return cls(np.zeros((batch_size, rows, residual_channels), np.float32),
+                   np.full(batch_size, START_CLASS, np.int32), np.zeros(batch_size, np.int64))
+
+    def copy(self) -> "KernelState":
+        return KernelState(self.history.copy(), self.last_class.copy(), self.t.copy())
+
+    @classmethod
+    def from_torch(cls, state: WaveNetState) -> "KernelState":
+        history = torch.cat(state.buffers, dim=1).detach().cpu().numpy().astype(np.float32)
+        b = history.shape[0]
+        return cls(np.ascontiguousarray(history), state.last_class.cpu().numpy().astype(np.int32),
+                   np.full(b, state.t, np.int64))
+
+    def to_torch(self, dilations) -> WaveNetState:
+        if len(set(self.t.tolist())) != 1:
+            raise ValueError("the reference state needs every utterance at the same step")
+        h = torch.from_numpy(self.history.copy())
+        buffers = list(torch.split(h, list(dilations), dim=1))
+        return WaveNetState([b.contiguous() for b in buffers], torch.from_numpy(self.last_class.astype(np.int64)),
+                            int(self.t[0]))

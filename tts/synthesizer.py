@@ -1,0 +1,162 @@
+"""The public pipeline: text in, 16 kHz audio out, streamed chunk by chunk.
+
+    synth = Synthesizer.load()                 # the bundled voice, or .load("path/to/voice")
+    audio = synth.synthesize("Hello, world.")  # float32 mono at synth.sample_rate
+    for chunk in synth.stream(long_text):      # audio as soon as it is generated
+        play(chunk.audio)
+
+Text is split into sentences (``tts.text.split_sentences``); each sentence goes through the
+acoustic model as a whole (its post-net looks both ways), then the vocoder emits its audio in
+chunks while it runs, so the first sound comes long before the sentence is done. Only one
+sentence is in flight at a time, so memory stays bounded however long the text is.
+
+Randomness is an input: the vocoder's uniforms for sentence i come from a generator seeded by
+``(seed, i)`` and are drawn chunk after chunk, so ``synthesize`` is exactly the concatenation
+of ``stream`` for the same seed, and every vocoder backend draws the same samples.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tts.audio import mu_law_decode, write_audio
+from tts.text import NothingToSpeakError, split_sentences, symbols_to_ids, to_phonemes
+from tts.voice import BUNDLED_VOICE, Voice, VoiceError, load_voice
+
+MIN_RATE, MAX_RATE = 0.5, 2.0
+# Small first chunk so playback starts quickly; larger ones after amortize per-call costs.
+FIRST_CHUNK_SAMPLES = 1600  # 100 ms
+CHUNK_SAMPLES = 8000  # 500 ms
+
+
+class SynthesisError(RuntimeError):
+    """The engine cannot run as asked: no voice, an unusable device or vocoder backend."""
+
+
+@dataclass
+class Chunk:
+    """A piece of streamed audio and the sentence it belongs to."""
+
+    audio: np.ndarray  # (n,) float32 in [-1, 1]
+    text: str  # the sentence, normalized
+    phonemes: list[str]
+    mel: np.ndarray = field(repr=False)  # (frames, n_mels): the whole sentence's mel
+    alignment: np.ndarray = field(repr=False)  # (decoder steps, symbols)
+    sentence: int = 0  # index of the sentence in the text
+    last: bool = False  # the last chunk of its sentence
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SynthesisError(f"device {device!r} asked for, but no CUDA GPU is available")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise SynthesisError(f"unknown device {device!r} (expected cpu, cuda or auto)") from None
+
+
+class Synthesizer:
+    """A loaded voice and a vocoder backend, ready to speak. Safe to share between threads:
+    all generation state lives in each call."""
+
+    def __init__(self, voice: Voice, device: str = "auto", vocoder: str = "auto"):
+        from kernels import BackendUnavailableError, load_backend
+
+        self.voice = voice
+        self.device = _resolve_device(device)
+        self.acoustic = voice.acoustic.to(self.device).eval()
+        self.wavenet = voice.vocoder.to(self.device).eval()
+        self.sample_rate = voice.audio.sample_rate
+        if vocoder == "auto" and self.device.type == "cpu":
+            vocoder = "numba"  # the GPU kernel only where the models run on the GPU
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore" if vocoder == "auto" else "default")
+                self.kernel = load_backend(vocoder, self.wavenet)
+        except BackendUnavailableError as e:
+            raise SynthesisError(str(e)) from None
+        except ValueError as e:  # an unknown backend name
+            raise SynthesisError(str(e)) from None
+        self.backend = self.kernel.name
+
+    @classmethod
+    def load(cls, voice: str | os.PathLike | None = None, device: str = "auto", vocoder: str = "auto") -> "Synthesizer":
+        """Load a voice folder (default: the voice bundled with the package)."""
+        path = Path(voice) if voice is not None else BUNDLED_VOICE
+        if voice is None and not (path / "config.json").is_file():
+            raise SynthesisError("no voice installed yet: pass a voice folder")
+        try:
+            loaded = load_voice(path, device="cpu")
+        except VoiceError as e:
+            raise SynthesisError(str(e)) from None
+        return cls(loaded, device=device, vocoder=vocoder)
+
+    # --- the two calls ---------------------------------------------------------------------
+
+    def synthesize(self, text: str, seed: int = 0, rate: float = 1.0) -> np.ndarray:
+        """All of ``text`` as one float32 array (the concatenation of ``stream``)."""
+        pieces = [chunk.audio for chunk in self.stream(text, seed=seed, rate=rate)]
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+    def synthesize_to_file(self, text: str, path: str | os.PathLike, seed: int = 0, rate: float = 1.0) -> Path:
+        """Speak ``text`` into a .wav or .flac file, written completely or not at all."""
+        return write_audio(path, self.synthesize(text, seed=seed, rate=rate), self.sample_rate)
+
+    def stream(self, text: str, seed: int = 0, rate: float = 1.0) -> Iterator[Chunk]:
+        """Yield audio chunks as soon as they are generated, sentence after sentence.
+
+        Raises ``NothingToSpeakError`` (a ValueError) before yielding anything if the text has
+        nothing to say, and ValueError for a speaking rate outside [0.5, 2].
+        """
+        if not MIN_RATE <= rate <= MAX_RATE:
+            raise ValueError(f"speaking rate {rate} is outside [{MIN_RATE}, {MAX_RATE}]")
+        for index, sentence in enumerate(split_sentences(text)):
+            try:
+                phonemes = to_phonemes(sentence)
+            except NothingToSpeakError:
+                continue
+            yield from self._speak_sentence(sentence, phonemes, index, seed, rate)
+
+    # --- one sentence ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sentence_mel(self, phonemes: list[str], rate: float = 1.0) -> tuple[torch.Tensor, np.ndarray]:
+        """Symbols -> (mel (frames, n_mels) on the model's device, alignment (steps, symbols))."""
+        ids = torch.tensor([symbols_to_ids(phonemes)], device=self.device)
+        out = self.acoustic.generate(ids)
+        mel = out.mel[0, : int(out.lengths[0])]  # (T, n_mels)
+        if rate != 1.0:
+            # Resampling the frames in time changes the duration, not the pitch: the vocoder
+            # still makes 200 samples per frame from the same spectra.
+            frames = max(1, round(mel.shape[0] / rate))
+            mel = F.interpolate(mel.T[None], size=frames, mode="linear", align_corners=True)[0].T
+        return mel.contiguous(), out.alignment[0].cpu().numpy()
+
+    @torch.no_grad()
+    def _speak_sentence(self, text: str, phonemes: list[str], index: int, seed: int, rate: float) -> Iterator[Chunk]:
+        mel, alignment = self.sentence_mel(phonemes, rate)
+        mel_np = mel.cpu().numpy()
+        up = self.wavenet.upsample(mel[None])  # (1, C_cond, T_samples)
+        total = up.shape[2]
+        rng = np.random.default_rng([seed, index])
+        state = self.kernel.init_state(1)
+        start = 0
+        while start < total:
+            n = min(FIRST_CHUNK_SAMPLES if start == 0 else CHUNK_SAMPLES, total - start)
+            _, cond = next(self.wavenet.conditioning_chunks(up[:, :, start:start + n], n))
+            uniforms = rng.random((1, n), dtype=np.float32)
+            classes, state = self.kernel.generate(cond.cpu().numpy() if self.backend != "cuda" else cond,
+                                                  uniforms, state)
+            start += n
+            audio = mu_law_decode(np.asarray(classes[0]))
+            yield Chunk(audio, text, phonemes, mel_np, alignment, index, last=start >= total)
