@@ -1,0 +1,130 @@
+"""Split raw text into sentences and bound their length, for synthesis one chunk at a time.
+
+The acoustic model attends over a whole input at once, and its alignment degrades on very
+long inputs; ``MAX_CHARS`` normalized characters keeps each chunk well inside the lengths
+it is trained on, and gives streaming synthesis a natural unit.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .normalize import PUNCTUATION, NothingToSpeakError, normalize
+from .readings import period_ends_sentence
+
+MAX_CHARS = 250
+# The smallest bound every piece can meet: a cut override still needs its braces, one
+# symbol with its stress digit, and a trailing mark ("{AH0},").
+MIN_CHARS = 8
+
+_PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*")
+# A sentence may end after . ? ! or an ellipsis, with closing quotes or brackets, before space.
+_END = re.compile(r"""(?P<mark>[.?!…]+)["'”’)\]]*(?=\s)""")
+_TOKEN = re.compile(r"\{[^{}]*\}\S*|\S+")
+
+
+def _sentences(paragraph: str) -> list[str]:
+    """Cut one paragraph at the marks that end a sentence (see ``period_ends_sentence``)."""
+    out, start = [], 0
+    for m in _END.finditer(paragraph):
+        rest = paragraph[m.end() :]
+        mark = m.group("mark")
+        if mark == ".":
+            word = paragraph[start : m.end("mark")].split()[-1].lstrip("\"'“‘([")
+            ends = period_ends_sentence(word, rest)
+        else:  # ? ! and ellipses end a sentence unless it goes on in lowercase
+            nxt = rest.lstrip()[:1]
+            ends = not nxt or not nxt.islower()
+        if ends:
+            out.append(paragraph[start : m.end()])
+            start = m.end()
+    out.append(paragraph[start:])
+    return [s.strip() for s in out if s.strip()]
+
+
+def _split_word(token: str, max_chars: int) -> list[str]:
+    """A token longer than the bound: an override is cut between phonemes, a word anywhere
+    (apostrophes become cuts, so every piece is still a valid word)."""
+    mark = token[-1] if token[-1] in PUNCTUATION else ""
+    body = token[: len(token) - len(mark)]
+    if body.startswith("{"):
+        room = max_chars - len(mark) - 2  # braces
+        parts = []
+        for symbol in body[1:-1].split():
+            # A symbol longer than the room (never a real phoneme) is cut before its stress
+            # digit, so that every piece is still letters with at most one digit.
+            letters, digit = re.fullmatch(r"(.*?)(\d?)", symbol).groups()
+            cuts = [letters[i : i + room - 1] for i in range(0, len(letters), room - 1)]
+            parts += cuts[:-1] + [cuts[-1] + digit] if cuts else [digit]
+        pieces, current = [], []
+        for part in parts:
+            if current and len(" ".join(current + [part])) > room:
+                pieces.append("{" + " ".join(current) + "}")
+                current = []
+            current.append(part)
+        pieces.append("{" + " ".join(current) + "}")
+    else:
+        parts = body.split("'")
+        pieces = [p[i : i + max_chars] for p in parts for i in range(0, len(p), max_chars)]
+        if len(pieces[-1]) + len(mark) > max_chars:
+            pieces[-1:] = [pieces[-1][:-1], pieces[-1][-1]]
+    pieces[-1] += mark
+    return pieces
+
+
+def _fit(sentence: str, max_chars: int) -> list[str]:
+    """Break a normalized sentence into chunks of at most ``max_chars``: between clauses
+    (after a punctuation mark) where possible, between words otherwise."""
+    if len(sentence) <= max_chars:
+        return [sentence]
+    words = [
+        piece
+        for token in _TOKEN.findall(sentence)
+        for piece in (_split_word(token, max_chars) if len(token) > max_chars else [token])
+    ]
+    clauses: list[list[str]] = [[]]
+    for word in words:
+        clauses[-1].append(word)
+        if word[-1] in PUNCTUATION:
+            clauses.append([])
+    chunks: list[str] = []
+    current = ""
+    for clause in filter(None, clauses):
+        text = " ".join(clause)
+        if current and len(current) + 1 + len(text) <= max_chars:
+            current += " " + text
+            continue
+        if current:
+            chunks.append(current)
+            current = ""
+        for word in clause if len(text) > max_chars else [text]:
+            if current and len(current) + 1 + len(word) > max_chars:
+                chunks.append(current)
+                current = ""
+            current = f"{current} {word}" if current else word
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def split_sentences(text: str, max_chars: int = MAX_CHARS) -> list[str]:
+    """Raw text -> normalized chunks, one sentence each where it fits in ``max_chars``.
+
+    Paragraphs (blank lines) always end a sentence; single line breaks are spaces.
+    Sentences with nothing to speak are skipped; if none is left, ``NothingToSpeakError``.
+    Every chunk matches ``normalize``'s output format and is at most ``max_chars`` long.
+    """
+    if max_chars < MIN_CHARS:
+        raise ValueError(f"max_chars must be at least {MIN_CHARS}, got {max_chars}")
+    chunks: list[str] = []
+    for paragraph in _PARAGRAPH.split(text):
+        for sentence in _sentences(" ".join(paragraph.split())):
+            try:
+                normalized = normalize(sentence)
+            except NothingToSpeakError:
+                continue
+            chunks += _fit(normalized, max_chars)
+    if not chunks:
+        preview = text if len(text) <= 40 else text[:37] + "..."
+        raise NothingToSpeakError(f"nothing to speak in the text {preview!r}")
+    return chunks
