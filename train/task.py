@@ -1,7 +1,31 @@
-"""What a model brings to the trainer: a small task object. The loop lives in train/trainer.py."""
+"""What a model brings to the trainer: a small task object. The loop lives in train/trainer.py.
+
+A task is constructed from its config alone, ``Task(config)``, where ``config`` is an instance
+of the task's ``config_class``: a frozen dataclass whose fields all have defaults (a nested
+model config such as ``model: AcousticConfig`` is addressed as ``model.r`` on the command
+line). Its field names must not repeat the trainer's own (``TrainConfig``: ``lr``,
+``batch_size``, ...), because both are set through the same ``--set key=value`` namespace.
+
+The trainer calls, in this order::
+
+    task.prepare(data_dir)                 rank 0 only, before the others start (e.g. feature caches)
+    train, eval = task.datasets(data_dir)  every rank
+    task.lengths(train)                    for length-bucketed batching
+    model = task.build_model()             every rank, after seeding: identical initial weights
+    DataLoader(train, collate_fn=task.collate, ...)
+    loss, scalars = task.loss(model, batch)     every micro-step, under autocast on GPU
+    task.units(batch)                      throughput counting
+    task.evaluate(model, eval_batches, writer, step)   rank 0, model in eval mode, no grad
+    task.export(model, voice_dir)          ``python -m train export``
+
+A dataset may define ``set_epoch(epoch, seed)``: the trainer calls it before each epoch's data
+are read, so random choices (crops) can be drawn from (seed, epoch, index) alone, which keeps
+resuming exact and makes them independent of DataLoader workers.
+"""
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -17,9 +41,24 @@ class Task:
     """
 
     name: str
+    # The frozen dataclass this task is configured with. When a subclass leaves it unset, the
+    # type annotation of its __init__'s ``config`` parameter is used (see ``config_class_of``).
+    config_class: type | None = None
+    # Trainer settings that suit this model better than TrainConfig's defaults, e.g.
+    # {"batch_size": 8, "ema": 0.9999}; the command line still overrides them.
+    train_defaults: dict[str, Any] = {}
+    # What `units` counts, for throughput: "items" unless a task knows better (frames, samples).
+    unit: str = "items"
+    # Whether some parameters can get no gradient from the loss; DistributedDataParallel must
+    # then search the graph for them every step, which costs a little.
+    find_unused_parameters: bool = False
 
     def __init__(self, config: Any):
         self.config = config
+
+    def prepare(self, data_dir: Path) -> None:
+        """One-time work on the data folder before training (rank 0 only; the other ranks wait).
+        Computing feature caches here keeps ranks from building the same cache at once."""
 
     def build_model(self) -> torch.nn.Module:
         raise NotImplementedError
@@ -35,15 +74,41 @@ class Task:
     def collate(self, items: list) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """(scalar loss to minimize, named scalars to log)."""
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """(scalar loss to minimize, named scalars to log: floats or 0-dim tensors).
+
+        ``model`` is always the plain model (never the DistributedDataParallel wrapper: the
+        trainer routes this whole call through DDP), so calling any of its methods is fine.
+        The loss should be a mean over the batch's items (or frames): DDP averages it over
+        ranks, which equals the single-process loss of the global batch when every rank's
+        share weighs the same."""
         raise NotImplementedError
 
+    def units(self, batch: dict[str, torch.Tensor]) -> int:
+        """How many `unit`s a batch holds (for throughput); by default its number of items."""
+        first = next(iter(batch.values()))
+        return int(first.shape[0])
+
     @torch.no_grad()
-    def evaluate(self, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]], writer, step: int) -> dict[str, float]:
-        """Rank 0 only: metrics (and plots/audio to the TensorBoard writer) on held-out data."""
+    def evaluate(self, model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]], writer,
+                 step: int) -> dict[str, float]:
+        """Rank 0 only: metrics (and plots/audio to the TensorBoard writer, when not None) on
+        held-out data. ``model`` is the plain model (the EMA copy when there is one), in eval
+        mode; ``batches`` are collated held-out batches, on CPU."""
         raise NotImplementedError
 
     def export(self, model: torch.nn.Module, voice_dir: Path) -> None:
         """Write the weights-only model into a voice folder (see tts/voice.py)."""
         raise NotImplementedError
+
+
+def config_class_of(task_cls: type[Task]) -> type:
+    """The config dataclass of a task class: ``config_class``, else the annotation of the
+    ``config`` parameter of its ``__init__``."""
+    if task_cls.config_class is not None:
+        return task_cls.config_class
+    hints = typing.get_type_hints(task_cls.__init__)
+    cls = hints.get("config")
+    if not isinstance(cls, type) or not hasattr(cls, "__dataclass_fields__"):
+        raise TypeError(f"{task_cls.__name__} names no config dataclass: set its config_class")
+    return cls

@@ -1,0 +1,334 @@
+"""The trainer end to end, on CPU with gloo: tiny models on a tiny synthetic LJ Speech-layout
+corpus made here. Multi-process runs go through torchrun in a subprocess."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from train.__main__ import main
+from train.data import FeatureCache
+from train.tasks import get_task
+from train.tasks.acoustic import AcousticTask
+from train.trainer import (ConfigError, TrainConfig, Trainer, export_run, latest_checkpoint, load_checkpoint,
+                           lr_at, resolve_config)
+from tts.voice import load_model
+
+REPO = Path(__file__).resolve().parents[1]
+# Equal phoneme counts and equal durations: every clip weighs the same in a batch mean, so one
+# process with a batch of 4 and two processes with 2 each compute the same gradient.
+WORDS = ["Cat.", "Dog.", "Pin.", "Sun.", "Map.", "Bed.", "Hat.", "Cup."]
+COMMON = ["trim_db=none", "batch_size=4", "eval_clips=1", "num_workers=0", "eval_every=0", "warmup_steps=0",
+          "decay=constant", "checkpoint_every=100", "lr=1e-3"]
+ACOUSTIC = ["model.embed_dim=16", "model.encoder_channels=16", "model.encoder_layers=1", "model.prenet_dim=16",
+            "model.decoder_channels=16", "model.decoder_dilations=1,2", "model.converter_dilations=1",
+            "model.attention_dim=16", "model.postnet_channels=16", "model.postnet_layers=1"]
+NO_DROPOUT = ["model.dropout=0", "model.prenet_dropout=0"]
+VOCODER = ["segment_frames=4", "sample_frames=2", "model.n_layers=3", "model.residual_channels=8",
+           "model.skip_channels=8", "model.output_channels=8", "model.cond_channels=8", "model.max_dilation=2"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Eight 0.3 s modulated tones with one-syllable texts, features cached in place (without
+    trimming, which would only cost the import of librosa.effects)."""
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "wavs").mkdir()
+    sr = 16000
+    t = np.arange(int(0.3 * sr)) / sr
+    for i, word in enumerate(WORDS):
+        x = 0.5 * np.sin(2 * np.pi * (150 + 40 * i) * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t))
+        sf.write(root / "wavs" / f"LJ{i:03d}.wav", x.astype(np.float32), sr)
+    (root / "metadata.csv").write_text("".join(f"LJ{i:03d}|{w}|{w}\n" for i, w in enumerate(WORDS)))
+    FeatureCache(root, trim_db=None).build(progress=False)  # steady tones: nothing to trim
+    return root
+
+
+def fit(task_name, data, out, sets, resume=True, task_cls=None):
+    cls = get_task(task_name)
+    train_config, task_config = resolve_config(cls, overrides=sets)
+    return Trainer((task_cls or cls)(task_config), train_config, data, out, resume=resume).fit()
+
+
+def losses(run_dir) -> dict[int, float | None]:
+    """Step -> loss of a run's log.jsonl."""
+    log = {}
+    for line in (Path(run_dir) / "log.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        assert record["step"] not in log, "a step is logged twice"
+        log[record["step"]] = record["loss"]
+    return log
+
+
+def start_cli(args, nproc=1) -> subprocess.Popen:
+    """``python -m train ARGS``, or under ``torchrun --standalone`` (a free port) for nproc > 1."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    if nproc == 1:
+        cmd = [sys.executable, "-m", "train", *args]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "train", *args]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout=180) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def run_cli(args, nproc=1):
+    return finish(start_cli(args, nproc))
+
+
+def final_weights(run_dir, key="model"):
+    return load_checkpoint(latest_checkpoint(run_dir))[key]
+
+
+def assert_same_weights(a, b, atol):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=atol, msg=f"{k} differs")
+
+
+# --- config --------------------------------------------------------------------------------
+
+def test_settings_are_typed_and_checked(tmp_path):
+    cls = get_task("acoustic")
+    train, task = resolve_config(cls, overrides=["lr=3e-4", "model.r=2", "model.decoder_dilations=1,2",
+                                                 "model.postnet=false", "eval_clips=2", "betas=0.8,0.9"])
+    assert train.lr == 3e-4 and train.betas == (0.8, 0.9) and train.batch_size == 16  # the task's default
+    assert task.model.r == 2 and task.model.decoder_dilations == (1, 2) and task.model.postnet is False
+    (tmp_path / "c.json").write_text(json.dumps({"max_steps": 7, "model": {"r": 3}}))
+    train, task = resolve_config(cls, file=tmp_path / "c.json", overrides=["model.n_mels=80"])
+    assert train.max_steps == 7 and task.model.r == 3 and task.model.attention_dim == 128
+    for bad, message in [(["lr"], "key=value"), (["lrr=1"], "did you mean lr"), (["model.rr=2"], "model.r"),
+                         (["model.r=two"], "expected int"), (["decay=linear"], "decay must be"),
+                         (["model.r=0"], "r must be >= 1"), (["model=2"], "group of settings"),
+                         (["accumulation_steps=3"], "divisible"), (["betas=0.9"], "2 comma-separated"),
+                         (["lr.x=1"], "single setting")]:
+        with pytest.raises(ConfigError, match=message):
+            resolve_config(cls, overrides=bad)
+
+
+def test_print_config_shows_every_setting(capsys):
+    assert main(["vocoder", "--data", "unused", "--out", "unused", "--print-config", "--set", "model.n_layers=4"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["task"] == "vocoder" and shown["ema"] == 0.9999 and shown["model"]["n_layers"] == 4
+    assert shown["segment_frames"] == 40 and shown["batch_size"] == 8
+
+
+def test_learning_rate_schedule():
+    c = TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=9, max_steps=109, decay="cosine")
+    assert lr_at(c, 0) == pytest.approx(0.1) and lr_at(c, 8) == pytest.approx(0.9)
+    assert lr_at(c, 9) == pytest.approx(1.0) and lr_at(c, 59) == pytest.approx(0.55)
+    assert lr_at(c, 109) == pytest.approx(0.1) and lr_at(c, 500) == pytest.approx(0.1)
+    c = TrainConfig(lr=1.0, warmup_steps=4, decay="inverse_sqrt")
+    assert lr_at(c, 3) == pytest.approx(0.8) and lr_at(c, 15) == pytest.approx(0.5)
+
+
+# --- one and two processes -----------------------------------------------------------------
+
+# Softmax ignores a shift shared by all keys, so the attention key bias gets only rounding
+# noise as its gradient; Adam would scale that noise to full steps. A larger eps keeps such
+# steps negligible, so that the weights can be compared.
+ADAM_EPS = "adam_eps=1e-4"
+
+
+def test_acoustic_one_and_two_processes_agree(corpus, tmp_path):
+    sets = COMMON + ACOUSTIC + NO_DROPOUT + ["max_steps=2", "lr=1e-2", ADAM_EPS]
+    two = start_cli(["acoustic", "--data", str(corpus), "--out", str(tmp_path / "two"), "--set", *sets], nproc=2)
+    # Evaluating (only here) must not change training: it runs on its own RNG.
+    record = fit("acoustic", corpus, tmp_path / "one", sets + ["eval_every=2"])
+    assert record["step"] == 2 and np.isfinite(record["loss"])
+    two = finish(two)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one_log, two_log = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert sorted(one_log) == sorted(two_log) == [1, 2]
+    for step in one_log:
+        assert one_log[step] == pytest.approx(two_log[step], abs=1e-6)
+    assert_same_weights(final_weights(tmp_path / "one"), final_weights(tmp_path / "two"), atol=1e-5)
+
+    ckpt = load_checkpoint(latest_checkpoint(tmp_path / "two"))  # weights_only=True inside
+    assert ckpt["step"] == 2 and len(ckpt["rng"]) == 2 and ckpt["world_size"] == 2
+    assert not any(k.startswith(("module.", "model.")) for k in ckpt["model"])
+    evaluation = json.loads((tmp_path / "one" / "eval.jsonl").read_text())
+    assert evaluation["step"] == 2 and np.isfinite(evaluation["loss"])
+    assert any((tmp_path / "one" / "tb").iterdir())
+
+    assert main(["export", str(tmp_path / "two"), "--to", str(tmp_path / "voice")]) == 0
+    model = load_model(tmp_path / "voice", "acoustic")
+    assert_same_weights(model.state_dict(), ckpt["model"], atol=0)
+    assert model.config.decoder_dilations == (1, 2)
+
+
+def test_vocoder_one_and_two_processes_agree_and_export_ema(corpus, tmp_path):
+    sets = COMMON + VOCODER + ["max_steps=2", "lr=1e-2", "ema=0.5", "accumulation_steps=2", ADAM_EPS]
+    two = start_cli(["vocoder", "--data", str(corpus), "--out", str(tmp_path / "two"), "--set", *sets], nproc=2)
+    record = fit("vocoder", corpus, tmp_path / "one", sets + ["eval_every=2"])
+    assert record["step"] == 2 and np.isfinite(record["loss"])
+    two = finish(two)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one_log, two_log = losses(tmp_path / "one"), losses(tmp_path / "two")
+    for step in (1, 2):
+        assert one_log[step] == pytest.approx(two_log[step], abs=1e-6)
+    assert_same_weights(final_weights(tmp_path / "one"), final_weights(tmp_path / "two"), atol=1e-5)
+    assert_same_weights(final_weights(tmp_path / "one", "ema"), final_weights(tmp_path / "two", "ema"), atol=1e-5)
+    assert np.isfinite(json.loads((tmp_path / "one" / "eval.jsonl").read_text())["loss"])
+
+    export_run(tmp_path / "one", tmp_path / "voice")
+    model = load_model(tmp_path / "voice", "vocoder")
+    ema, raw = final_weights(tmp_path / "one", "ema"), final_weights(tmp_path / "one")
+    assert_same_weights(model.state_dict(), ema, atol=0)  # the moving average is what ships
+    assert not torch.equal(ema["out2.weight"], raw["out2.weight"])
+
+
+# --- resuming --------------------------------------------------------------------------------
+
+KILLED_RUN = """
+import os, signal, sys
+import torch
+torch.set_num_threads(1)
+from train.tasks.acoustic import AcousticTask
+from train.trainer import Trainer, resolve_config
+
+class DiesMidStep(AcousticTask):
+    calls = 0
+
+    def loss(self, model, batch):
+        DiesMidStep.calls += 1
+        if DiesMidStep.calls == {kill_at}:  # the second micro-step of step 4: after one backward
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().loss(model, batch)
+
+train, task = resolve_config(AcousticTask, overrides={sets!r})
+Trainer(DiesMidStep(task), train, sys.argv[1], sys.argv[2]).fit()
+"""
+
+
+def test_sigkill_then_resume_equals_uninterrupted(corpus, tmp_path):
+    # Dropout on (the RNG states must come back), two micro-steps per step, and a checkpoint
+    # in the middle of an epoch (2 steps per epoch): everything resuming has to restore.
+    sets = COMMON + ACOUSTIC + ["max_steps=6", "accumulation_steps=2", "checkpoint_every=3", "lr=1e-2"]
+    fit("acoustic", corpus, tmp_path / "whole", sets)
+
+    script = tmp_path / "killed_run.py"
+    script.write_text(KILLED_RUN.format(kill_at=3 * 2 + 2, sets=sets))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    killed = subprocess.run([sys.executable, str(script), str(corpus), str(tmp_path / "run")], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    ckpt = load_checkpoint(latest_checkpoint(tmp_path / "run"))
+    assert (ckpt["step"], ckpt["epoch"], ckpt["position"]) == (3, 1, 2)
+
+    # The command line resumes with the run's own settings.
+    assert main(["acoustic", "--data", str(corpus), "--out", str(tmp_path / "run")]) == 0
+    whole, run = losses(tmp_path / "whole"), losses(tmp_path / "run")
+    assert sorted(run) == list(range(1, 7))
+    for step in range(1, 7):
+        assert run[step] == pytest.approx(whole[step], abs=1e-6), step
+    assert_same_weights(final_weights(tmp_path / "run"), final_weights(tmp_path / "whole"), atol=1e-6)
+
+
+def test_vocoder_resume_equals_uninterrupted(corpus, tmp_path):
+    # Random crops are drawn from (seed, epoch, index): a resumed run must draw the same ones.
+    sets = COMMON + VOCODER + ["lr=1e-2", "ema=0.9", "batch_size=2", "checkpoint_every=2"]
+    fit("vocoder", corpus, tmp_path / "whole", sets + ["max_steps=6"])
+    fit("vocoder", corpus, tmp_path / "run", sets + ["max_steps=3"])
+    fit("vocoder", corpus, tmp_path / "run", sets + ["max_steps=6"])
+    whole, run = losses(tmp_path / "whole"), losses(tmp_path / "run")
+    for step in range(1, 7):
+        assert run[step] == pytest.approx(whole[step], abs=1e-6), step
+    assert_same_weights(final_weights(tmp_path / "run", "ema"), final_weights(tmp_path / "whole", "ema"), atol=1e-6)
+
+
+class InterruptedAtStep2(AcousticTask):
+    calls = 0
+
+    def loss(self, model, batch):
+        InterruptedAtStep2.calls += 1
+        if InterruptedAtStep2.calls == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return super().loss(model, batch)
+
+
+def test_sigterm_checkpoints_at_the_step_boundary_and_stops(corpus, tmp_path):
+    record = fit("acoustic", corpus, tmp_path / "run", COMMON + ACOUSTIC + ["max_steps=50"],
+                 task_cls=InterruptedAtStep2)
+    assert record["step"] == 2
+    assert load_checkpoint(latest_checkpoint(tmp_path / "run"))["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is put back
+    # The run's config.json starts another run with the same settings.
+    train, task = resolve_config(AcousticTask, file=tmp_path / "run" / "config.json")
+    assert train.max_steps == 50 and task.model.decoder_dilations == (1, 2) and task.trim_db is None
+
+
+# --- faults and learning -----------------------------------------------------------------------
+
+class NanAtStep2(AcousticTask):
+    calls = 0
+
+    def loss(self, model, batch):
+        NanAtStep2.calls += 1
+        loss, scalars = super().loss(model, batch)
+        return (loss * float("nan") if NanAtStep2.calls == 2 else loss), scalars
+
+
+def test_non_finite_step_is_skipped_and_counted(corpus, tmp_path):
+    sets = COMMON + ACOUSTIC + ["max_steps=3", "checkpoint_every=1", "keep_checkpoints=5"]
+    record = fit("acoustic", corpus, tmp_path / "run", sets, task_cls=NanAtStep2)
+    assert record["step"] == 3 and record["skipped_total"] == 1
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["skipped"] for r in log] == [False, True, False]
+    assert log[1]["loss"] is None and np.isfinite(log[2]["loss"])
+    step1, step2, step3 = (load_checkpoint(tmp_path / "run" / "checkpoints" / f"step-0000000{s}.pt")
+                           for s in (1, 2, 3))
+    assert_same_weights(step1["model"], step2["model"], atol=0)  # nothing applied
+    assert all(torch.isfinite(v).all() for v in step3["model"].values())
+    assert step3["skipped"] == 1
+    assert max(int(s["step"]) for s in step3["optimizer"]["state"].values()) == 2  # Adam stepped twice
+
+
+def test_tiny_overfit_drives_loss_down(corpus, tmp_path):
+    sets = COMMON + ACOUSTIC + NO_DROPOUT + ["max_steps=30", "batch_size=2", "eval_clips=6", "lr=1e-2"]
+    fit("acoustic", corpus, tmp_path / "run", sets)
+    log = losses(tmp_path / "run")
+    assert log[30] < 0.3 * log[1]
+
+
+# --- usage errors ---------------------------------------------------------------------------------
+
+def test_usage_errors_exit_2_with_one_line(corpus, tmp_path, capsys):
+    run = ["--out", str(tmp_path / "run")]
+    cases = [
+        ["nosuchtask", "--data", str(corpus), *run],
+        ["acoustic", "--data", str(tmp_path / "missing"), *run],
+        ["acoustic", "--data", str(corpus), *run, "--set", "no_such_key=1"],
+        ["acoustic", "--data", str(corpus), *run, "--set", "lr=fast"],
+        ["acoustic", "--data", str(corpus), *run, "--set", "lr"],
+        ["acoustic", "--data", str(corpus)],
+        ["acoustic", "--data", str(corpus), *run, "--config", str(tmp_path / "missing.json")],
+        ["export", str(tmp_path / "empty"), "--to", str(tmp_path / "voice")],
+    ]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: "), (argv, err)
+
+    # A folder that holds a run of another task, or a run while --no-resume is asked.
+    fit("acoustic", corpus, tmp_path / "done", COMMON + ACOUSTIC + ["max_steps=1"])
+    capsys.readouterr()
+    for argv in (["vocoder", "--data", str(corpus), "--out", str(tmp_path / "done")],
+                 ["acoustic", "--data", str(corpus), "--out", str(tmp_path / "done"), "--no-resume"]):
+        assert main(argv) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+
+    proc = run_cli(["acoustic", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run")])
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "data folder not found" in proc.stderr

@@ -1,0 +1,117 @@
+"""Command line of the trainer.
+
+    python -m train TASK --data DIR --out RUN_DIR [--config FILE.json] [--set KEY=VALUE ...]
+                         [--resume | --no-resume] [--print-config]
+    torchrun --nproc_per_node=N -m train TASK ...        one process per GPU (or CPU worker)
+    python -m train export RUN_DIR --to VOICE_DIR
+
+TASK is g2p, acoustic or vocoder. Settings come from the task's defaults, then (when resuming)
+the run's own settings, then --config, then every --set in order. Trainer settings are plain
+names (``--set lr=3e-4 batch_size=32``), task settings too (``--set segment_frames=20``), and
+the model's fields are ``model.NAME`` (``--set model.r=2``). ``--print-config`` shows them all.
+
+Errors a user can cause end in one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from train.data import DatasetError
+from train.tasks import TASKS, UnknownTaskError, get_task
+from train.trainer import (ConfigError, RunDirError, Trainer, config_dict, export_run, latest_checkpoint,
+                           load_checkpoint, resolve_config, stored_config)
+from tts.audio import AudioFileError
+from tts.voice import VoiceError
+
+USER_ERRORS = (ConfigError, RunDirError, UnknownTaskError, DatasetError, AudioFileError, VoiceError)
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (argparse would print the whole usage first)."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def _train_parser(task: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=f"python -m train {task}", description=f"Train the {task} model.")
+    p.add_argument("--data", required=True, help="dataset folder (LJ Speech layout for acoustic and vocoder)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, logs, TensorBoard")
+    p.add_argument("--config", help="JSON file of settings")
+    p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override a setting (model fields as model.NAME)")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue the run in --out if it has a checkpoint (default); "
+                        "--no-resume refuses a folder that already holds a run")
+    p.add_argument("--print-config", action="store_true", help="print the resolved settings and exit")
+    return p
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m train export", description="Write a run's model into a voice folder.")
+    p.add_argument("run_dir")
+    p.add_argument("--to", required=True, dest="voice_dir", help="voice folder to write (created if missing)")
+    return p
+
+
+def train(argv: list[str]) -> int:
+    name = argv[0]
+    args = _train_parser(name).parse_args(argv[1:])
+    task_cls = get_task(name)
+    base = None
+    resume_from = latest_checkpoint(args.out) if args.resume else None
+    if resume_from is not None:
+        stored_task, base = stored_config(load_checkpoint(resume_from, mmap=True))
+        if stored_task != name:
+            raise RunDirError(f"{args.out} holds a {stored_task} run, not a {name} run")
+    train_config, task_config = resolve_config(task_cls, base, args.config, args.overrides)
+    if args.print_config:
+        print(json.dumps({"task": name, **config_dict(train_config), **config_dict(task_config)}, indent=2))
+        return 0
+    if not os.path.isdir(args.data):
+        raise ConfigError(f"data folder not found: {args.data}")
+    task = task_cls(task_config)
+    task.name = name
+    record = Trainer(task, train_config, args.data, args.out, resume=args.resume).fit()
+    if int(os.environ.get("RANK", 0)) == 0:
+        loss = "n/a" if record["loss"] is None else f"{record['loss']:.4f}"
+        print(f"{name}: step {record['step']}, loss {loss}, skipped steps {record['skipped_total']}, "
+              f"run in {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv and argv[0] in ("-h", "--help"):
+            print(__doc__.strip())
+            return 0
+        if not argv:
+            raise UsageError(f"no task given (expected {', '.join(TASKS)} or export; -h for help)")
+        if argv[0] == "export":
+            args = _export_parser().parse_args(argv[1:])
+            print(f"wrote {export_run(args.run_dir, args.voice_dir)}")
+            return 0
+        if argv[0] not in TASKS:
+            raise UnknownTaskError(f"unknown task {argv[0]!r} (expected one of {', '.join(TASKS)}, or export)")
+        return train(argv)
+    except (UsageError, *USER_ERRORS) as e:
+        rank = int(os.environ.get("RANK", 0))
+        prefix = f"[rank {rank}] " if int(os.environ.get("WORLD_SIZE", 1)) > 1 else ""
+        print(f"{prefix}error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

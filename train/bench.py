@@ -1,0 +1,107 @@
+"""Training throughput of the acoustic model and the vocoder, with 1 and N processes.
+
+    python -m train.bench [--runs 1x2 1x1 2x1] [--steps 8] [--warmup 3] [--clips 48] [--seconds 2.0]
+
+Builds a synthetic corpus in the LJ Speech layout (tones and noise with texts whose length
+matches the audio, ``--seconds`` per clip on average), then trains each task with its default
+model config for ``--steps`` steps through the real command line (``python -m train`` or
+``torchrun``), and reads the step times from the run's log.jsonl. The first ``--warmup``
+steps (allocator and thread-pool warm-up) are left out. A run ``PxT`` is P processes of T
+threads each (OMP_NUM_THREADS); data are read in the training process (num_workers=0), so
+that loader processes do not compete with the timed ones for the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+# Syllable-like words: about 12 symbols per second of audio, as in read speech.
+WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "ran", "far", "away", "from", "home"]
+BATCH = {"acoustic": 16, "vocoder": 8}  # the tasks' default global batch sizes
+
+
+def make_corpus(root: Path, clips: int, seconds: float, seed: int = 0) -> Path:
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    (root / "wavs").mkdir(parents=True, exist_ok=True)
+    sr, lines = 16000, []
+    for i in range(clips):
+        dur = float(np.clip(rng.normal(seconds, 0.3 * seconds), 0.3 * seconds, 2.0 * seconds))
+        t = np.arange(int(dur * sr)) / sr
+        f0 = 100 + 60 * rng.random()
+        x = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 6)) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t))
+        x = 0.3 * x / np.abs(x).max() + 0.01 * rng.standard_normal(len(t))
+        sf.write(root / "wavs" / f"LJ{i:04d}.wav", x.astype(np.float32), sr)
+        text = " ".join(rng.choice(WORDS, size=max(1, int(dur * 3.5)))).capitalize() + "."
+        lines.append(f"LJ{i:04d}|{text}|{text}")
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def run(task: str, procs: int, threads: int, data: Path, out: Path, steps: int) -> list[dict]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
+    sets = [f"max_steps={steps}", f"batch_size={BATCH[task]}", "eval_every=0", f"checkpoint_every={steps}",
+            "num_workers=0", "eval_clips=2"]
+    launcher = [sys.executable, "-m", "train"] if procs == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}", "-m", "train"]
+    cmd = [*launcher, task, "--data", str(data), "--out", str(out), "--set", *sets]
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m train.bench", description=__doc__.splitlines()[0])
+    cores = os.cpu_count() or 1
+    p.add_argument("--runs", nargs="+", default=[f"1x{cores}", "1x1", f"2x{max(1, cores // 2)}"],
+                   help="PROCESSESxTHREADS per run")
+    p.add_argument("--tasks", nargs="+", default=["acoustic", "vocoder"], choices=["acoustic", "vocoder"])
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--clips", type=int, default=48)
+    p.add_argument("--seconds", type=float, default=2.0, help="mean clip duration")
+    args = p.parse_args(argv)
+    if args.steps <= args.warmup:
+        p.error("--steps must exceed --warmup")
+    try:
+        runs = [tuple(int(n) for n in r.split("x")) for r in args.runs]
+    except ValueError:
+        p.error("--runs takes PROCESSESxTHREADS, e.g. 2x1")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# {os.cpu_count()} CPU cores, load average {load:.2f} at start; {args.clips} synthetic clips of "
+          f"~{args.seconds:g} s; default model configs; steps {args.warmup + 1}-{args.steps} timed")
+    with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
+        data = make_corpus(Path(tmp) / "corpus", args.clips, args.seconds)
+        from train.data import FeatureCache
+
+        FeatureCache(data).build(workers=os.cpu_count() or 1, progress=False)
+        print("| task | processes x threads | global batch | step (s) | items/s | throughput |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for task in args.tasks:
+            for procs, threads in runs:
+                out = Path(tmp) / f"{task}-{procs}x{threads}"
+                log = run(task, procs, threads, data, out, args.steps)[args.warmup:]
+                seconds = sum(r["seconds"] for r in log)
+                items = sum(r["items"] for r in log)
+                units = sum(r["units"] for r in log)
+                unit = "frames" if task == "acoustic" else "samples"
+                print(f"| {task} | {procs} x {threads} | {BATCH[task]} | {seconds / len(log):.3f} | "
+                      f"{items / seconds:.1f} | {units / seconds:,.0f} {unit}/s |", flush=True)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# load average {load:.2f} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

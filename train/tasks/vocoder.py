@@ -1,0 +1,137 @@
+"""Training the WaveNet vocoder (vocoder/wavenet.py): mel -> 8-bit mu-law audio, teacher-forced.
+
+Items are random crops of ``segment_frames`` mel frames with their ``segment_frames * hop``
+audio samples, from the same `FeatureCache` as the acoustic task (the cached waveform is
+aligned with its mel frame by frame). A crop's start is drawn from (seed, epoch, index)
+alone, so every epoch sees new crops, yet a resumed run draws exactly the crops the
+uninterrupted run would have, whichever DataLoader worker reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from train.data import FeatureCache
+from train.task import Task
+from train.tasks.acoustic import build_cache, open_cache, split_clips
+from tts.audio import DEFAULT_AUDIO, mu_law_decode, mu_law_encode
+from tts.voice import save_model
+from vocoder.wavenet import WaveNet, WaveNetConfig
+
+
+@dataclass(frozen=True)
+class VocoderTaskConfig:
+    model: WaveNetConfig = field(default_factory=WaveNetConfig)
+    segment_frames: int = 40  # 40 frames = 8000 samples = 0.5 s per crop
+    eval_clips: int = 8  # the corpus's last clips, held out
+    sample_frames: int = 8  # the evaluation's generated sample: the reference generator is slow
+    cache_dir: str = ""  # feature cache; "" puts it in the data folder's .cache
+    trim_db: float | None = 40.0  # see AcousticTaskConfig
+
+    def __post_init__(self):
+        for name in ("segment_frames", "eval_clips", "sample_frames"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.model.n_mels != DEFAULT_AUDIO.n_mels or self.model.hop_length != DEFAULT_AUDIO.hop_length:
+            raise ValueError(f"model.n_mels and model.hop_length must match the audio config "
+                             f"({DEFAULT_AUDIO.n_mels}, {DEFAULT_AUDIO.hop_length}), got "
+                             f"({self.model.n_mels}, {self.model.hop_length})")
+
+
+class Crops(torch.utils.data.Dataset):
+    """One random crop per clip: mel (segment_frames, n_mels) and mu-law classes
+    (segment_frames * hop,). Clips shorter than a crop are padded with silence."""
+
+    def __init__(self, cache: FeatureCache, indices: list[int], segment_frames: int, seed: int = 0):
+        self.cache, self.indices, self.segment_frames = cache, indices, segment_frames
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int, seed: int) -> None:
+        self.epoch, self.seed = epoch, seed
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def frames(self, i: int) -> int:
+        return self.cache.entries[self.indices[i]]["frames"]
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        hop, seg = self.cache.audio.hop_length, self.segment_frames
+        with np.load(self.cache.dir / f"{self.cache.entries[self.indices[i]]['id']}.npz", allow_pickle=False) as f:
+            mel, wave = f["mel"], f["wave"]
+        start = np.random.default_rng([self.seed, self.epoch, i]).integers(0, max(0, len(mel) - seg) + 1)
+        mel = mel[start:start + seg]
+        wave = wave[start * hop:(start + seg) * hop]
+        if len(mel) < seg:  # silence: the mel floor is 0 and mu-law 0.0 is silence too
+            mel = np.pad(mel, ((0, seg - len(mel)), (0, 0)))
+            wave = np.pad(wave, (0, seg * hop - len(wave)))
+        return {"mel": mel, "classes": mu_law_encode(wave, self.cache.audio.mu_law_classes)}
+
+
+class VocoderTask(Task):
+    name = "vocoder"
+    config_class = VocoderTaskConfig
+    train_defaults = {"batch_size": 8, "lr": 1e-3, "warmup_steps": 1000, "decay": "cosine", "ema": 0.9999,
+                      "max_steps": 500_000, "grad_clip": 1.0, "eval_every": 5000, "checkpoint_every": 5000}
+    unit = "samples"
+    # The last layer's residual output feeds nothing (only its skip output does), yet the
+    # layer keeps its residual conv so that every layer exports the same weights.
+    find_unused_parameters = True
+
+    def __init__(self, config: VocoderTaskConfig = VocoderTaskConfig()):
+        super().__init__(config)
+
+    def prepare(self, data_dir: Path) -> None:
+        build_cache(data_dir, self.config.cache_dir, self.config.trim_db)
+
+    def build_model(self) -> WaveNet:
+        return WaveNet(self.config.model)
+
+    def datasets(self, data_dir: Path) -> tuple[Crops, Crops]:
+        cache = open_cache(data_dir, self.config.cache_dir, self.config.trim_db)
+        train, held_out = split_clips(cache, self.config.eval_clips)
+        seg = self.config.segment_frames
+        return Crops(cache, train, seg), Crops(cache, held_out, seg)
+
+    def lengths(self, dataset: Crops) -> list[int]:
+        return [min(dataset.frames(i), self.config.segment_frames) for i in range(len(dataset))]
+
+    def collate(self, items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        return {"mel": torch.from_numpy(np.stack([it["mel"] for it in items])).float(),  # (B, frames, n_mels)
+                "classes": torch.from_numpy(np.stack([it["classes"] for it in items])).long()}  # (B, T)
+
+    def units(self, batch: dict[str, torch.Tensor]) -> int:
+        return batch["classes"].numel()
+
+    def loss(self, model: WaveNet, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+        return model.loss(batch["classes"], batch["mel"]), {}
+
+    @torch.no_grad()
+    def evaluate(self, model: WaveNet, batches: Iterable[dict[str, torch.Tensor]], writer, step: int
+                 ) -> dict[str, float]:
+        """Held-out loss (teacher-forced), and a short sample from the reference generator on
+        the first held-out crop, next to the real audio."""
+        device = next(model.parameters()).device
+        total, count, first = 0.0, 0, None
+        for batch in batches:
+            n = len(batch["mel"])
+            total += float(model.loss(batch["classes"].to(device), batch["mel"].to(device))) * n
+            count += n
+            first = batch if first is None else first
+        metrics = {"loss": total / count}
+        if writer is not None and first is not None:
+            frames = self.config.sample_frames
+            audio = model.vocode(first["mel"][0, :frames], seed=step)
+            sr = DEFAULT_AUDIO.sample_rate
+            writer.add_audio("eval/generated", torch.from_numpy(audio)[None], step, sample_rate=sr)
+            real = mu_law_decode(first["classes"][0, :frames * self.config.model.hop_length]).float()
+            writer.add_audio("eval/real", real[None], step, sample_rate=sr)
+        return metrics
+
+    def export(self, model: WaveNet, voice_dir: Path) -> None:
+        save_model(voice_dir, "vocoder", model, DEFAULT_AUDIO)
