@@ -17,8 +17,8 @@ from train.__main__ import main
 from train.data import FeatureCache
 from train.tasks import get_task
 from train.tasks.acoustic import AcousticTask
-from train.trainer import (ConfigError, TrainConfig, Trainer, export_run, latest_checkpoint, load_checkpoint,
-                           lr_at, resolve_config)
+from train.config import ConfigError, TrainConfig, resolve_config
+from train.trainer import Trainer, export_run, latest_checkpoint, load_checkpoint, lr_at
 from tts.voice import load_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -196,7 +196,8 @@ import os, signal, sys
 import torch
 torch.set_num_threads(1)
 from train.tasks.acoustic import AcousticTask
-from train.trainer import Trainer, resolve_config
+from train.config import resolve_config
+from train.trainer import Trainer
 
 class DiesMidStep(AcousticTask):
     calls = 0

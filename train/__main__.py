@@ -22,8 +22,8 @@ import sys
 
 from train.data import DatasetError
 from train.tasks import TASKS, UnknownTaskError, get_task
-from train.trainer import (ConfigError, RunDirError, Trainer, config_dict, export_run, latest_checkpoint,
-                           load_checkpoint, resolve_config, stored_config)
+from train.config import ConfigError, config_dict, resolve_config
+from train.trainer import RunDirError, Trainer, export_run, latest_checkpoint, load_checkpoint, stored_config
 from tts.audio import AudioFileError
 from tts.voice import VoiceError
 
