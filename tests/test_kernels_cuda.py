@@ -1,0 +1,286 @@
+"""The persistent CUDA kernel: thread layout and plans on the host, PTX for sm_90 without a
+GPU, samples and logits against the torch reference in numba's CUDA simulator, and on a real
+GPU where there is one.
+
+The simulator is chosen when numba.cuda is first imported (NUMBA_ENABLE_CUDASIM=1), so the
+simulator tests run in a child pytest process started by `test_simulator_suite`; run
+directly with the variable set, this file runs only them."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("numba_cuda", reason="numba-cuda is not installed: pip install 'tts-engine[gpu]'")
+
+from kernels import cuda as kc  # noqa: E402
+from kernels.state import KernelState  # noqa: E402
+from vocoder.wavenet import WaveNetConfig, validate_exported  # noqa: E402
+
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+on_host = pytest.mark.skipif(SIMULATOR, reason="runs in the host process, not the simulator")
+in_simulator = pytest.mark.skipif(not SIMULATOR, reason="runs inside test_simulator_suite")
+
+TINY = kc._tiny_config()  # L=3, R=8, S=16, A=16, dilations 1, 2, 1
+
+
+def _dims(config):
+    return validate_exported(kc._random_weights(config))
+
+
+def _inputs(model, batch, steps, seed=1):
+    """cond (B, T, L, 2R), reference classes and margin uniforms (B, T), as torch tensors."""
+    g = torch.Generator().manual_seed(seed)
+    mel = torch.rand(batch, 1, model.config.n_mels, generator=g)
+    cond = model.conditioning(mel).detach()[:, :steps].contiguous()
+    classes, uniforms = kc.margin_uniforms(model, cond, torch.rand(batch, steps, generator=g))
+    return cond, classes, uniforms
+
+
+# ---- host: layouts, plans, input checks ------------------------------------------------------
+
+
+@on_host
+@pytest.mark.parametrize("rows, inputs, threads, max_lanes", [
+    (8, 8, 32, 32), (64, 64, 256, 32), (256, 86, 256, 32), (86, 256, 256, 32),
+    (768, 32, 256, 32), (16, 24, 32, 1), (5, 3, 64, 32),
+])
+def test_packed_products_compute_w_times_v(rows, inputs, threads, max_lanes):
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((rows, inputs)).astype(np.float32)
+    v = rng.standard_normal(inputs).astype(np.float32)
+    phase = kc._Phase(rows, inputs, threads, max_lanes)
+    assert phase.lanes <= max_lanes and phase.lanes * phase.per_pass == threads
+    np.testing.assert_allclose(phase.emulate(phase.pack(w), v), w @ v, rtol=1e-5, atol=1e-5)
+
+
+@on_host
+def test_plans_for_the_named_voices_fit_an_h200():
+    limit = kc.H200["smem_per_block"] - kc.STATIC_SMEM
+    default, medium = WaveNetConfig(), WaveNetConfig.medium()
+    plan = kc.KernelPlan.choose(_dims(default), default.dilations, 1)
+    assert plan.fused and plan.stage_chain and plan.smem_bytes <= limit
+    plan = kc.KernelPlan.choose(_dims(medium), medium.dilations, 1)
+    assert not plan.fused and (plan.groups, plan.parts) == (6, 3) and plan.smem_bytes <= limit
+    assert plan.tail and plan.group_layers[-2:] == ((16, 19), (19, 20))
+    assert plan.stage_chain and plan.stage_output and plan.blocks_per_pipeline == 9
+    # Too many utterances for 8 co-resident blocks each: one fused block per utterance, then
+    # several utterances per block once the blocks would stream too much from L2.
+    assert kc.KernelPlan.choose(_dims(medium), medium.dilations, 17).fused
+    assert kc.KernelPlan.choose(_dims(medium), medium.dilations, 100).utterances_per_block == 2
+    assert kc.KernelPlan.choose(_dims(default), default.dilations, 600).utterances_per_block == 4
+
+
+@on_host
+def test_packed_weights_place_biases_and_embedding():
+    model = kc._sharp_model(TINY)
+    w = model.export_weights()
+    plan = kc.KernelPlan.choose(validate_exported(w), TINY.dilations, 1, topology="split")
+    buf = kc.pack_weights(plan, w)
+    lay = plan.weight_layout
+    assert buf.shape == (lay["total"],) and buf.dtype == np.float32
+    np.testing.assert_array_equal(buf[lay["embedding"]:lay["embedding"] + w["embedding"].size],
+                                  w["embedding"].ravel())
+    np.testing.assert_array_equal(buf[lay["out2_b"]:lay["out2_b"] + 256], w["out2_b"])
+    S = TINY.skip_channels
+    skip_b = buf[lay["skip_b"]:lay["skip_b"] + plan.groups * S].reshape(plan.groups, S)
+    assert plan.group_layers == ((0, 2), (2, 3))  # a tail group of the last layer
+    for g, (first, end) in enumerate(plan.group_layers):
+        np.testing.assert_allclose(skip_b[g], w["skip_b"][first:end].sum(axis=0), rtol=1e-6)
+    # Every weight of every matrix lands somewhere (the packing only adds zeros).
+    matrices = ("dilated_w", "res_w", "skip_w", "out1_w", "out2_w")
+    assert np.count_nonzero(buf) >= sum(np.count_nonzero(w[n]) for n in matrices)
+
+
+@on_host
+def test_bad_options_and_inputs_are_rejected_with_clear_errors():
+    w = kc._sharp_model(TINY).export_weights()
+    with pytest.raises(ValueError, match="topology must be"):
+        kc.CudaKernel(w, topology="ring")
+    with pytest.raises(ValueError, match="threads must be a power of 2"):
+        kc.CudaKernel(w, threads=48)
+    with pytest.raises(ValueError, match="dilated_w has shape"):
+        kc.CudaKernel(dict(w, dilated_w=np.ascontiguousarray(w["dilated_w"][:, :, :5])))
+    kernel = kc.CudaKernel(w)
+    state = kernel.init_state(2)
+    cond = np.zeros((2, 5, 3, 16), np.float32)
+    uniforms = np.zeros((2, 5), np.float32)
+    with pytest.raises(ValueError, match=r"cond has shape \(2, 5, 3, 8\)"):
+        kernel.generate(cond[..., :8], uniforms, state)
+    with pytest.raises(ValueError, match="uniforms has shape"):
+        kernel.generate(cond, uniforms[:, :4], state)
+    with pytest.raises(ValueError, match="exactly one of"):
+        kernel.generate(cond, uniforms, state, teacher=np.zeros((2, 5), np.int32))
+    with pytest.raises(ValueError, match="state.history has shape"):
+        kernel.generate(cond, uniforms, kernel.init_state(3))
+    with pytest.raises(ValueError, match="cond has dtype float64"):
+        kernel.generate(cond.astype(np.float64), uniforms, state)
+
+
+@on_host
+def test_without_a_gpu_generate_says_so():
+    if kc.cuda_usable():
+        pytest.skip("a GPU is present")
+    kernel = kc.CudaKernel(kc._sharp_model(TINY).export_weights())
+    with pytest.raises(RuntimeError, match="needs an NVIDIA GPU"):
+        kernel.generate(np.zeros((1, 2, 3, 16), np.float32), np.zeros((1, 2), np.float32),
+                        kernel.init_state(1))
+
+
+# ---- host: PTX for the H200 ------------------------------------------------------------------
+
+
+@on_host
+@pytest.mark.parametrize("config, batch, topology", [
+    (WaveNetConfig.medium(), 1, "split"),  # staged weights, global hand-offs, spin waits
+    (WaveNetConfig(), 600, "fused"),  # 4 utterances per block, shared hand-offs
+])
+def test_kernel_compiles_for_sm90_without_local_memory(config, batch, topology):
+    from cuda.pathfinder import DynamicLibNotFoundError, load_nvidia_dynamic_lib
+
+    try:
+        for library in ("nvvm", "nvrtc"):
+            load_nvidia_dynamic_lib(library)
+    except DynamicLibNotFoundError as e:
+        pytest.skip(f"NVVM/NVRTC are not installed (pip install 'numba-cuda[cu13]'): {e}")
+    plan = kc.KernelPlan.choose(_dims(config), config.dilations, batch, topology=topology)
+    ptx = kc.ptx_for(plan, cc=(9, 0))
+    assert ".target sm_90" in ptx
+    assert kc.local_memory_lines(ptx) == []
+    # Every counter poll and hand-off load is re-issued inside the step loop.
+    assert kc.unlooped_handoff_loads(ptx) == []
+    if not plan.fused:
+        assert "ld.acquire.gpu.global" in ptx and "atom.global.exch" in ptx
+
+
+# ---- simulator -----------------------------------------------------------------------------
+
+
+@on_host
+def test_simulator_suite():
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    done = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-x", "-k", "simulator",
+                           "-p", "no:cacheprovider"], env=env, capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and " failed" not in done.stdout
+
+
+@pytest.fixture(scope="module")
+def sharp_tiny():
+    if SIMULATOR:
+        # The simulator's scheduler busy-waits for blocked threads; switch the GIL sooner.
+        sys.setswitchinterval(5e-5)
+    return kc._sharp_model(TINY)
+
+
+@in_simulator
+def test_simulator_samples_equal_reference_and_chunks_equal_one_shot(sharp_tiny):
+    model = sharp_tiny
+    cond, expected, uniforms = _inputs(model, batch=1, steps=10)
+    # One thread per row (max_lanes=1) keeps the simulator's barriers few; the lanes and
+    # shuffles are covered by the tests below.
+    kernel = kc.CudaKernel(model.export_weights(), topology="fused", exchange="shared",
+                           threads=32, max_lanes=1)
+    whole, whole_state = kernel.generate(cond.numpy(), uniforms.numpy(), kernel.init_state(1))
+    np.testing.assert_array_equal(whole, expected.numpy())
+    assert whole.dtype == np.int32 and whole_state.t.tolist() == [10]
+
+    state, pieces, start = kernel.init_state(1), [], 0
+    for n in (1, 4, 5):  # boundaries at odd and even ring positions
+        given, before = state, state.copy()
+        part, state = kernel.generate(cond[:, start:start + n].numpy(),
+                                      uniforms[:, start:start + n].numpy(), given)
+        np.testing.assert_array_equal(given.history, before.history)  # not modified
+        pieces.append(part)
+        start += n
+    np.testing.assert_array_equal(np.concatenate(pieces, axis=1), whole)
+    np.testing.assert_array_equal(state.history, whole_state.history)
+    assert state.last_class.tolist() == whole_state.last_class.tolist() == [whole[0, -1]]
+
+    # The history is the reference's ring buffers.
+    reference_state = model.generate(cond, uniforms)[1]
+    np.testing.assert_allclose(state.history, KernelState.from_torch(reference_state).history,
+                               rtol=1e-4, atol=1e-5)
+
+
+@in_simulator
+def test_simulator_teacher_forced_logits_with_shuffled_lanes(sharp_tiny):
+    model = sharp_tiny
+    cond, expected, _ = _inputs(model, batch=1, steps=6, seed=2)
+    kernel = kc.CudaKernel(model.export_weights(), topology="fused", exchange="shared", threads=32)
+    assert kernel.plan(1).phases["gate"].lanes == 4  # the lane sums really run
+    _, _, reference = model.generate(cond, None, teacher=expected, return_logits=True)
+    classes, state, logits = kernel.generate(cond.numpy(), None, kernel.init_state(1),
+                                             teacher=expected.numpy(), return_logits=True)
+    np.testing.assert_array_equal(classes, expected.numpy())
+    assert logits.shape == (1, 6, 256)
+    np.testing.assert_allclose(logits, reference.numpy(), rtol=0, atol=kc.LOGITS_ATOL)
+
+
+@in_simulator
+def test_simulator_split_roles_in_one_block(sharp_tiny):
+    # Every role of a split plan (two chain groups, the second a one-layer tail with staged
+    # skip weights, and two output parts) in one block, handing off through global memory
+    # with step counters, acquire polls and L2 loads, as between the blocks of a split launch.
+    model = sharp_tiny
+    plan = kc._split_roles_in_one_block(model.export_weights())
+    assert (plan.groups, plan.parts, plan.tail, plan.shared_exchange) == (2, 2, True, False)
+    kernel = kc.CudaKernel(model.export_weights(), plan=plan)
+    cond, expected, uniforms = _inputs(model, batch=1, steps=8, seed=3)
+    state, pieces = kernel.init_state(1), []
+    for start, n in ((0, 3), (3, 5)):
+        part, state = kernel.generate(cond[:, start:start + n].numpy(),
+                                      uniforms[:, start:start + n].numpy(), state)
+        pieces.append(part)
+    np.testing.assert_array_equal(np.concatenate(pieces, axis=1), expected.numpy())
+    _, _, reference = model.generate(cond, None, teacher=expected, return_logits=True)
+    _, _, logits = kernel.generate(cond.numpy(), None, kernel.init_state(1),
+                                   teacher=expected.numpy(), return_logits=True)
+    np.testing.assert_allclose(logits, reference.numpy(), rtol=0, atol=kc.LOGITS_ATOL)
+
+
+@in_simulator
+def test_simulator_several_utterances_per_block(sharp_tiny):
+    # Three utterances, two per block: the second block has one idle slot.
+    model = sharp_tiny
+    cond, expected, uniforms = _inputs(model, batch=3, steps=5, seed=4)
+    kernel = kc.CudaKernel(model.export_weights(), topology="fused", threads=32, max_lanes=1,
+                           utterances_per_block=2)
+    assert kernel.plan(3).utterances_per_block == 2
+    classes, state = kernel.generate(cond.numpy(), uniforms.numpy(), kernel.init_state(3))
+    np.testing.assert_array_equal(classes, expected.numpy())
+    assert state.t.tolist() == [5, 5, 5]
+
+
+# ---- real GPU --------------------------------------------------------------------------------
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("config, options, steps", [
+    (WaveNetConfig(), dict(topology="fused"), 1200),
+    (WaveNetConfig(), dict(topology="split"), 600),
+    (WaveNetConfig(), dict(topology="fused", utterances_per_block=2), 300),
+    (WaveNetConfig.medium(), dict(topology="split"), 600),
+    (WaveNetConfig.medium(), dict(topology="fused"), 300),
+])
+def test_gpu_matches_reference(config, options, steps):
+    model = kc._sharp_model(config)
+    kernel = kc.CudaKernel(model.export_weights(), **options)
+    for batch, chunks in ((1, [steps // 3, steps - steps // 3]), (3, None)):
+        assert kc._compare(model, kernel, batch, steps, chunks, logits=True) == ""
+    _, compiled, _ = kernel._prepare(1)
+    assert compiled.get_local_mem_per_thread() == 0  # no register spills in the SASS either
+
+
+@pytest.mark.cuda
+def test_gpu_accepts_device_arrays():
+    model = kc._sharp_model(TINY)
+    cond, expected, uniforms = _inputs(model, batch=2, steps=50)
+    kernel = kc.CudaKernel(model.export_weights())
+    classes, _ = kernel.generate(cond.cuda(), uniforms.cuda(), kernel.init_state(2))
+    np.testing.assert_array_equal(classes, expected.numpy())
