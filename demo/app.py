@@ -1,0 +1,347 @@
+"""The gradio web demo: type text, hear it spoken as it is generated.
+
+    python -m demo [--voice PATH] [--host 127.0.0.1] [--port 7860] [--concurrency N]
+
+Thin on purpose: everything speech-related goes through the public ``tts.Synthesizer``; this
+file only turns its chunks into what the page shows. The audio streams to the browser chunk
+by chunk, and the whole utterance comes again, losslessly, as a second player once it is done
+(the stream is re-encoded to AAC by gradio, the full output is 16-bit wav). The mel
+spectrogram and the attention alignment are redrawn each time a sentence finishes.
+
+One Synthesizer per vocoder backend is loaded at start and shared by all requests; it keeps
+all generation state per call, so concurrent users each get their own audio. gradio's queue
+bounds how many requests run at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MAX_CHARS = 2000
+# gradio's queue holds at most this many waiting requests per running one; beyond that a
+# user gets "queue full" at once instead of a wait that would outlast the page.
+QUEUE_PER_WORKER = 8
+BACKEND_ORDER = ("numba", "cuda", "torch")  # fastest first where several are available
+EXAMPLES = [
+    "Hello! This is a neural text-to-speech engine, speaking in real time.",
+    "The quick brown fox jumps over the lazy dog.",
+    "On March 3rd, 2021, the temperature reached 42 degrees at 3:15 pm.",
+    "Dr. Smith paid $12.50 for 3 books. Was it worth it? She thinks so.",
+]
+EXTRA_HINT = "pip install 'tts-engine[demo]'"
+
+
+class MissingExtraError(ImportError):
+    """A package of the ``demo`` extra is not installed."""
+
+
+class DemoInputError(ValueError):
+    """A request the demo refuses: text too long or empty, a bad seed or rate, no such backend."""
+
+
+def _import(name: str):
+    try:
+        return __import__(name)
+    except ImportError:
+        raise MissingExtraError(f"the demo needs {name}: {EXTRA_HINT}") from None
+
+
+# --- synthesizers --------------------------------------------------------------------------
+
+
+def load_synthesizers(voice: str | Path | None = None, device: str = "auto") -> dict:
+    """{backend name: Synthesizer} for every vocoder backend usable here, the one ``auto``
+    picks first. Raises ``tts.SynthesisError`` if the voice cannot be loaded at all."""
+    from tts import SynthesisError, Synthesizer
+
+    # The automatic choice first: if it fails, the voice or device is at fault, not a backend.
+    default = Synthesizer.load(voice, device=device, vocoder="auto")
+    synths = {default.backend: default}
+    for name in BACKEND_ORDER:
+        if name in synths:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a fallback is noticed below, not printed
+                synth = Synthesizer.load(voice, device=device, vocoder=name)
+        except SynthesisError:
+            continue  # not usable here (no GPU, numba missing...)
+        if synth.backend == name:  # not one that quietly fell back to another backend
+            synths[name] = synth
+    return synths
+
+
+def warm_up(synth) -> None:
+    """Speak a word once, so that one-time costs (JIT compiling, loading compiled kernels,
+    allocator growth) are paid at start and not by the first visitor."""
+    synth.synthesize("Ready.")
+
+
+# --- one request, gradio-free --------------------------------------------------------------
+
+
+def to_pcm16(audio: np.ndarray) -> np.ndarray:
+    """float32 in [-1, 1] -> int16 samples. Converted here rather than by gradio, which scales
+    each float chunk by its own peak and would make the loudness jump between chunks."""
+    return np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
+
+
+@dataclass
+class Timing:
+    """How fast one request went. ``synthesis_s`` counts the engine only, not drawing or
+    sending, so the real-time factor is the engine's."""
+
+    first_audio_s: float | None = None  # request start -> first chunk ready
+    synthesis_s: float = 0.0
+    audio_s: float = 0.0
+    sentences: int = 0
+    backend: str = ""
+
+    @property
+    def real_time_factor(self) -> float | None:
+        return self.synthesis_s / self.audio_s if self.audio_s > 0 else None
+
+    def markdown(self, done: bool) -> str:
+        first = "-" if self.first_audio_s is None else f"{self.first_audio_s * 1000:.0f} ms"
+        rtf = "-" if self.real_time_factor is None else f"{self.real_time_factor:.2f}"
+        state = "done" if done else "generating..."
+        return (f"**{state}** · backend `{self.backend}` · time to first audio **{first}** · "
+                f"real-time factor **{rtf}** (synthesis {self.synthesis_s:.2f} s for "
+                f"{self.audio_s:.2f} s of audio, {self.sentences} sentence(s); below 1 is faster "
+                f"than real time)")
+
+
+@dataclass
+class Update:
+    """What one step of a request changes on the page."""
+
+    audio: np.ndarray  # (n,) int16: the newest chunk
+    mel_picture: np.ndarray | None  # (H, W, 3) uint8, only when a sentence has just finished
+    alignment_picture: np.ndarray | None
+    timing: Timing
+
+
+def check_request(text: str, seed, rate, backend: str, synths: dict, max_chars: int = MAX_CHARS
+                  ) -> tuple[str, int, float]:
+    """Refuse what the engine should not be asked, with a message for the user."""
+    from tts.synthesizer import MAX_RATE, MIN_RATE
+
+    text = text or ""
+    if len(text) > max_chars:
+        raise DemoInputError(f"the text is {len(text)} characters long; the demo speaks at most "
+                             f"{max_chars} characters at a time")
+    if not text.strip():
+        raise DemoInputError("type some text to speak")
+    try:
+        seed = int(seed)
+    except (TypeError, ValueError):
+        raise DemoInputError(f"the seed must be a whole number, got {seed!r}") from None
+    if seed < 0:
+        raise DemoInputError(f"the seed must be 0 or more, got {seed}")
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        raise DemoInputError(f"the speaking rate must be a number, got {rate!r}") from None
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise DemoInputError(f"the speaking rate must be between {MIN_RATE} and {MAX_RATE}, got {rate}")
+    if backend not in synths:
+        raise DemoInputError(f"vocoder backend {backend!r} is not available here "
+                             f"(available: {', '.join(synths)})")
+    return text, seed, rate
+
+
+def speak(synth, text: str, seed: int, rate: float) -> Iterator[Update]:
+    """Stream one request: an Update per audio chunk, pictures when a sentence finishes.
+
+    Raises ``tts.text.NothingToSpeakError`` (a ValueError) before yielding if the text holds
+    nothing to say.
+    """
+    timing = Timing(backend=synth.backend)
+    mels: list[np.ndarray] = []  # (frames, n_mels) per finished sentence
+    start = time.perf_counter()
+    chunks = synth.stream(text, seed=seed, rate=rate)
+    while True:
+        t = time.perf_counter()
+        chunk = next(chunks, None)
+        timing.synthesis_s += time.perf_counter() - t
+        if chunk is None:
+            return
+        if timing.first_audio_s is None:
+            timing.first_audio_s = time.perf_counter() - start
+        timing.audio_s += len(chunk.audio) / synth.sample_rate
+        mel_picture = alignment_picture = None
+        if chunk.last:
+            mels.append(chunk.mel)
+            timing.sentences += 1
+            mel_picture = draw_mel(mels)
+            alignment_picture = draw_alignment(chunk.alignment, chunk.phonemes, chunk.sentence)
+        yield Update(to_pcm16(chunk.audio), mel_picture, alignment_picture, timing)
+
+
+# --- pictures ------------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float):
+    # A Figure of its own with an Agg canvas, never pyplot: pyplot's global state is not safe
+    # across the threads gradio serves requests on.
+    _import("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _pixels(fig) -> np.ndarray:
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()  # (H, W, 3) uint8
+
+
+def draw_mel(mels: list[np.ndarray]) -> np.ndarray:
+    """The sentences' mel spectrograms side by side, split by dashed lines."""
+    fig = _figure(8, 2.6)
+    ax = fig.add_subplot()
+    image = ax.imshow(np.concatenate(mels).T, origin="lower", aspect="auto", interpolation="none",
+                      cmap="magma")
+    edge = 0
+    for mel in mels[:-1]:
+        edge += mel.shape[0]
+        ax.axvline(edge - 0.5, color="white", linestyle="--", linewidth=1)
+    ax.set(title="mel spectrogram", xlabel="mel frame", ylabel="mel band")
+    fig.colorbar(image, ax=ax, pad=0.01)
+    return _pixels(fig)
+
+
+def draw_alignment(alignment: np.ndarray, phonemes: list[str], sentence: int) -> np.ndarray:
+    """Attention of each decoder step over the sentence's symbols: a clean diagonal means the
+    model read the text in order."""
+    fig = _figure(8, 3.2)
+    ax = fig.add_subplot()
+    ax.imshow(alignment.T, origin="lower", aspect="auto", interpolation="none", cmap="viridis",
+              vmin=0.0, vmax=1.0)
+    ax.set(title=f"attention alignment, sentence {sentence + 1}", xlabel="decoder step",
+           ylabel="symbol")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    if len(phonemes) <= 48:  # beyond that the labels overlap
+        labels = [p if p.strip() else "␣" for p in phonemes] + ["EOS"] * (alignment.shape[1] - len(phonemes))
+        ax.set_yticks(range(alignment.shape[1]), labels[: alignment.shape[1]], fontsize=6)
+    return _pixels(fig)
+
+
+# --- the page ------------------------------------------------------------------------------
+
+
+def build_app(synths: dict, max_chars: int = MAX_CHARS):
+    """The gradio Blocks page over already loaded synthesizers ({backend: Synthesizer})."""
+    gr = _import("gradio")
+    from tts.synthesizer import MAX_RATE, MIN_RATE
+    from tts.text import NothingToSpeakError
+
+    if not synths:
+        raise ValueError("build_app needs at least one Synthesizer")
+    sample_rate = next(iter(synths.values())).sample_rate
+
+    def generate(text, seed, rate, backend):
+        try:
+            text, seed, rate = check_request(text, seed, rate, backend, synths, max_chars)
+            updates = speak(synths[backend], text, seed, rate)
+            first = next(updates, None)  # a text with nothing to say fails here, before any output
+        except (DemoInputError, NothingToSpeakError) as e:
+            raise gr.Error(str(e)) from None
+        if first is None:
+            raise gr.Error("the text holds nothing that can be said aloud")
+        pieces, update = [], first
+        while update is not None:
+            pieces.append(update.audio)
+            yield ((sample_rate, update.audio), gr.skip(),
+                   gr.skip() if update.mel_picture is None else update.mel_picture,
+                   gr.skip() if update.alignment_picture is None else update.alignment_picture,
+                   update.timing.markdown(done=False))
+            update = next(updates, None)
+        yield (gr.skip(), (sample_rate, np.concatenate(pieces)), gr.skip(), gr.skip(),
+               first.timing.markdown(done=True))
+
+    with gr.Blocks(title="Text to speech", analytics_enabled=False) as app:
+        gr.Markdown("# Text to speech\nEnglish text in, 16 kHz speech out, streamed as it is "
+                    "generated: attention acoustic model + autoregressive WaveNet vocoder.")
+        with gr.Row():
+            with gr.Column():
+                text = gr.Textbox(label="Text", lines=5, value=EXAMPLES[0],
+                                  info=f"up to {max_chars} characters")
+                with gr.Row():
+                    seed = gr.Number(label="Seed", value=0, precision=0, minimum=0)
+                    rate = gr.Slider(MIN_RATE, MAX_RATE, value=1.0, step=0.05, label="Speaking rate")
+                backend = gr.Dropdown(list(synths), value=next(iter(synths)), label="Vocoder backend")
+                button = gr.Button("Generate", variant="primary")
+                gr.Examples(EXAMPLES, inputs=[text])
+            with gr.Column():
+                streamed = gr.Audio(label="Streaming", streaming=True, autoplay=True,
+                                    interactive=False, elem_id="streamed-audio")
+                full = gr.Audio(label="Full audio (lossless)", type="numpy", format="wav",
+                                interactive=False, elem_id="full-audio")
+                timing = gr.Markdown()
+        mel = gr.Image(label="Mel spectrogram", type="numpy", format="png", interactive=False)
+        alignment = gr.Image(label="Attention alignment", type="numpy", format="png", interactive=False)
+        button.click(generate, inputs=[text, seed, rate, backend],
+                     outputs=[streamed, full, mel, alignment, timing], api_name="generate")
+    return app
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m demo", description="The text-to-speech web demo.")
+    p.add_argument("--voice", type=Path, help="voice folder (default: the bundled voice)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 opens it to the network)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--concurrency", type=int, default=2,
+                   help="requests generated at once; later ones wait in a queue (default 2)")
+    p.add_argument("--max-chars", type=int, default=MAX_CHARS,
+                   help=f"longest text accepted (default {MAX_CHARS})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.concurrency < 1:
+        print("error: --concurrency must be at least 1", file=sys.stderr)
+        return 2
+    from tts import SynthesisError
+
+    try:
+        _import("gradio")  # before the slow voice load, so a missing extra is said at once
+        _import("matplotlib")
+        if shutil.which("ffmpeg") is None:
+            # gradio re-encodes streamed audio with ffmpeg; without it every request would fail.
+            return _fail("the demo streams audio through ffmpeg, which is not installed "
+                         "(e.g. apt-get install ffmpeg)")
+        synths = load_synthesizers(args.voice, args.device)
+        warm_up(next(iter(synths.values())))
+        app = build_app(synths, args.max_chars)
+    except (MissingExtraError, SynthesisError) as e:
+        return _fail(str(e))
+    print(f"voice loaded; vocoder backends: {', '.join(synths)}", flush=True)
+    app.queue(default_concurrency_limit=args.concurrency, max_size=QUEUE_PER_WORKER * args.concurrency)
+    try:
+        app.launch(server_name=args.host, server_port=args.port, ssr_mode=False, show_error=True)
+    except OSError as e:  # the port is taken, or the address is not this machine's
+        return _fail(f"cannot serve on {args.host}:{args.port}: {e}")
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1
