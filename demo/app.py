@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tts.audio import to_pcm16
+
 MAX_CHARS = 2000
 # gradio's queue holds at most this many waiting requests per running one; beyond that a
 # user gets "queue full" at once instead of a wait that would outlast the page.
@@ -87,12 +89,6 @@ def warm_up(synth) -> None:
 
 
 # --- one request, gradio-free --------------------------------------------------------------
-
-
-def to_pcm16(audio: np.ndarray) -> np.ndarray:
-    """float32 in [-1, 1] -> int16 samples. Converted here rather than by gradio, which scales
-    each float chunk by its own peak and would make the loudness jump between chunks."""
-    return np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
 
 
 @dataclass

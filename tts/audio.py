@@ -92,6 +92,12 @@ def to_mono_16k(audio: np.ndarray, sample_rate: int, config: AudioConfig = DEFAU
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
+def to_pcm16(audio: np.ndarray) -> np.ndarray:
+    """Float audio in [-1, 1] -> int16, rounded to nearest. Converting here rather than in
+    libsndfile makes WAV, FLAC and raw PCM output carry the very same samples."""
+    return np.round(np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
 class AudioWriter:
     """Write 16-bit WAV or FLAC (by extension) piece by piece, atomically.
 
@@ -116,7 +122,7 @@ class AudioWriter:
         return self
 
     def write(self, audio: np.ndarray) -> None:
-        self._file.write(np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0))
+        self._file.write(to_pcm16(audio))
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._file.close()

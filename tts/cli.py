@@ -92,7 +92,7 @@ def _progress(total_chars: int):
 
 
 def run(args) -> int:
-    from tts.audio import AudioWriter
+    from tts.audio import AudioWriter, to_pcm16
     from tts.synthesizer import Synthesizer
 
     text = _check_inputs(args)
@@ -100,11 +100,9 @@ def run(args) -> int:
     chunks = synth.stream(text, seed=args.seed, rate=args.rate)
     with _progress(len(text)) as bar:
         if args.raw:
-            import numpy as np
-
             out = sys.stdout.buffer
             for chunk in chunks:
-                out.write((np.clip(chunk.audio, -1, 1) * 32767).astype("<i2").tobytes())
+                out.write(to_pcm16(chunk.audio).astype("<i2").tobytes())
                 out.flush()
                 if chunk.last:
                     bar.update(len(chunk.text))

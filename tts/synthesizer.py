@@ -18,6 +18,7 @@ of ``stream`` for the same seed, and every vocoder backend draws the same sample
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from tts.text import NothingToSpeakError, split_sentences, symbols_to_ids, to_ph
 from tts.voice import BUNDLED_VOICE, Voice, VoiceError, load_voice
 
 MIN_RATE, MAX_RATE = 0.5, 2.0
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 # Small first chunk so playback starts quickly; larger ones after amortize per-call costs.
 FIRST_CHUNK_SAMPLES = 1600  # 100 ms
 CHUNK_SAMPLES = 8000  # 500 ms
@@ -120,12 +122,22 @@ class Synthesizer:
         """
         if not MIN_RATE <= rate <= MAX_RATE:
             raise ValueError(f"speaking rate {rate} is outside [{MIN_RATE}, {MAX_RATE}]")
-        for index, sentence in enumerate(split_sentences(text)):
+        index = 0
+        # Paragraph by paragraph, so a book starts speaking without normalizing all of it first.
+        for paragraph in _PARAGRAPH_BREAK.split(text):
             try:
-                phonemes = to_phonemes(sentence)
+                sentences = split_sentences(paragraph)
             except NothingToSpeakError:
                 continue
-            yield from self._speak_sentence(sentence, phonemes, index, seed, rate)
+            for sentence in sentences:
+                try:
+                    phonemes = to_phonemes(sentence)
+                except NothingToSpeakError:
+                    continue
+                yield from self._speak_sentence(sentence, phonemes, index, seed, rate)
+                index += 1
+        if index == 0:
+            raise NothingToSpeakError(f"nothing to speak in the text {text[:40]!r}")
 
     # --- one sentence ----------------------------------------------------------------------
 
