@@ -1,1 +1,101 @@
-"""Fast WaveNet inference kernels: numba CPU, persistent CUDA, and their dispatch."""
+"""Fast WaveNet inference kernels: numba CPU, persistent CUDA, and their dispatch.
+
+Every backend takes exactly what `WaveNet.export_weights()` returns and offers
+
+    kernel.name                                  "torch" | "numba" | "cuda"
+    kernel.init_state(batch_size) -> KernelState
+    kernel.generate(cond, uniforms, state) -> (classes, new_state)
+
+with cond (B, T, L, 2R) float32 (each utterance's `export_conditioning` slice), uniforms
+(B, T) float32 in [0, 1), classes (B, T) int32; the input state is not modified. The same
+uniforms draw the same samples on every backend.
+
+    torch  the reference generator `WaveNet.generate` (kernels/reference.py): slow, always there
+    numba  the fused CPU kernel (kernels/cpu.py)
+    cuda   the persistent GPU kernel (kernels/cuda.py): needs a CUDA GPU and the `gpu` extra
+
+`load_backend("auto", ...)` picks cuda where usable, else numba, else torch with a warning.
+The backends' modules are imported only when asked for, so that a missing optional package
+costs nothing until its backend is chosen.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import warnings
+
+from kernels.state import KernelState
+
+BACKENDS = ("torch", "numba", "cuda")
+
+__all__ = ["BACKENDS", "BackendUnavailableError", "KernelState", "available_backends",
+           "backend_status", "load_backend"]
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend was asked for by name but cannot run here."""
+
+
+def _check_name(name: str) -> None:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown vocoder backend {name!r}; choose from auto, {', '.join(BACKENDS)}")
+
+
+def backend_status(name: str) -> tuple[bool, str]:
+    """(usable, why not) for one backend; why is "" when usable. Raises ValueError for an
+    unknown name."""
+    _check_name(name)
+    if name == "torch":
+        return True, ""
+    if name == "numba":
+        if importlib.util.find_spec("numba") is None:
+            return False, "numba is not installed"
+        return True, ""
+    if importlib.util.find_spec("kernels.cuda") is None:
+        return False, "this installation has no CUDA kernel"
+    if not importlib.import_module("kernels.cuda").cuda_usable():
+        return False, "no CUDA GPU found"
+    return True, ""
+
+
+def available_backends() -> list[str]:
+    """The backends that can run here, fastest last: a subset of BACKENDS in its order."""
+    return [name for name in BACKENDS if backend_status(name)[0]]
+
+
+def load_backend(name: str, model_or_weights):
+    """A kernel for a `WaveNet` (or its `export_weights()` dict) on backend `name`, or
+    "auto": cuda if usable, else numba, else the torch reference with a warning.
+
+    Raises ValueError for an unknown name and BackendUnavailableError for a backend that
+    cannot run here.
+    """
+    if name == "auto":
+        usable = available_backends()
+        name = "cuda" if "cuda" in usable else "numba" if "numba" in usable else "torch"
+        if name == "torch":
+            warnings.warn("no fast vocoder backend can run here (numba is not installed, no "
+                          "CUDA GPU): using the torch reference generator, which is far slower "
+                          "than real time", RuntimeWarning, stacklevel=2)
+    ok, why = backend_status(name)
+    if not ok:
+        raise BackendUnavailableError(f"{name} backend unavailable: {why}")
+
+    from vocoder.wavenet import WaveNet
+
+    if name == "torch":
+        from kernels.reference import TorchKernel
+
+        if isinstance(model_or_weights, WaveNet):
+            return TorchKernel.from_model(model_or_weights)
+        return TorchKernel(model_or_weights)
+    weights = (model_or_weights.export_weights() if isinstance(model_or_weights, WaveNet)
+               else model_or_weights)
+    if name == "numba":
+        from kernels.cpu import NumbaKernel
+
+        return NumbaKernel(weights)
+    from kernels.cuda import CudaKernel
+
+    return CudaKernel(weights)

@@ -1,0 +1,554 @@
+"""Fused WaveNet inference on the CPU: every layer of every sample in one numba loop nest.
+
+Per sample the work is a chain of small matrix-vector products (see `vocoder/wavenet.py`)
+over weights too large for L1 (default voice 0.65 MB, medium 3.5 MB), so what bounds one
+utterance is the rate at which the weights stream from L2 or L3 into the FMA units, not the
+FLOPs. Everything is arranged for that stream, once, at load (`pack_weights`):
+
+- Every matrix is stored as blocks of BLOCK = 32 output rows, each block transposed to
+  (inputs, 32): the block's outputs stay in AVX-512 registers (two sets, even and odd
+  inputs, so four independent FMA chains) while its weights stream past, each weight
+  loaded once, every load aligned and stride-1.
+- The two taps of each dilated conv are one (2R, 2R) matrix applied to [x[t-d]; x[t]].
+- The skip projections of all layers are one (S, L*R) matrix applied after the last layer
+  to every layer's gate output: one long stream instead of L short ones.
+- All matrices lie in one 64-byte-aligned buffer in the order a sample reads them (a
+  misaligned AVX-512 load spans two cache lines; one sequential stream suits the hardware
+  prefetchers).
+- Channel counts are padded with zeros to multiples of BLOCK; zero rows and columns keep
+  the padded channels exactly zero, so padding changes no result.
+
+numba cannot express some of this, so a few intrinsics fill in: a stack array that LLVM
+keeps in registers (a heap array might alias the weights and would stay in memory), loads
+and stores without numba's negative-index wraparound (a compare and select per load that
+also blocks pointer increments), one vector store of a register block, and a bit cast.
+
+Numerics: float32 throughout, with FMA contraction; the sums differ from torch's in the
+last bits. exp is a polynomial (about 1 ulp) that vectorizes where libm's does not; the gate
+tanh(a) * sigmoid(b) is one expression with one division (absolute error about 2e-7).
+Sampling is `vocoder.wavenet.sample_classes` as torch runs it on the CPU: softmax with max
+subtraction, the cdf accumulated in float64 and rounded to float32 per entry (what
+torch.cumsum does with float32 on the CPU), the first class whose cdf exceeds u, clamped to
+255. So the classes match the reference's unless u falls within rounding of a cdf step.
+
+Generation state is a `KernelState`; a batch runs one utterance per thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import torch
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from kernels.state import KernelState
+from vocoder.wavenet import validate_exported
+
+BLOCK = 32  # output rows per register block: two AVX-512 registers per accumulator set
+N_CLASSES = 256
+_ALIGN = 64  # bytes: one cache line, one AVX-512 register
+
+# float32 constants: a bare Python float in a numba expression would promote it to float64.
+_F0 = np.float32(0.0)
+_F1 = np.float32(1.0)
+_F2 = np.float32(2.0)
+_LOG2E = np.float32(1.44269504088896341)
+# ln 2 split in two (Cody-Waite) so that n * _LN2_HI is exact for the n that occur.
+_LN2_HI = np.float32(0.693359375)
+_LN2_LO = np.float32(-2.12194440e-4)
+# exp overflows above 88.72 and goes subnormal below -87.33 (slow on x86); clamping
+# changes nothing downstream: 1 + e^88 is already e^88 in float32, and e^-87 is 0 next to 1.
+_EXP_HI = np.float32(88.0)
+_EXP_LO = np.float32(-87.0)
+# Minimax polynomial for e^r on |r| <= ln(2)/2 (Cephes expf), about 1 ulp.
+_P0 = np.float32(1.9875691500e-4)
+_P1 = np.float32(1.3981999507e-3)
+_P2 = np.float32(8.3334519073e-3)
+_P3 = np.float32(4.1665795894e-2)
+_P4 = np.float32(1.6666665459e-1)
+_P5 = np.float32(5.0000001201e-1)
+_EXP_BIAS = np.int32(127)  # 2^n as float32 bits: (n + 127) << 23
+_MANTISSA_BITS = np.int32(23)
+_TANH_SATURATED = np.float32(9.5)  # tanh(9.5) = 1 - 1e-8 rounds to 1.0 in float32
+
+# nogil: utterances generated from several Python threads run at the same time.
+_JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+
+
+# ---- what numba lacks ------------------------------------------------------------------
+
+
+@intrinsic
+def _stack_f32(typingctx, n):
+    """A float32 array of literal length n on the stack. LLVM keeps it in registers once
+    the loops over it are unrolled; a heap array could alias the weights and would stay in
+    memory."""
+    if not isinstance(n, types.IntegerLiteral):
+        return None
+    size = n.literal_value
+    array_type = types.Array(types.float32, 1, "C")
+
+    def codegen(context, builder, signature, args):
+        data = cgutils.alloca_once(builder, context.get_value_type(types.float32), size=size)
+        array = context.make_array(array_type)(context, builder)
+        itemsize = context.get_constant(types.intp, 4)
+        context.populate_array(array, data=data,
+                               shape=cgutils.pack_array(builder, [context.get_constant(types.intp, size)]),
+                               strides=cgutils.pack_array(builder, [itemsize]),
+                               itemsize=itemsize, meminfo=None)
+        return array._getvalue()
+
+    return array_type(n), codegen
+
+
+@intrinsic
+def _f32_from_bits(typingctx, bits):
+    """Reinterpret the low 32 bits of an integer as a float32 (builds 2^n for exp without a
+    libm call)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        low = builder.trunc(args[0], context.get_value_type(types.int32)) if bits.bitwidth > 32 else args[0]
+        return builder.bitcast(low, context.get_value_type(types.float32))
+
+    return types.float32(bits), codegen
+
+
+@intrinsic
+def _load(typingctx, array, index):
+    """array.flat[index] for a C-contiguous array, without the negative-index wraparound
+    numba adds to signed indices: a compare and a select per load that also keeps LLVM from
+    turning the index arithmetic into pointer increments. Indices here are >= 0 by
+    construction."""
+    if not isinstance(array, types.Array) or array.layout != "C" or not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return builder.load(builder.gep(data, [args[1]]))
+
+    return array.dtype(array, index), codegen
+
+
+@intrinsic
+def _store(typingctx, array, index, value):
+    """array.flat[index] = value, unchecked like `_load`."""
+    if not isinstance(array, types.Array) or array.layout != "C" or not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        value = context.cast(builder, args[2], signature.args[2], signature.args[0].dtype)
+        builder.store(value, builder.gep(data, [args[1]]))
+        return context.get_dummy_value()
+
+    return types.none(array, index, value), codegen
+
+
+@intrinsic
+def _store_sum(typingctx, out, index, a, b):
+    """out[index:index + BLOCK] = a + b for BLOCK-long float32 arrays a and b, as one vector
+    add and store. Written elementwise, LLVM splits the sum of two register-held
+    accumulators into BLOCK scalar extracts, adds and stores."""
+    if not (isinstance(out, types.Array) and out.layout == "C" and out.dtype == types.float32
+            and isinstance(index, types.Integer) and a == b == types.Array(types.float32, 1, "C")):
+        return None
+
+    def codegen(context, builder, signature, args):
+        vector = ir.VectorType(ir.FloatType(), BLOCK)
+        sa, sb = signature.args[2], signature.args[3]
+        pointer = vector.as_pointer()
+        va = builder.load(builder.bitcast(context.make_array(sa)(context, builder, args[2]).data, pointer), align=4)
+        vb = builder.load(builder.bitcast(context.make_array(sb)(context, builder, args[3]).data, pointer), align=4)
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        builder.store(builder.fadd(va, vb), builder.bitcast(builder.gep(data, [args[1]]), pointer), align=4)
+        return context.get_dummy_value()
+
+    return types.none(out, index, a, b), codegen
+
+
+# ---- elementwise math that vectorizes -------------------------------------------------
+
+
+@numba.njit(inline="always", **_JIT)
+def _exp(x):
+    x = min(max(x, _EXP_LO), _EXP_HI)
+    n = np.float32(np.floor(x * _LOG2E + np.float32(0.5)))
+    r = x - n * _LN2_HI - n * _LN2_LO
+    p = ((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5
+    p = p * (r * r) + r + _F1
+    return p * _f32_from_bits((np.int32(n) + _EXP_BIAS) << _MANTISSA_BITS)
+
+
+@numba.njit(inline="always", **_JIT)
+def _gate(a, b):
+    """tanh(a) * sigmoid(b) with one division: (e^2a - 1) / ((e^2a + 1) (1 + e^-b)).
+
+    Absolute error about 1e-7 (the numerator cancels near a = 0, where tanh is ~a); exactly
+    0 at a = 0, so padded channels stay 0. |a| is clamped to 9.5, where tanh is 1 in
+    float32, so the denominator overflows only when sigmoid(b) < 1e-30, and 0 is then right.
+    """
+    e2a = _exp(_F2 * min(max(a, -_TANH_SATURATED), _TANH_SATURATED))
+    return (e2a - _F1) / ((e2a + _F1) * (_F1 + _exp(-b)))
+
+
+# ---- the register-blocked matrix-vector product -----------------------------------------
+
+
+@numba.njit(inline="always", **_JIT)
+def _matvec(stream, start, n_blocks, K, v, v_start, init, out):
+    """out = init + W v[v_start:v_start + K] for the (n_blocks * BLOCK, K) matrix W stored
+    from row `start` of the stream: stream[start + b*K + k, j] = W[b*BLOCK + j, k].
+
+    Two accumulator sets (even and odd k) give four independent FMA chains, enough to hide
+    the FMA latency. `out` may be `init`.
+    """
+    for b in range(n_blocks):
+        base = b * BLOCK
+        acc0 = _stack_f32(BLOCK)
+        acc1 = _stack_f32(BLOCK)
+        for j in range(BLOCK):
+            acc0[j] = _load(init, base + j)
+            acc1[j] = _F0
+        at = (start + b * K) * BLOCK  # flat index of W[b*BLOCK, 0]
+        for k in range(0, K, 2):
+            v0 = _load(v, v_start + k)
+            v1 = _load(v, v_start + k + 1)
+            for j in range(BLOCK):
+                acc0[j] += _load(stream, at + j) * v0
+                acc1[j] += _load(stream, at + BLOCK + j) * v1
+            at += 2 * BLOCK
+        _store_sum(out, base, acc0, acc1)
+
+
+# ---- one utterance, one chunk -------------------------------------------------------------
+
+
+@numba.njit(**_JIT)
+def _generate_utterance(stream, embedding, dilated_b, res_b, skip_b, out1_b, out2_b,
+                        dilations, offsets, cond, uniforms, teacher, history, last_class, t0,
+                        classes, logits_out):
+    """Generate the next T samples of one utterance, updating `history` in place; return the
+    class of the last sample.
+
+    stream, embedding and the biases: `PackedWeights`. cond (T, L, 2R). uniforms (T,)
+    float32, or empty under teacher forcing, where teacher (T,) int32 holds the classes to
+    feed back. history (sum(dilations), R). classes (T,) int32 out. logits_out (T, 256) out,
+    or (0, 256) when not wanted.
+    """
+    T, L = cond.shape[0], cond.shape[1]
+    R = history.shape[1]
+    Rp, Sp, Ap = res_b.shape[1], skip_b.shape[0], out1_b.shape[0]
+    use_teacher = teacher.shape[0] > 0
+    want_logits = logits_out.shape[0] > 0
+    # The row where each matrix starts in the stream (see `PackedWeights`).
+    dilated_rows, res_rows = 4 * Rp * Rp // BLOCK, Rp * Rp // BLOCK
+    skip_start = L * (dilated_rows + res_rows)
+    out1_start = skip_start + Sp * L * Rp // BLOCK
+    out2_start = out1_start + Ap * Sp // BLOCK
+
+    v = np.zeros(2 * Rp, np.float32)  # [x[t-d]; x[t]] of the current layer; x[t] is v[Rp:]
+    x = v[Rp:]
+    h = np.zeros(2 * Rp, np.float32)  # gate pre-activations: tanh half, sigmoid half; padding stays 0
+    z = np.zeros(L * Rp, np.float32)  # every layer's gate output, for the fused skip product
+    skip = np.empty(Sp, np.float32)
+    hidden = np.empty(Ap, np.float32)
+    logits = np.empty(N_CLASSES, np.float32)
+    ring = np.empty(L, np.int64)  # slot t % d of each layer's ring, advanced without a division
+    for l in range(L):
+        ring[l] = t0 % dilations[l]
+
+    previous = last_class
+    for i in range(T):
+        for c in range(Rp):
+            x[c] = embedding[previous, c]
+        for l in range(L):
+            row = offsets[l] + ring[l]
+            for c in range(R):
+                v[c] = history[row, c]
+                history[row, c] = x[c]
+            ring[l] += 1
+            if ring[l] == dilations[l]:
+                ring[l] = 0
+            for c in range(R):
+                h[c] = dilated_b[l, c] + cond[i, l, c]
+                h[Rp + c] = dilated_b[l, Rp + c] + cond[i, l, R + c]
+            layer_start = l * (dilated_rows + res_rows)
+            _matvec(stream, layer_start, 2 * Rp // BLOCK, 2 * Rp, v, 0, h, h)
+            for c in range(Rp):
+                z[l * Rp + c] = _gate(h[c], h[Rp + c])
+            for c in range(Rp):
+                x[c] += res_b[l, c]
+            _matvec(stream, layer_start + dilated_rows, Rp // BLOCK, Rp, z, l * Rp, x, x)
+        _matvec(stream, skip_start, Sp // BLOCK, L * Rp, z, 0, skip_b, skip)
+        for c in range(Sp):
+            skip[c] = max(skip[c], _F0)
+        _matvec(stream, out1_start, Ap // BLOCK, Sp, skip, 0, out1_b, hidden)
+        for c in range(Ap):
+            hidden[c] = max(hidden[c], _F0)
+        _matvec(stream, out2_start, N_CLASSES // BLOCK, Ap, hidden, 0, out2_b, logits)
+        if want_logits:
+            for c in range(N_CLASSES):
+                logits_out[i, c] = logits[c]
+        if use_teacher:
+            previous = teacher[i]
+        else:
+            previous = _sample(logits, uniforms[i])
+        classes[i] = previous
+    return previous
+
+
+@numba.njit(**_JIT)
+def _sample(logits, u):
+    """The class `sample_classes` draws for these logits (256,) and uniform u; overwrites
+    logits with exp(logits - max)."""
+    lanes = 16
+    top = _stack_f32(16)
+    for j in range(lanes):
+        top[j] = logits[j]
+    for k in range(lanes, N_CLASSES, lanes):
+        for j in range(lanes):
+            top[j] = max(top[j], logits[k + j])
+    m = top[0]
+    for j in range(1, lanes):
+        m = max(m, top[j])
+    total = _stack_f32(16)
+    for j in range(lanes):
+        total[j] = _F0
+    for k in range(0, N_CLASSES, lanes):
+        for j in range(lanes):
+            e = _exp(logits[k + j] - m)
+            logits[k + j] = e
+            total[j] += e
+    s = total[0]
+    for j in range(1, lanes):
+        s += total[j]
+    inv = _F1 / s
+    cdf = 0.0  # float64, as torch.cumsum accumulates float32 on the CPU
+    for k in range(N_CLASSES):
+        cdf += logits[k] * inv
+        if np.float32(cdf) > u:
+            return np.int32(k)
+    return np.int32(N_CLASSES - 1)
+
+
+@numba.njit(**_JIT)
+def _generate_serial(stream, embedding, dilated_b, res_b, skip_b, out1_b, out2_b, dilations,
+                     offsets, cond, uniforms, teacher, history, last_class, t, classes,
+                     logits_out):
+    """`_generate_utterance` over a batch (B leading on every per-utterance array), one
+    utterance after another; updates history, last_class and t in place."""
+    for b in range(cond.shape[0]):
+        last_class[b] = _generate_utterance(
+            stream, embedding, dilated_b, res_b, skip_b, out1_b, out2_b, dilations, offsets,
+            cond[b], uniforms[b], teacher[b], history[b], last_class[b], t[b], classes[b],
+            logits_out[b])
+        t[b] += cond.shape[1]
+
+
+@numba.njit(parallel=True, **_JIT)
+def _generate_parallel(stream, embedding, dilated_b, res_b, skip_b, out1_b, out2_b, dilations,
+                       offsets, cond, uniforms, teacher, history, last_class, t, classes,
+                       logits_out):
+    """`_generate_serial` with one utterance per thread: the utterances share nothing but
+    the (read-only) weights, so the results are the same."""
+    for b in prange(cond.shape[0]):
+        last_class[b] = _generate_utterance(
+            stream, embedding, dilated_b, res_b, skip_b, out1_b, out2_b, dilations, offsets,
+            cond[b], uniforms[b], teacher[b], history[b], last_class[b], t[b], classes[b],
+            logits_out[b])
+        t[b] += cond.shape[1]
+
+
+# ---- weights, once, at load ------------------------------------------------------------
+
+
+class PackedWeights(NamedTuple):
+    """The exported weights in the kernel's layout (see the module docstring). Rp, Sp, Ap
+    are R, S, A padded to multiples of BLOCK.
+
+    `stream` holds every matrix in the order a sample reads them: per layer the dilated
+    conv (2Rp, 2Rp) then the residual projection (Rp, Rp); then the fused skip projection
+    (Sp, L*Rp), out1 (Ap, Sp) and out2 (256, Ap). A matrix W (M, K) [out, in] is stored as
+    M / BLOCK blocks of K rows of BLOCK floats: row b*K + k holds W[b*BLOCK:(b+1)*BLOCK, k].
+    The dilated conv's inputs are [x[t-d]; x[t]], its outputs [tanh half; sigmoid half],
+    each half padded to Rp.
+    """
+
+    stream: np.ndarray  # ((L*5*Rp^2 + Sp*L*Rp + Ap*Sp + 256*Ap) / BLOCK, BLOCK), 64-byte aligned
+    embedding: np.ndarray  # (256, Rp)
+    dilated_b: np.ndarray  # (L, 2Rp)
+    res_b: np.ndarray  # (L, Rp)
+    skip_b: np.ndarray  # (Sp,) the sum of every layer's skip bias
+    out1_b: np.ndarray  # (Ap,)
+    out2_b: np.ndarray  # (256,)
+    dilations: np.ndarray  # (L,) int64
+    offsets: np.ndarray  # (L,) int64, each layer's first row in KernelState.history
+
+
+def _padded(n: int) -> int:
+    return -(-n // BLOCK) * BLOCK
+
+
+def _aligned_zeros(size: int) -> np.ndarray:
+    """A float32 array of zeros starting on a 64-byte boundary."""
+    buffer = np.zeros(size + _ALIGN // 4, np.float32)
+    start = (-buffer.ctypes.data % _ALIGN) // 4
+    return buffer[start:start + size]
+
+
+def _blocked(matrix: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """matrix (M, K) [out, in] -> (rows / BLOCK, cols, BLOCK), zero-padded to rows x cols."""
+    padded = np.zeros((rows, cols), np.float32)
+    padded[:matrix.shape[0], :matrix.shape[1]] = matrix
+    return np.ascontiguousarray(padded.reshape(rows // BLOCK, BLOCK, cols).transpose(0, 2, 1))
+
+
+def pack_weights(weights: dict[str, np.ndarray]) -> PackedWeights:
+    """`export_weights()` output -> the kernel's layout. Raises ValueError naming the first
+    tensor with a wrong key, dtype or shape."""
+    L, R, S, A, n_classes, _ = validate_exported(weights)
+    if n_classes != N_CLASSES:
+        raise ValueError(f"the kernel samples {N_CLASSES} classes, the weights have {n_classes}")
+    Rp, Sp, Ap = _padded(R), _padded(S), _padded(A)
+    dw = weights["dilated_w"]  # (L, 2, 2R, R) [layer, tap, out, in]
+    pieces = []
+    for l in range(L):
+        dilated = np.zeros((2 * Rp, 2 * Rp), np.float32)  # [out, in]
+        for tap in range(2):
+            dilated[:R, tap * Rp:tap * Rp + R] = dw[l, tap, :R]
+            dilated[Rp:Rp + R, tap * Rp:tap * Rp + R] = dw[l, tap, R:]
+        pieces += [_blocked(dilated, 2 * Rp, 2 * Rp), _blocked(weights["res_w"][l], Rp, Rp)]
+    skip = np.zeros((S, L, Rp), np.float32)  # [out, layer, in]
+    skip[:, :, :R] = weights["skip_w"].transpose(1, 0, 2)
+    pieces += [_blocked(skip.reshape(S, L * Rp), Sp, L * Rp),
+               _blocked(weights["out1_w"], Ap, Sp), _blocked(weights["out2_w"], n_classes, Ap)]
+    stream = _aligned_zeros(sum(p.size for p in pieces))
+    stream[:] = np.concatenate([p.reshape(-1) for p in pieces])
+    stream = stream.reshape(-1, BLOCK)
+
+    dilated_b = np.zeros((L, 2 * Rp), np.float32)
+    dilated_b[:, :R] = weights["dilated_b"][:, :R]
+    dilated_b[:, Rp:Rp + R] = weights["dilated_b"][:, R:]
+    dilations = weights["dilations"].astype(np.int64)
+    return PackedWeights(
+        stream=stream,
+        embedding=np.pad(weights["embedding"], ((0, 0), (0, Rp - R))),
+        dilated_b=dilated_b,
+        res_b=np.pad(weights["res_b"], ((0, 0), (0, Rp - R))),
+        skip_b=np.pad(weights["skip_b"].sum(axis=0, dtype=np.float32), (0, Sp - S)),
+        out1_b=np.pad(weights["out1_b"], (0, Ap - A)),
+        out2_b=weights["out2_b"].copy(),
+        dilations=dilations,
+        offsets=KernelState.offsets(dilations),
+    )
+
+
+# ---- the backend ------------------------------------------------------------------------
+
+
+class NumbaKernel:
+    """WaveNet generation on the CPU with the fused numba kernel.
+
+    Same contract as the reference `WaveNet.generate`, on numpy arrays and a `KernelState`.
+    Compiled on first use and cached on disk by numba (later processes load it from there in
+    about a second). With `parallel`, a batch runs one utterance per thread, on up to
+    `numba.get_num_threads()` threads; the results are those of one utterance at a time.
+    Safe to call from several Python threads: single utterances run concurrently (the GIL
+    is released), batches one after another.
+    """
+
+    name = "numba"
+    # numba's "workqueue" thread pool (used where no OpenMP or TBB is found) aborts the
+    # process if two threads launch parallel work at once.
+    _parallel_lock = threading.Lock()
+
+    def __init__(self, weights: dict[str, np.ndarray], *, parallel: bool = True):
+        self.parallel = parallel
+        self.packed = pack_weights(weights)
+        self.dims = validate_exported(weights)
+        self.dilations = tuple(int(d) for d in weights["dilations"])
+
+    def init_state(self, batch_size: int) -> KernelState:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        return KernelState.zeros(batch_size, self.dilations, self.dims.residual_channels)
+
+    def _check_state(self, state: KernelState, batch: int) -> None:
+        rows, R = sum(self.dilations), self.dims.residual_channels
+        if not isinstance(state, KernelState):
+            raise TypeError(f"state must be a KernelState, got {type(state).__name__}")
+        if state.history.shape != (batch, rows, R):
+            raise ValueError(f"state.history has shape {state.history.shape}, expected "
+                             f"(B, sum(dilations), R) = ({batch}, {rows}, {R})")
+        if state.last_class.shape != (batch,) or state.t.shape != (batch,):
+            raise ValueError(f"state.last_class and state.t must have shape ({batch},), got "
+                             f"{state.last_class.shape} and {state.t.shape}")
+        if ((state.last_class < 0) | (state.last_class >= self.dims.n_classes)).any():
+            raise ValueError(f"state.last_class must be classes in [0, {self.dims.n_classes})")
+
+    def generate(self, cond: np.ndarray, uniforms: np.ndarray | None, state: KernelState, *,
+                 teacher: np.ndarray | None = None, return_logits: bool = False):
+        """Generate one chunk of samples for a batch of utterances.
+
+        cond (B, T, L, 2R) float32: each utterance's `export_conditioning` slice.
+        uniforms (B, T) float32 in [0, 1): the random numbers for sampling.
+        state: from `init_state` or the previous chunk; not modified.
+        teacher (B, T) int: teacher forcing, the classes to feed back instead of sampled ones
+            (then uniforms must be None).
+
+        Returns (classes (B, T) int32, new state), plus logits (B, T, 256) float32 when
+        return_logits.
+        """
+        L, R = self.dims.n_layers, self.dims.residual_channels
+        cond = np.asarray(cond)
+        if cond.dtype != np.float32:
+            raise ValueError(f"cond has dtype {cond.dtype}, expected float32")
+        if cond.ndim != 4 or cond.shape[2:] != (L, 2 * R):
+            raise ValueError(f"cond has shape {cond.shape}, expected (B, T, L, 2R) = "
+                             f"(B, T, {L}, {2 * R})")
+        B, T = cond.shape[:2]
+        if (uniforms is None) == (teacher is None):
+            raise ValueError("pass exactly one of uniforms (sampling) and teacher (teacher forcing)")
+        if teacher is None:
+            uniforms = np.ascontiguousarray(uniforms, dtype=np.float32)
+            if uniforms.shape != (B, T):
+                raise ValueError(f"uniforms have shape {uniforms.shape}, expected (B, T) = ({B}, {T})")
+            teacher = np.zeros((B, 0), np.int32)
+        else:
+            teacher = np.asarray(teacher)
+            if teacher.shape != (B, T):
+                raise ValueError(f"teacher has shape {teacher.shape}, expected (B, T) = ({B}, {T})")
+            if teacher.size and (teacher.min() < 0 or teacher.max() >= self.dims.n_classes):
+                raise ValueError(f"teacher classes must lie in [0, {self.dims.n_classes})")
+            teacher = np.ascontiguousarray(teacher, dtype=np.int32)
+            uniforms = np.zeros((B, 0), np.float32)
+        self._check_state(state, B)
+        new = KernelState(np.ascontiguousarray(state.history, dtype=np.float32).copy(),
+                          state.last_class.astype(np.int32), state.t.astype(np.int64))
+        classes = np.empty((B, T), np.int32)
+        logits = np.empty((B, T if return_logits else 0, N_CLASSES), np.float32)
+        args = (*self.packed, np.ascontiguousarray(cond), uniforms, teacher, new.history,
+                new.last_class, new.t, classes, logits)
+        if T > 0 and self.parallel and B > 1:
+            # Where numba's thread pool is OpenMP it shares torch's runtime, and a parallel
+            # launch leaves torch's intra-op thread count at numba's: put it back.
+            torch_threads = torch.get_num_threads()
+            with self._parallel_lock:
+                try:
+                    _generate_parallel(*args)
+                finally:
+                    if torch.get_num_threads() != torch_threads:
+                        torch.set_num_threads(torch_threads)
+        elif T > 0:
+            _generate_serial(*args)
+        if return_logits:
+            return classes, new, logits
+        return classes, new

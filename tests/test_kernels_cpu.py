@@ -1,0 +1,301 @@
+"""The fused numba CPU kernel against the reference generator, and the backend dispatch.
+
+Tolerances: logits within 2e-5 absolute + 2e-5 relative of the reference when both are fed
+the same previous samples (the kernel sums in another order, with FMA, and uses its own
+exp); sampled classes identical (a flip needs u within ~1e-6 of a cdf step).
+"""
+
+import importlib.util
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import kernels
+from kernels import BackendUnavailableError, KernelState, available_backends, backend_status, load_backend
+from kernels.cpu import BLOCK, NumbaKernel, pack_weights
+from kernels.reference import TorchKernel, wavenet_from_exported
+from vocoder.wavenet import WaveNet, WaveNetConfig
+
+# R not a multiple of the register block, S and A neither; a single layer with R = 7; and
+# sizes that need no padding at all.
+CONFIGS = {
+    "R12": WaveNetConfig(n_layers=4, residual_channels=12, skip_channels=24, output_channels=20,
+                         max_dilation=4, cond_channels=8),
+    "R7-one-layer": WaveNetConfig(n_layers=1, residual_channels=7, skip_channels=9,
+                                  output_channels=10, max_dilation=1, cond_channels=8),
+    "R32": WaveNetConfig(n_layers=3, residual_channels=BLOCK, skip_channels=2 * BLOCK,
+                         output_channels=BLOCK, max_dilation=2, cond_channels=8),
+}
+TINY = CONFIGS["R12"]
+
+
+def make_model(config: WaveNetConfig, seed: int = 0) -> WaveNet:
+    torch.manual_seed(seed)
+    model = WaveNet(config).eval()
+    with torch.no_grad():
+        # Sharper output distributions than at initialization, so that sampling is decisive
+        # and a wrong logit shows up as a wrong class.
+        model.out2.weight.mul_(4.0)
+    return model
+
+
+def conditioning(model: WaveNet, samples: int, seed: int = 1) -> np.ndarray:
+    """cond (samples, L, 2R) for a random mel."""
+    frames = -(-samples // model.config.hop_length)
+    g = torch.Generator().manual_seed(seed)
+    mel = torch.rand(frames, model.config.n_mels, generator=g)
+    return model.export_conditioning(mel)[:samples]
+
+
+def uniforms(batch: int, samples: int, seed: int = 2) -> np.ndarray:
+    return np.random.default_rng(seed).random((batch, samples), dtype=np.float32)
+
+
+def reference(model, cond, u=None, teacher=None):
+    """The reference generator on numpy inputs: (classes, state, logits) as numpy/torch."""
+    classes, state, logits = model.generate(
+        torch.from_numpy(cond), None if u is None else torch.from_numpy(u), model.init_state(cond.shape[0]),
+        teacher=None if teacher is None else torch.from_numpy(teacher), return_logits=True)
+    return classes.numpy(), state, logits.numpy()
+
+
+def assert_same_state(a: KernelState, b: KernelState, exact: bool = True):
+    if exact:
+        np.testing.assert_array_equal(a.history, b.history)
+    else:
+        np.testing.assert_allclose(a.history, b.history, rtol=2e-5, atol=2e-5)
+    np.testing.assert_array_equal(a.last_class, b.last_class)
+    np.testing.assert_array_equal(a.t, b.t)
+
+
+# ---- kernel vs reference ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_teacher_forced_logits_match_reference(name):
+    model = make_model(CONFIGS[name])
+    T = 300  # past the receptive field, so every ring buffer wraps
+    cond = conditioning(model, T)[None]  # (1, T, L, 2R)
+    teacher = np.random.default_rng(3).integers(0, 256, (1, T))
+    kernel = NumbaKernel(model.export_weights())
+    classes, state, logits = kernel.generate(cond, None, kernel.init_state(1), teacher=teacher,
+                                             return_logits=True)
+    _, ref_state, ref_logits = reference(model, cond, teacher=teacher)
+    assert logits.shape == ref_logits.shape == (1, T, 256)
+    np.testing.assert_allclose(logits, ref_logits, rtol=2e-5, atol=2e-5)
+    assert logits.std() > 0.1  # not a degenerate model
+    np.testing.assert_array_equal(classes, teacher)
+    assert_same_state(state, KernelState.from_torch(ref_state), exact=False)
+
+
+def test_saturated_gates_and_peaked_outputs_match_reference():
+    """Gate inputs far into tanh's and sigmoid's flat tails, and logits spread over ~100,
+    so that exp meets its clamps."""
+    model = make_model(TINY)
+    with torch.no_grad():
+        model.out2.weight.mul_(60.0)
+    T = 200
+    cond = 30.0 * np.random.default_rng(6).standard_normal((1, T, TINY.n_layers, 2 * TINY.residual_channels),
+                                                           dtype=np.float32)
+    teacher = np.random.default_rng(4).integers(0, 256, (1, T))
+    kernel = NumbaKernel(model.export_weights())
+    _, _, logits = kernel.generate(cond, None, kernel.init_state(1), teacher=teacher,
+                                   return_logits=True)
+    _, _, ref_logits = reference(model, cond, teacher=teacher)
+    assert np.abs(cond).max() > 20 and np.ptp(ref_logits, axis=-1).min() > 80
+    np.testing.assert_allclose(logits, ref_logits, rtol=2e-5, atol=2e-4)
+    u = uniforms(1, T)
+    classes, _ = kernel.generate(cond, u, kernel.init_state(1))
+    np.testing.assert_array_equal(classes, reference(model, cond, u)[0])
+
+
+def test_free_running_generation_draws_the_reference_samples():
+    model = make_model(TINY)
+    T = 3000
+    cond = conditioning(model, T)[None]
+    u = uniforms(1, T)
+    kernel = NumbaKernel(model.export_weights())
+    classes, state = kernel.generate(cond, u, kernel.init_state(1))
+    ref_classes, ref_state, ref_logits = reference(model, cond, u)
+    differ = np.flatnonzero(classes[0] != ref_classes[0])
+    if differ.size:  # say where and by how little, before failing
+        i = differ[0]
+        cdf = torch.cumsum(torch.softmax(torch.from_numpy(ref_logits[0, i]), -1), -1).numpy()
+        margin = np.abs(cdf - u[0, i]).min()
+        pytest.fail(f"first divergence at step {i}: numba {classes[0, i]}, reference "
+                    f"{ref_classes[0, i]}; u is {margin:.2e} from the nearest cdf step")
+    assert len(np.unique(classes)) > 20  # the samples actually vary
+    assert_same_state(state, KernelState.from_torch(ref_state), exact=False)
+
+
+def test_torch_backend_wraps_the_reference_generator():
+    model = make_model(TINY)
+    weights = model.export_weights()
+    rebuilt = wavenet_from_exported(weights)
+    for name, array in rebuilt.export_weights().items():
+        np.testing.assert_array_equal(array, weights[name], err_msg=name)
+    T = 50
+    cond, u = conditioning(model, T)[None], uniforms(1, T)
+    for kernel in (TorchKernel(weights), TorchKernel.from_model(model)):
+        classes, state = kernel.generate(cond, u, kernel.init_state(1))
+        ref_classes, ref_state, _ = reference(model, cond, u)
+        np.testing.assert_array_equal(classes, ref_classes)
+        assert classes.dtype == np.int32
+        assert_same_state(state, KernelState.from_torch(ref_state))
+
+
+def test_torch_backend_rejects_dilations_the_model_cannot_build():
+    weights = make_model(TINY).export_weights()
+    weights["dilations"] = np.array([1, 4, 2, 1], np.int32)
+    with pytest.raises(ValueError, match="dilations"):
+        wavenet_from_exported(weights)
+
+
+# ---- chunks, batches, state ------------------------------------------------------------
+
+
+def test_chunked_generation_equals_one_shot():
+    model = make_model(TINY)
+    T = 700
+    cond, u = conditioning(model, T)[None], uniforms(1, T)
+    kernel = NumbaKernel(model.export_weights())
+    whole, whole_state = kernel.generate(cond, u, kernel.init_state(1))
+    state, pieces = kernel.init_state(1), []
+    for a, b in ((0, 1), (1, 2), (2, 203), (203, 203), (203, 700)):  # odd sizes, an empty one
+        classes, state = kernel.generate(cond[:, a:b], u[:, a:b], state)
+        pieces.append(classes)
+    np.testing.assert_array_equal(np.concatenate(pieces, axis=1), whole)
+    assert_same_state(state, whole_state)
+    assert state.t[0] == T
+
+
+def test_parallel_batch_equals_one_utterance_at_a_time():
+    model = make_model(TINY)
+    T, B = 400, 3
+    cond = np.stack([conditioning(model, T, seed=10 + b) for b in range(B)])  # (B, T, L, 2R)
+    u = uniforms(B, T, seed=5)
+    kernel = NumbaKernel(model.export_weights(), parallel=True)
+    # Utterances at different steps: utterance 1 is 37 samples further on.
+    start = kernel.init_state(B)
+    _, ahead = kernel.generate(cond[1:2, :37], u[1:2, :37], kernel.init_state(1))
+    start.history[1], start.last_class[1], start.t[1] = ahead.history[0], ahead.last_class[0], ahead.t[0]
+    before = start.copy()
+    classes, state = kernel.generate(cond, u, start)
+    assert_same_state(start, before)  # the input state is not modified
+    for b in range(B):
+        one = KernelState(start.history[b:b + 1], start.last_class[b:b + 1], start.t[b:b + 1])
+        alone, alone_state = kernel.generate(cond[b:b + 1], u[b:b + 1], one)
+        np.testing.assert_array_equal(classes[b], alone[0])
+        assert_same_state(KernelState(state.history[b:b + 1], state.last_class[b:b + 1],
+                                      state.t[b:b + 1]), alone_state)
+    np.testing.assert_array_equal(state.t, [T, T + 37, T])
+    assert torch.get_num_threads() == 1  # the batch left torch's thread count alone (conftest sets 1)
+    serial, serial_state = NumbaKernel(model.export_weights(), parallel=False).generate(cond, u, start)
+    np.testing.assert_array_equal(serial, classes)
+    assert_same_state(serial_state, state)
+
+
+def test_state_round_trips_through_the_reference_state():
+    model = make_model(TINY)
+    T = 120
+    cond, u = conditioning(model, T)[None], uniforms(1, T)
+    kernel = NumbaKernel(model.export_weights())
+    # First half on the reference, second half on the kernel, from the converted state.
+    ref_classes, ref_state, _ = reference(model, cond[:, :60], u[:, :60])
+    classes, state = kernel.generate(cond[:, 60:], u[:, 60:], KernelState.from_torch(ref_state))
+    whole, _, _ = reference(model, cond, u)
+    np.testing.assert_array_equal(np.concatenate([ref_classes, classes], axis=1), whole)
+
+
+# ---- errors a caller can make --------------------------------------------------------------
+
+
+def test_generate_rejects_bad_inputs_with_clear_messages():
+    model = make_model(TINY)
+    kernel = NumbaKernel(model.export_weights())
+    cond, u, state = conditioning(model, 10)[None], uniforms(1, 10), kernel.init_state(1)
+    with pytest.raises(ValueError, match=r"cond has shape .* expected \(B, T, L, 2R\)"):
+        kernel.generate(cond[:, :, :2], u, state)
+    with pytest.raises(ValueError, match="cond has dtype float64"):
+        kernel.generate(cond.astype(np.float64), u, state)
+    with pytest.raises(ValueError, match="uniforms have shape"):
+        kernel.generate(cond, u[:, :5], state)
+    with pytest.raises(ValueError, match="exactly one of uniforms"):
+        kernel.generate(cond, u, state, teacher=np.zeros((1, 10), np.int64))
+    with pytest.raises(ValueError, match="teacher classes"):
+        kernel.generate(cond, None, state, teacher=np.full((1, 10), 256))
+    with pytest.raises(ValueError, match="state.history has shape"):
+        kernel.generate(cond, u, kernel.init_state(2))
+    with pytest.raises(ValueError, match="batch_size"):
+        kernel.init_state(0)
+
+
+def test_pack_weights_names_the_bad_tensor():
+    weights = make_model(TINY).export_weights()
+    weights["res_b"] = weights["res_b"][:, :-1].copy()
+    with pytest.raises(ValueError, match="res_b has shape"):
+        pack_weights(weights)
+    weights = make_model(TINY).export_weights()
+    del weights["out2_w"]
+    with pytest.raises(ValueError, match="lack out2_w"):
+        NumbaKernel(weights)
+
+
+def test_packed_weights_are_aligned_and_padded():
+    packed = pack_weights(make_model(TINY).export_weights())
+    assert packed.stream.ctypes.data % 64 == 0
+    assert packed.stream.shape[1] == BLOCK and packed.stream.flags.c_contiguous
+    assert packed.res_b.shape[1] % BLOCK == 0 and packed.skip_b.shape[0] % BLOCK == 0
+
+
+# ---- dispatch --------------------------------------------------------------------------
+
+
+def test_dispatch_lists_and_loads_the_cpu_backends():
+    assert kernels.BACKENDS == ("torch", "numba", "cuda")
+    usable = available_backends()
+    assert usable[:2] == ["torch", "numba"]
+    model = make_model(TINY)
+    assert isinstance(load_backend("numba", model), NumbaKernel)
+    assert isinstance(load_backend("numba", model.export_weights()), NumbaKernel)
+    assert load_backend("torch", model).model is model
+    assert isinstance(load_backend("torch", model.export_weights()), TorchKernel)
+    if "cuda" not in usable:
+        assert load_backend("auto", model).name == "numba"
+
+
+def test_dispatch_errors_are_clear():
+    model = make_model(TINY)
+    with pytest.raises(ValueError, match="unknown vocoder backend 'tpu'"):
+        load_backend("tpu", model)
+    with pytest.raises(ValueError, match="unknown vocoder backend"):
+        backend_status("tpu")
+    if backend_status("cuda")[0]:
+        pytest.skip("a CUDA GPU is present")
+    with pytest.raises(BackendUnavailableError, match="^cuda backend unavailable: "):
+        load_backend("cuda", model)
+
+
+def test_auto_falls_back_to_torch_with_a_warning_without_numba(monkeypatch):
+    find_spec = importlib.util.find_spec
+
+    def without_numba(name, *args, **kwargs):
+        return None if name in ("numba", "kernels.cuda") else find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_numba)
+    model = make_model(TINY)
+    assert backend_status("numba") == (False, "numba is not installed")
+    with pytest.raises(BackendUnavailableError, match="^numba backend unavailable: numba is not installed$"):
+        load_backend("numba", model)
+    with pytest.warns(RuntimeWarning, match="torch reference"):
+        kernel = load_backend("auto", model)
+    assert kernel.name == "torch"
+
+
+def test_auto_does_not_warn_when_a_fast_backend_runs():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kernel = load_backend("auto", make_model(TINY))
+    assert kernel.name in ("numba", "cuda")

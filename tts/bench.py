@@ -1,0 +1,122 @@
+"""End-to-end speed of the pipeline: ``python -m tts.bench [--voice DIR] [--json]``.
+
+For each vocoder backend present: the real-time factor of synthesizing a 20-word sentence and
+a 300-word paragraph (synthesis seconds over audio seconds; below 1 is faster than real time)
+and the time to first audio of each (from the call to the first streamed chunk), on one
+thread, the way ``synthesize`` runs.
+
+Without ``--voice`` it measures a random-weight voice of the shipped model sizes whose "done"
+head never fires and whose step limit is 2 decoder steps (100 ms) per symbol, close to the
+pace of read speech, so the audio has a realistic length for its text. Speed does not depend
+on the weights' values, only on the sizes and the length of the audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+SENTENCE = ("The old lighthouse keeper climbed the narrow stairs each evening to light the lamp "
+            "that guided ships safely into the harbor.")  # 20 words
+PARAGRAPH_SENTENCES = [
+    "Long before the railway reached the valley, the village lived by the rhythm of the river.",
+    "Barges carried grain and timber down to the market towns, and came back loaded with salt, "
+    "cloth, and news from the wider world.",
+    "Children learned to read the water as other children learned their letters, "
+    "knowing from its colour when the spring floods would come.",
+    "The miller, a patient man with flour in his beard, kept a ledger of every harvest for forty years.",
+    "His records showed good years and lean ones, a fire in the granary, and a winter so cold "
+    "that the river froze from bank to bank.",
+    "When the first engineers arrived with their maps and instruments, the villagers watched them "
+    "with curiosity and some suspicion.",
+    "The surveyors measured the fields, marked the old oak trees with paint, and asked questions "
+    "about the height of the floods.",
+]
+
+
+def paragraph(words: int = 300) -> str:
+    out, n = [], 0
+    while n < words:
+        for s in PARAGRAPH_SENTENCES:
+            out.append(s)
+            n += len(s.split())
+            if n >= words:
+                break
+    return " ".join(out)
+
+
+def bench_voice(path: Path) -> Path:
+    """A random-weight voice of the shipped sizes with read-speech pacing (see module doc)."""
+    from dataclasses import replace
+
+    from tts.model import AcousticConfig, AcousticModel
+    from tts.voice import save_model
+    from vocoder.wavenet import WaveNet, WaveNetConfig
+
+    torch.manual_seed(0)
+    acoustic = AcousticModel(replace(AcousticConfig(), max_steps_per_symbol=2)).eval()
+    with torch.no_grad():
+        acoustic.done_out.weight.zero_()
+        acoustic.done_out.bias.fill_(-30.0)
+    save_model(path, "acoustic", acoustic)
+    save_model(path, "vocoder", WaveNet(WaveNetConfig()))
+    return path
+
+
+def measure(synth, text: str) -> dict:
+    start = time.perf_counter()
+    first = None
+    samples = 0
+    for chunk in synth.stream(text):
+        if first is None:
+            first = time.perf_counter() - start
+        samples += len(chunk.audio)
+    total = time.perf_counter() - start
+    audio_s = samples / synth.sample_rate
+    return {"words": len(text.split()), "audio_s": audio_s, "synthesis_s": total,
+            "realtime_factor": total / audio_s, "first_audio_ms": 1000 * first}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from kernels import available_backends
+    from tts import Synthesizer
+
+    p = argparse.ArgumentParser(prog="python -m tts.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--voice", type=Path, help="voice folder (default: random weights, shipped sizes)")
+    p.add_argument("--backends", nargs="+", help="vocoder backends (default: all available)")
+    p.add_argument("--paragraph-backends", nargs="+", default=["numba", "cuda"],
+                   help="backends fast enough for the 300-word paragraph (default numba cuda)")
+    p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        voice = args.voice or bench_voice(Path(tmp) / "voice")
+        records = []
+        for backend in args.backends or available_backends():
+            synth = Synthesizer.load(voice, device="cuda" if backend == "cuda" else "cpu", vocoder=backend)
+            synth.synthesize("Warm up.")  # compile / load kernels outside the measurement
+            texts = [("sentence", SENTENCE)]
+            if backend in args.paragraph_backends:
+                texts.append(("paragraph", paragraph(300)))
+            for name, text in texts:
+                records.append({"backend": backend, "text": name, **measure(synth, text)})
+            print(f"measured {backend}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(records, indent=1))
+        return 0
+    print(f"{'backend':8s} {'text':10s} {'words':>5s} {'audio s':>8s} {'synth s':>8s} {'RTF':>6s} {'first audio ms':>15s}")
+    for r in records:
+        print(f"{r['backend']:8s} {r['text']:10s} {r['words']:5d} {r['audio_s']:8.2f} {r['synthesis_s']:8.2f} "
+              f"{r['realtime_factor']:6.3f} {r['first_audio_ms']:15.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
