@@ -306,3 +306,19 @@ def test_state_dict_round_trip_rebuilds_the_same_model():
     for name, arr in model.export_weights().items():
         np.testing.assert_array_equal(arr, rebuilt.export_weights()[name])
     assert isinstance(model.init_state(1), WaveNetState)
+
+
+def test_upsample_frames_matches_whole_utterance():
+    torch.manual_seed(0)
+    model = WaveNet(WaveNetConfig(n_layers=2, residual_channels=8, skip_channels=8, output_channels=8,
+                                  max_dilation=2, cond_channels=8)).eval()
+    with torch.no_grad():
+        for conv in model.upsample_convs:  # non-uniform smoothing, so edges really matter
+            conv.weight.normal_()
+        mel = torch.rand(1, 23, 80)
+        whole = model.upsample(mel)
+        pieces = [model.upsample_frames(mel, a, b) for a, b in [(0, 1), (1, 8), (8, 9), (9, 20), (20, 23)]]
+        torch.testing.assert_close(torch.cat(pieces, dim=2), whole, atol=1e-5, rtol=1e-5)
+        # Too little context would show: a window without margin differs at its edges.
+        assert not torch.allclose(model.upsample(mel[:, 8:9]), whole[:, :, 1600:1800], atol=1e-5)
+        torch.testing.assert_close(model.project(whole), model.conditioning(mel))

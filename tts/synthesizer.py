@@ -35,8 +35,8 @@ from tts.voice import BUNDLED_VOICE, Voice, VoiceError, load_voice
 MIN_RATE, MAX_RATE = 0.5, 2.0
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 # Small first chunk so playback starts quickly; larger ones after amortize per-call costs.
-FIRST_CHUNK_SAMPLES = 1600  # 100 ms
-CHUNK_SAMPLES = 8000  # 500 ms
+FIRST_CHUNK_FRAMES = 8  # 100 ms
+CHUNK_FRAMES = 40  # 500 ms
 
 
 class SynthesisError(RuntimeError):
@@ -158,17 +158,18 @@ class Synthesizer:
     def _speak_sentence(self, text: str, phonemes: list[str], index: int, seed: int, rate: float) -> Iterator[Chunk]:
         mel, alignment = self.sentence_mel(phonemes, rate)
         mel_np = mel.cpu().numpy()
-        up = self.wavenet.upsample(mel[None])  # (1, C_cond, T_samples)
-        total = up.shape[2]
+        frames = mel.shape[0]
         rng = np.random.default_rng([seed, index])
         state = self.kernel.init_state(1)
         start = 0
-        while start < total:
-            n = min(FIRST_CHUNK_SAMPLES if start == 0 else CHUNK_SAMPLES, total - start)
-            _, cond = next(self.wavenet.conditioning_chunks(up[:, :, start:start + n], n))
-            uniforms = rng.random((1, n), dtype=np.float32)
-            classes, state = self.kernel.generate(cond.cpu().numpy() if self.backend != "cuda" else cond,
+        while start < frames:
+            # Condition only this chunk's frames (with context), so the first chunk does not
+            # wait for the whole sentence to be upsampled.
+            stop = min(frames, start + (FIRST_CHUNK_FRAMES if start == 0 else CHUNK_FRAMES))
+            cond = self.wavenet.project(self.wavenet.upsample_frames(mel[None], start, stop))  # (1, t, L, 2R)
+            uniforms = rng.random((1, cond.shape[1]), dtype=np.float32)
+            classes, state = self.kernel.generate(cond if self.backend == "cuda" else cond.cpu().numpy(),
                                                   uniforms, state)
-            start += n
+            start = stop
             audio = mu_law_decode(np.asarray(classes[0]))
-            yield Chunk(audio, text, phonemes, mel_np, alignment, index, last=start >= total)
+            yield Chunk(audio, text, phonemes, mel_np, alignment, index, last=start >= frames)

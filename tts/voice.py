@@ -48,7 +48,11 @@ def _model_classes(name: str) -> tuple[type, type]:
         from vocoder.wavenet import WaveNet, WaveNetConfig
 
         return WaveNet, WaveNetConfig
-    raise VoiceError(f"unknown model {name!r} (expected acoustic or vocoder)")
+    if name == "g2p":
+        from tts.text.neural_g2p import G2PConfig, G2PModel
+
+        return G2PModel, G2PConfig
+    raise VoiceError(f"unknown model {name!r} (expected acoustic, vocoder or g2p)")
 
 
 def _sha256(path: Path) -> str:

@@ -189,18 +189,40 @@ class WaveNet(nn.Module):
         Not causal in time (a frame sees its neighbours): it is computed for the whole
         utterance before generation starts.
         """
-        up = self.upsample(mel)  # (B, C_cond, T)
-        cond = torch.stack([proj(up) for proj in self.cond_proj], dim=1)  # (B, L, 2R, T)
-        return cond.permute(0, 3, 1, 2).contiguous()  # (B, T, L, 2R)
+        return self.project(self.upsample(mel))  # (B, T, L, 2R)
+
+    @property
+    def upsample_context(self) -> int:
+        """Mel frames on each side that one frame's upsampled features depend on."""
+        context, rate = 1, 1  # the frame conv: kernel 3
+        for scale in self.config.upsample_scales:
+            rate *= scale
+            context += math.ceil(scale / rate)  # a (2 * scale + 1)-tap smoothing at this rate
+        return context
+
+    def upsample_frames(self, mel: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """The features of `upsample(mel)` for frames [start, stop) only: (B, C_cond,
+        (stop - start) * hop_length), computed from a window with `upsample_context` frames
+        of margin, so they equal the whole utterance's to float rounding. This lets a long
+        utterance be vocoded piece by piece, starting before all of it is upsampled."""
+        context, hop = self.upsample_context, self.config.hop_length
+        lo, hi = max(0, start - context), min(mel.shape[1], stop + context)
+        up = self.upsample(mel[:, lo:hi])  # (B, C_cond, (hi - lo) * hop)
+        return up[:, :, (start - lo) * hop:(stop - lo) * hop]
+
+    def project(self, up: torch.Tensor) -> torch.Tensor:
+        """Upsampled features (B, C_cond, T) -> every layer's conditioning (B, T, L, 2R), as
+        one matrix product straight into the kernels' (T, L, 2R) layout."""
+        weight = torch.cat([proj.weight[:, :, 0] for proj in self.cond_proj])  # (L * 2R, C_cond)
+        B, T = up.shape[0], up.shape[2]
+        return (up.transpose(1, 2) @ weight.T).view(B, T, self.config.n_layers, -1)
 
     def conditioning_chunks(self, up: torch.Tensor, chunk_samples: int):
         """Project upsampled features (B, C_cond, T) from `upsample` chunk by chunk, so that a
         long utterance never holds its whole (T, L, 2R) conditioning: yields (start, cond
         (B, t, L, 2R)) for consecutive chunks of at most chunk_samples."""
         for start in range(0, up.shape[2], chunk_samples):
-            part = up[:, :, start:start + chunk_samples]
-            cond = torch.stack([proj(part) for proj in self.cond_proj], dim=1)  # (B, L, 2R, t)
-            yield start, cond.permute(0, 3, 1, 2)  # (B, t, L, 2R)
+            yield start, self.project(up[:, :, start:start + chunk_samples])
 
     # ---- training -------------------------------------------------------------------------
 
