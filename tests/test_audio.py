@@ -105,3 +105,8 @@ def test_mu_law_roundtrip():
     ct = mu_law_encode(torch.from_numpy(x))
     assert torch.equal(ct, torch.from_numpy(c))
     np.testing.assert_allclose(mu_law_decode(ct).numpy(), y, atol=1e-6)
+
+
+def test_written_files_are_readable_by_others(tmp_path):
+    path = write_audio(tmp_path / "out.wav", tone())
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -178,7 +178,7 @@ def test_blorptastic_sounds_plausible():
 
 
 def test_a_word_without_vowel_sounds_is_spelled():
-    g2p = G2P(lexicon={})
+    g2p = G2P(lexicon={}, fallback=letter_to_sound)
     assert letter_to_sound("bcd") == ["B", "K", "D"]
     assert g2p.word_to_phonemes("bcd") == spell("bcd")
     assert g2p.word_to_phonemes("h") == ["EY1", "CH"]  # the rules make "h" silent

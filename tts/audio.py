@@ -64,6 +64,7 @@ class AudioConfig:
 
 
 DEFAULT_AUDIO = AudioConfig()
+FILE_MODE = 0o644  # what files written atomically get: readable by all, like open() would give
 
 
 # --- Files -------------------------------------------------------------------------------
@@ -118,6 +119,7 @@ class AudioWriter:
     def __enter__(self) -> "AudioWriter":
         fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
         os.close(fd)
+        os.chmod(self._tmp, FILE_MODE)  # mkstemp's 0600 would survive the rename
         self._file = sf.SoundFile(self._tmp, "w", self.sample_rate, 1, subtype="PCM_16", format=self.format)
         return self
 

@@ -26,7 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from tts.audio import DEFAULT_AUDIO, AudioConfig
+from tts.audio import DEFAULT_AUDIO, FILE_MODE, AudioConfig
 from tts.text.symbols import SYMBOLS
 
 FORMAT_VERSION = 1
@@ -66,6 +66,7 @@ def _sha256(path: Path) -> str:
 def _write_atomic(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, FILE_MODE)  # mkstemp's 0600 would survive the rename
     try:
         write(tmp)
         os.replace(tmp, path)

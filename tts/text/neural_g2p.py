@@ -99,6 +99,8 @@ class DecoderState:
 
 
 class G2PModel(nn.Module):
+    """Letters -> phonemes with stress; see the module docstring for the layers."""
+
     def __init__(self, config: G2PConfig = G2PConfig()):
         super().__init__()
         self.config = config
