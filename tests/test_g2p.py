@@ -15,6 +15,7 @@ from tts.text.g2p import (
     word_to_phonemes,
 )
 from tts.text.lts_rules import RULES
+from train.tasks.g2p import edit_distance
 from tts.text.symbols import PHONEMES
 
 PHONEME_SET = set(PHONEMES)
@@ -155,13 +156,6 @@ def test_letter_to_sound_is_close_to_the_dictionary_on_common_words():
     assert errors / total < 0.06  # the rules as published give 3.4% here
 
 
-def edit_distance(a, b):
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
 
 
 @pytest.mark.parametrize("word", ["blorptastic", "zyxq", "snorfle", "quizzaciously", "xkcd"])

@@ -15,7 +15,7 @@ from train.tasks.g2p import (
     is_eval_word,
     parse_cmudict,
 )
-from tts.text import G2P, default_g2p, to_phonemes
+from tts.text import default_g2p, to_phonemes
 from tts.text.g2p import neural_or_rules
 from tts.text.neural_g2p import (
     BOS_ID,

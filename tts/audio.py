@@ -6,7 +6,6 @@ Layouts: a waveform is ``(T,)`` (or ``(B, T)`` for the torch mel), a mel spectro
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
@@ -18,13 +17,15 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from tts.config import JsonConfig
+
 
 class AudioFileError(ValueError):
     """An audio file that cannot be read or written."""
 
 
 @dataclass(frozen=True)
-class AudioConfig:
+class AudioConfig(JsonConfig):
     """Every number that turns a waveform into model features. Stored in every checkpoint."""
 
     sample_rate: int = 16000
@@ -39,17 +40,6 @@ class AudioConfig:
     min_level_db: float = -100.0
     ref_level_db: float = 20.0
     mu_law_classes: int = 256
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "AudioConfig":
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - fields
-        if unknown:
-            raise ValueError(f"unknown AudioConfig fields: {sorted(unknown)}")
-        return cls(**d)
 
     def fingerprint(self) -> str:
         """A short stable string that changes whenever any feature number changes."""

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tts.config import JsonConfig
 from tts.text.symbols import PAD_ID, SYMBOLS
 
 SQRT_HALF = math.sqrt(0.5)  # keeps the variance of a sum of two unit-variance terms at 1
@@ -43,7 +44,7 @@ LOGIT_EPS = 1e-4
 
 
 @dataclass(frozen=True)
-class AcousticConfig:
+class AcousticConfig(JsonConfig):
     """Model dimensions; stored as JSON next to the weights, enough to rebuild the model."""
 
     n_symbols: int = len(SYMBOLS)
@@ -106,19 +107,6 @@ class AcousticConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"AcousticConfig.{name} must be > 0, got {getattr(self, name)}")
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["decoder_dilations"] = list(self.decoder_dilations)
-        d["converter_dilations"] = list(self.converter_dilations)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> AcousticConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown AcousticConfig fields: {', '.join(unknown)}")
-        return cls(**d)
 
 
 class EncoderOutput(NamedTuple):

@@ -24,7 +24,7 @@ Three ways to run it, all on the same weights:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -33,13 +33,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tts.audio import mu_law_decode, mu_law_encode
+from tts.config import JsonConfig
 
 # The previous sample before the first one: silence, mu_law_encode(0.0) == 128.
 START_CLASS = int(mu_law_encode(np.zeros(1))[0])
 
 
 @dataclass(frozen=True)
-class WaveNetConfig:
+class WaveNetConfig(JsonConfig):
     """Model dimensions; stored as JSON next to the weights, enough to rebuild the model."""
 
     n_layers: int = 12  # L
@@ -91,18 +92,6 @@ class WaveNetConfig:
         """How many past input classes one output sees (the input itself plus sum(dilations))."""
         return 1 + sum(self.dilations)
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["upsample_scales"] = list(self.upsample_scales)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> WaveNetConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown WaveNetConfig fields: {', '.join(unknown)}")
-        return cls(**d)
 
 
 @dataclass

@@ -28,13 +28,14 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from tts.config import JsonConfig
 
 from .symbols import PHONEMES
 
@@ -52,7 +53,7 @@ DEFAULT_DIR = Path(__file__).parent / "data"
 
 
 @dataclass(frozen=True)
-class G2PConfig:
+class G2PConfig(JsonConfig):
     """Model dimensions; stored as JSON next to the weights, enough to rebuild the model."""
 
     letters: str = LETTERS  # input alphabet; id 0 is padding, letter i has id i + 1
@@ -76,16 +77,6 @@ class G2PConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"G2PConfig.dropout must be in [0, 1), got {self.dropout}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> G2PConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown G2PConfig fields: {', '.join(unknown)}")
-        return cls(**d)
 
 
 @dataclass(frozen=True)
