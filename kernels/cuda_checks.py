@@ -1,0 +1,237 @@
+"""Checks of the persistent CUDA WaveNet kernel against the torch reference: PTX for sm_90
+(no GPU needed), the CUDA simulator, and a real GPU. `python -m kernels.cuda --selftest`
+runs them and tests/test_kernels_cuda.py builds on them; kernels.cuda re-exports these
+names. The design they check is described in kernels/cuda.py.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+
+from kernels.cuda import LOGITS_ATOL, CudaKernel
+from kernels.cuda_device import _SIGNATURE, _numba_cuda, build_kernel
+from kernels.cuda_plan import KernelPlan
+from vocoder.wavenet import validate_exported
+
+
+def margin_uniforms(model, cond, uniforms):
+    """Reference samples, and uniforms moved to the middle of each sampled class's cdf
+    interval: the same samples, but no uniform within rounding distance of a cdf step, so
+    a kernel that sums in another order must still draw exactly these classes.
+
+    model: a `WaveNet`; cond (B, T, L, 2R) and uniforms (B, T) torch tensors.
+    Returns (classes (B, T) int64, uniforms (B, T) float32) torch tensors.
+    """
+    import torch
+
+    classes, _, logits = model.generate(cond, uniforms, return_logits=True)
+    cdf = torch.cumsum(torch.softmax(logits, dim=-1), dim=-1)  # (B, T, 256)
+    hi = cdf.gather(-1, classes[..., None])[..., 0]
+    lo = cdf.gather(-1, (classes - 1).clamp(min=0)[..., None])[..., 0]
+    lo = torch.where(classes > 0, lo, torch.zeros_like(lo))
+    return classes, ((lo + hi) / 2).float()
+
+
+def ptx_for(plan: KernelPlan, cc=(9, 0)) -> str:
+    """PTX of the kernel for `plan` (no GPU needed: numba-cuda with NVVM is enough)."""
+    cuda = _numba_cuda()
+    import numba.cuda.dispatcher as dispatcher
+
+    # numba-cuda compiles the kernel's device functions for the current device, which a
+    # machine without a GPU lacks; compile them for the kernel's target instead.
+    current_device = dispatcher.get_current_device
+    dispatcher.get_current_device = lambda: SimpleNamespace(compute_capability=cc)
+    try:
+        ptx, _ = cuda.compile_ptx(build_kernel(plan), _SIGNATURE, cc=cc,
+                                  launch_bounds=(plan.threads * plan.utterances_per_block,))
+    finally:
+        dispatcher.get_current_device = current_device
+    return ptx
+
+
+def local_memory_lines(ptx: str) -> list[str]:
+    """Lines of PTX that use per-thread local memory (spilled or stack arrays)."""
+    return [line.strip() for line in ptx.splitlines()
+            if ".local" in line or "ld.local" in line or "st.local" in line]
+
+
+def unlooped_handoff_loads(ptx: str) -> list[str]:
+    """Hand-off loads (step counters and exchanged data) that are not re-executed every
+    step: those outside every loop that also contains a barrier, i.e. hoisted out of the
+    step loop. Must be empty, or a block would spin on a value read once."""
+    lines = ptx.splitlines()
+    labels = {}
+    for i, line in enumerate(lines):
+        match = re.match(r"(\$L\w+):", line.strip())
+        if match:
+            labels[match.group(1)] = i
+    barriers = [i for i, line in enumerate(lines) if "bar.sync" in line]
+    loops = []
+    for j, line in enumerate(lines):
+        match = re.search(r"\bbra(?:\.uni)?\s+(\$L\w+);", line)
+        if match and labels.get(match.group(1), j) < j:
+            i = labels[match.group(1)]
+            if any(i < b < j for b in barriers):
+                loops.append((i, j))
+    return [line.strip() for k, line in enumerate(lines)
+            if ("ld.global.cg" in line or "ld.acquire" in line)
+            and not any(i < k < j for i, j in loops)]
+
+
+def _sharp_model(config, seed: int = 0):
+    """A randomly initialised WaveNet whose samples depend on every weight: the residual,
+    skip and output weights are scaled up so that the logits spread (std ~4) instead of
+    giving a near-uniform distribution that hides errors in the network."""
+    import torch
+
+    from vocoder.wavenet import WaveNet
+
+    torch.manual_seed(seed)
+    model = WaveNet(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith(("dilated", "res", "skip", "out1", "cond_proj")):
+                p.mul_(2.0)
+        model.out2.weight.mul_(16.0)
+    return model
+
+
+def _tiny_config():
+    from vocoder.wavenet import WaveNetConfig
+
+    return WaveNetConfig(n_layers=3, residual_channels=8, skip_channels=16, output_channels=16,
+                         max_dilation=2, cond_channels=8)
+
+
+def _compare(model, kernel: CudaKernel, batch: int, steps: int, chunks=None, seed: int = 1,
+             logits: bool = False) -> str:
+    """Kernel vs reference: sampled classes on margin uniforms, in the given chunks, and
+    with `logits` also the teacher-forced logits. '' or a one-line failure."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    frames = -(-steps // model.config.hop_length)
+    mel = torch.rand(batch, frames, model.config.n_mels, generator=g)
+    cond = model.conditioning(mel).detach()[:, :steps].contiguous()
+    expected, uniforms = margin_uniforms(model, cond, torch.rand(batch, steps, generator=g))
+    state = kernel.init_state(batch)
+    pieces, start = [], 0
+    for n in chunks or [steps]:
+        got, state = kernel.generate(cond[:, start:start + n].numpy(),
+                                     uniforms[:, start:start + n].numpy(), state)
+        pieces.append(got)
+        start += n
+    got = np.concatenate(pieces, axis=1)
+    bad = np.argwhere(got != expected.numpy())
+    if len(bad):
+        b, t = bad[0]
+        return f"first mismatch at utterance {b}, step {t}: kernel {got[b, t]}, reference {int(expected[b, t])}"
+    if not (state.t == steps).all() or not (state.last_class == got[:, -1]).all():
+        return "the returned state does not match the generated samples"
+    if logits:
+        _, _, reference = model.generate(cond, None, teacher=expected, return_logits=True)
+        _, _, kernel_logits = kernel.generate(cond.numpy(), None, kernel.init_state(batch),
+                                              teacher=expected.numpy(), return_logits=True)
+        error = np.abs(kernel_logits - reference.numpy()).max()
+        if not error <= LOGITS_ATOL:
+            return f"teacher-forced logits differ from the reference by up to {error:.3g}"
+    return ""
+
+
+def _simulator_check() -> int:
+    sys.setswitchinterval(5e-5)  # the simulator's scheduler busy-waits; hand threads the GIL sooner
+    import torch
+
+    torch.set_num_threads(1)
+    model = _sharp_model(_tiny_config())
+    weights = model.export_weights()
+    runs = [
+        (CudaKernel(weights, topology="fused", exchange="shared", threads=32, max_lanes=1), 1, 48,
+         [1, 20, 27]),
+        (CudaKernel(weights, plan=_split_roles_in_one_block(weights)), 1, 16, [7, 9]),
+        (CudaKernel(weights, topology="fused", threads=32, utterances_per_block=2), 3, 8, None),
+    ]
+    for kernel, batch, steps, chunks in runs:
+        label = f"simulator, {kernel.plan(batch).describe()}, batch {batch}"
+        problem = _compare(model, kernel, batch, steps, chunks, logits=True)
+        if problem:
+            print(f"{label}: {problem}")
+            return 1
+        print(f"{label}: {steps} samples and logits equal the reference")
+    return 0
+
+
+def _split_roles_in_one_block(weights) -> KernelPlan:
+    """A split plan's whole role graph (2 chain groups, the second a tail, and 2 output
+    parts, handing off through global memory) played by one block: what the simulator can
+    run of the split topology."""
+    dims = validate_exported(weights)
+    split = KernelPlan.choose(dims, weights["dilations"], 1, topology="split", threads=32)
+    return replace(split, fused=True, groups=2, parts=2, tail=True)
+
+
+def _compile_check() -> int:
+    from vocoder.wavenet import WaveNetConfig
+
+    _numba_cuda()
+    configs = {"default": WaveNetConfig(), "medium": WaveNetConfig.medium()}
+    variants = []
+    for name, c in configs.items():
+        dims = validate_exported(_random_weights(c))
+        for topology, batch in (("fused", 1), ("split", 1), ("fused", 512)):
+            plan = KernelPlan.choose(dims, c.dilations, batch, topology=topology)
+            variants.append((f"{name} {topology} batch {batch}", plan))
+    for label, plan in variants:
+        ptx = ptx_for(plan)
+        lines = local_memory_lines(ptx)
+        if lines:
+            print(f"PTX for sm_90, {label}: local memory used: {lines[0]}")
+            return 1
+        lines = unlooped_handoff_loads(ptx)
+        if lines:
+            print(f"PTX for sm_90, {label}: hand-off load hoisted out of the step loop: {lines[0]}")
+            return 1
+    print(f"PTX for sm_90: {len(variants)} variants compile, no local memory, hand-off loads "
+          f"in the step loop")
+    return 0
+
+
+def _random_weights(config, seed: int = 0) -> dict[str, np.ndarray]:
+    import torch
+
+    from vocoder.wavenet import WaveNet
+
+    torch.manual_seed(seed)
+    return WaveNet(config).export_weights()
+
+
+def _gpu_check() -> int:
+    import torch
+
+    from vocoder.wavenet import WaveNetConfig
+
+    torch.set_num_threads(1)
+    for name, config, topologies, steps in (("default", WaveNetConfig(), ("fused", "split"), 2000),
+                                            ("medium", WaveNetConfig.medium(), ("split", "fused"), 600)):
+        model = _sharp_model(config)
+        for topology in topologies:
+            kernel = CudaKernel(model.export_weights(), topology=topology)
+            for batch, chunks in ((1, [steps // 3, steps - steps // 3]), (3, None)):
+                label = f"GPU, {name}, {kernel.plan(batch).describe()}, batch {batch}"
+                problem = _compare(model, kernel, batch, steps, chunks, logits=True)
+                if problem:
+                    print(f"{label}: {problem}")
+                    return 1
+                _, compiled, _ = kernel._prepare(batch)
+                spilled = compiled.get_local_mem_per_thread()
+                if spilled:
+                    print(f"{label}: {spilled} bytes of local memory per thread (register spills)")
+                    return 1
+                print(f"{label}: {steps} samples and logits equal the reference "
+                      f"({compiled.get_regs_per_thread()} registers per thread)")
+    return 0
