@@ -47,7 +47,7 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kernels.state import KernelState
+from kernels.state import KernelState, check_state
 from vocoder.wavenet import validate_exported
 
 BLOCK = 32  # output rows per register block: two AVX-512 registers per accumulator set
@@ -481,19 +481,6 @@ class NumbaKernel:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         return KernelState.zeros(batch_size, self.dilations, self.dims.residual_channels)
 
-    def _check_state(self, state: KernelState, batch: int) -> None:
-        rows, R = sum(self.dilations), self.dims.residual_channels
-        if not isinstance(state, KernelState):
-            raise TypeError(f"state must be a KernelState, got {type(state).__name__}")
-        if state.history.shape != (batch, rows, R):
-            raise ValueError(f"state.history has shape {state.history.shape}, expected "
-                             f"(B, sum(dilations), R) = ({batch}, {rows}, {R})")
-        if state.last_class.shape != (batch,) or state.t.shape != (batch,):
-            raise ValueError(f"state.last_class and state.t must have shape ({batch},), got "
-                             f"{state.last_class.shape} and {state.t.shape}")
-        if ((state.last_class < 0) | (state.last_class >= self.dims.n_classes)).any():
-            raise ValueError(f"state.last_class must be classes in [0, {self.dims.n_classes})")
-
     def generate(self, cond: np.ndarray, uniforms: np.ndarray | None, state: KernelState, *,
                  teacher: np.ndarray | None = None, return_logits: bool = False):
         """Generate one chunk of samples for a batch of utterances.
@@ -530,7 +517,7 @@ class NumbaKernel:
                 raise ValueError(f"teacher classes must lie in [0, {self.dims.n_classes})")
             teacher = np.ascontiguousarray(teacher, dtype=np.int32)
             uniforms = np.zeros((B, 0), np.float32)
-        self._check_state(state, B)
+        check_state(state, B, self.dilations, self.dims.residual_channels, self.dims.n_classes)
         new = KernelState(np.ascontiguousarray(state.history, dtype=np.float32).copy(),
                           state.last_class.astype(np.int32), state.t.astype(np.int64))
         classes = np.empty((B, T), np.int32)

@@ -113,7 +113,7 @@ import numpy as np
 from kernels.cuda_device import _SIGNATURE, _numba_cuda, _simulated, build_kernel
 from kernels.cuda_plan import (FLAG_STRIDE, H200, L2_STREAM_BUDGET, N_CLASSES,  # noqa: F401
                                STATIC_SMEM, VECTOR, WARP, KernelPlan, _Phase, pack_weights)
-from kernels.state import KernelState
+from kernels.state import KernelState, check_state
 from vocoder.wavenet import validate_exported
 
 LOGITS_ATOL = 1e-3  # float32 sums in another order, logits of magnitude ~10
@@ -278,19 +278,6 @@ class CudaKernel:
             return d
         return cuda.to_device(np.ascontiguousarray(np.asarray(array), dtype=dtype))
 
-    def _check_state(self, state: KernelState, batch: int) -> None:
-        rows, R = sum(self.dilations), self.dims.residual_channels
-        if not isinstance(state, KernelState):
-            raise TypeError(f"state must be a KernelState, got {type(state).__name__}")
-        if state.history.shape != (batch, rows, R):
-            raise ValueError(f"state.history has shape {state.history.shape}, expected "
-                             f"(B, sum(dilations), R) = ({batch}, {rows}, {R})")
-        if state.last_class.shape != (batch,) or state.t.shape != (batch,):
-            raise ValueError(f"state.last_class and state.t must have shape ({batch},), got "
-                             f"{state.last_class.shape} and {state.t.shape}")
-        if ((state.last_class < 0) | (state.last_class >= N_CLASSES)).any():
-            raise ValueError(f"state.last_class must be classes in [0, {N_CLASSES})")
-
     def generate(self, cond, uniforms, state: KernelState, *, teacher=None,
                  return_logits: bool = False):
         """Generate one chunk of samples for a batch of utterances.
@@ -325,7 +312,7 @@ class CudaKernel:
                 raise ValueError(f"teacher has shape {teacher_host.shape}, expected (B, T) = ({B}, {T})")
             if teacher_host.size and (teacher_host.min() < 0 or teacher_host.max() >= N_CLASSES):
                 raise ValueError(f"teacher classes must lie in [0, {N_CLASSES})")
-        self._check_state(state, B)
+        check_state(state, B, self.dilations, self.dims.residual_channels, N_CLASSES)
         cuda = _numba_cuda()
         if not _simulated() and not cuda_usable():
             raise RuntimeError("the CUDA kernel needs an NVIDIA GPU with compute capability >= 7.0 "

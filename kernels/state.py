@@ -54,3 +54,18 @@ class KernelState:
         buffers = list(torch.split(h, list(dilations), dim=1))
         return WaveNetState([b.contiguous() for b in buffers], torch.from_numpy(self.last_class.astype(np.int64)),
                             int(self.t[0]))
+
+
+def check_state(state: KernelState, batch: int, dilations, residual_channels: int, n_classes: int) -> None:
+    """Raise an error naming the field if ``state`` does not fit the model and the batch."""
+    rows, R = int(np.sum(dilations)), residual_channels
+    if not isinstance(state, KernelState):
+        raise TypeError(f"state must be a KernelState, got {type(state).__name__}")
+    if state.history.shape != (batch, rows, R):
+        raise ValueError(f"state.history has shape {state.history.shape}, expected "
+                         f"(B, sum(dilations), R) = ({batch}, {rows}, {R})")
+    if state.last_class.shape != (batch,) or state.t.shape != (batch,):
+        raise ValueError(f"state.last_class and state.t must have shape ({batch},), got "
+                         f"{state.last_class.shape} and {state.t.shape}")
+    if ((state.last_class < 0) | (state.last_class >= n_classes)).any():
+        raise ValueError(f"state.last_class must be classes in [0, {n_classes})")
