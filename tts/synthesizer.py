@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -72,22 +71,18 @@ class Synthesizer:
     all generation state lives in each call."""
 
     def __init__(self, voice: Voice, device: str = "auto", vocoder: str = "auto"):
-        from kernels import BackendUnavailableError, load_backend
+        from kernels import BackendUnavailableError, backend_status, load_backend
 
         self.voice = voice
         self.device = _resolve_device(device)
         self.acoustic = voice.acoustic.to(self.device).eval()
         self.wavenet = voice.vocoder.to(self.device).eval()
         self.sample_rate = voice.audio.sample_rate
-        if vocoder == "auto" and self.device.type == "cpu":
+        if vocoder == "auto" and self.device.type == "cpu" and backend_status("numba")[0]:
             vocoder = "numba"  # the GPU kernel only where the models run on the GPU
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore" if vocoder == "auto" else "default")
-                self.kernel = load_backend(vocoder, self.wavenet)
-        except BackendUnavailableError as e:
-            raise SynthesisError(str(e)) from None
-        except ValueError as e:  # an unknown backend name
+            self.kernel = load_backend(vocoder, self.wavenet)  # "auto" warns if it falls back to torch
+        except (BackendUnavailableError, ValueError) as e:  # ValueError: an unknown backend name
             raise SynthesisError(str(e)) from None
         self.backend = self.kernel.name
 
