@@ -4,6 +4,7 @@
                             [--configs default medium] [--repeats 3] [--chunk-seconds 0.1]
                             [--cuda-chunk 3200] [--cuda-batches 100 128 256]
                             [--cuda-topologies fused split] [--device-arrays auto]
+                            [--weights fp32 [bf16]] [--quality-steps 4000]
                             [--json] [--skip-startup]
 
 For each config (the default voice's `WaveNetConfig()` and `WaveNetConfig.medium()`, random
@@ -30,6 +31,22 @@ backend present, one table row per figure:
   bandwidth / weight-bytes-per-sample. The lower ceiling is the speed of light; the
   2-utterance rows are held against twice the one-core ceiling.
 - 2 utterances: a batch of 2 on 2 threads, one utterance per thread.
+- `--weights fp32 bf16`: the numba rows once per weight format (`NumbaKernel(...,
+  weight_format=...)`; fp32, the default, alone gives the rows above). A bf16 row is held
+  against its own speed of light: its weight bytes (matrices at 2 bytes, biases and the
+  embedding row at 4) over the bandwidth measured for an array of that size. Its record
+  carries "weights": "bf16" and the cost in quality against the fp32 kernel, same weights,
+  conditioning and uniforms over `--quality-steps` samples (a table of its own):
+  - logit error: the largest |bf16 logit - fp32 logit|, both teacher-forced with the
+    classes the fp32 kernel drew (so both see the same history), next to the fp32 logits'
+    standard deviation for scale;
+  - same class per step: how often bf16 logits, sampled with the step's uniform, draw the
+    class the fp32 kernel drew from that same history;
+  - free-running: both generate on their own from the same uniforms; the fraction of
+    samples with identical classes and the first step where they differ (after it, the two
+    histories differ and the samples decorrelate);
+  - SNR: the free-running bf16 audio against the fp32 audio after mu-law decoding,
+    10 log10(sum fp32^2 / sum (bf16 - fp32)^2) dB.
 
 Startup (numba, table output only): the first call's compile time in a fresh process with an
 empty cache, and the load-from-cache time of a second process, for one utterance and for a
@@ -96,10 +113,13 @@ def flops_per_sample(c: WaveNetConfig) -> int:
     return L * (8 * R * R + 2 * R * R + 2 * R * S) + 2 * S * A + 2 * c.n_classes * A
 
 
-def weight_bytes_per_sample(weights: dict[str, np.ndarray]) -> int:
-    """Bytes of weights one sample reads: every matrix and bias once, one embedding row."""
-    total = sum(a.nbytes for name, a in weights.items() if name not in ("embedding", "dilations"))
-    return total + weights["embedding"][0].nbytes
+def weight_bytes_per_sample(weights: dict[str, np.ndarray], weight_format: str = "fp32") -> int:
+    """Bytes of weights one sample reads: every matrix and bias once, one embedding row;
+    in bf16 the matrices at 2 bytes a weight."""
+    matrix_scale = 0.5 if weight_format == "bf16" else 1.0
+    total = sum(a.nbytes * (matrix_scale if name.endswith("_w") else 1.0)
+                for name, a in weights.items() if name not in ("embedding", "dilations"))
+    return int(total) + weights["embedding"][0].nbytes
 
 
 # ---- speed of light ---------------------------------------------------------------------
@@ -187,6 +207,35 @@ def time_backend(kernel, config: WaveNetConfig, batch: int, samples: int, repeat
     total = batch * chunk * len(times)
     return (batch * chunk / _fast(times), total / sum(times),
             len(np.unique(np.concatenate(classes, axis=1))))
+
+
+def weight_quality(weights: dict[str, np.ndarray], config: WaveNetConfig, steps: int) -> dict:
+    """What bf16 weights cost against fp32 ones in the numba kernel, one utterance of `steps`
+    samples with the same conditioning and uniforms (see the module docstring)."""
+    from kernels.cpu import NumbaKernel
+    from tts.audio import mu_law_decode
+    from vocoder.wavenet import sample_classes
+
+    cond, u = random_inputs(config, 1, steps, seed=1)
+    fp32 = NumbaKernel(weights, parallel=False)
+    bf16 = NumbaKernel(weights, parallel=False, weight_format="bf16")
+    classes, _ = fp32.generate(cond, u, fp32.init_state(1))
+    _, _, logits = fp32.generate(cond, None, fp32.init_state(1), teacher=classes, return_logits=True)
+    _, _, bf16_logits = bf16.generate(cond, None, bf16.init_state(1), teacher=classes, return_logits=True)
+    per_step = sample_classes(torch.from_numpy(bf16_logits), torch.from_numpy(u)).numpy()
+    bf16_classes, _ = bf16.generate(cond, u, bf16.init_state(1))
+    differ = np.flatnonzero(bf16_classes[0] != classes[0])
+    audio, bf16_audio = mu_law_decode(classes[0]).astype(np.float64), mu_law_decode(bf16_classes[0])
+    noise = np.sum((bf16_audio - audio) ** 2)
+    return {
+        "quality_steps": steps,
+        "logit_max_abs_error_vs_fp32": float(np.abs(bf16_logits - logits).max()),
+        "fp32_logit_std": float(logits.std()),
+        "same_class_per_step": float(np.mean(per_step == classes)),
+        "free_running_same_class": float(np.mean(bf16_classes == classes)),
+        "free_running_first_difference": int(differ[0]) if differ.size else None,
+        "audio_snr_db": float(10 * np.log10(np.sum(audio ** 2) / noise)) if noise > 0 else math.inf,
+    }
 
 
 def startup_times() -> dict[str, float]:
@@ -523,14 +572,29 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], left: int) -> l
     return [lines[0], "  ".join("-" * w for w in widths), *lines[1:]]
 
 
+def _backend_label(record: dict) -> str:
+    return record["backend"] + (f" {record['weights']}" if "weights" in record else "")
+
+
 def cpu_table(records: list[dict]) -> list[str]:
     header = ("backend", "config", "utt", "samples/s", "x real time", "vs torch", "FLOPs/sample",
               "of light", "whole run s/s")
     columns = (("samples_per_s", ",.0f"), ("realtime_factor", ".2f"), ("speedup_vs_torch", ".0f"),
                ("flops_per_sample", ","), ("fraction_of_speed_of_light", ".0%"),
                ("whole_run_samples_per_s", ",.0f"))
-    rows = [(r["backend"], r["config"], str(r["utterances"]),
+    rows = [(_backend_label(r), r["config"], str(r["utterances"]),
              *(_cell(r[key], spec) for key, spec in columns)) for r in records]
+    return _table(header, rows, left=2)
+
+
+def quality_table(records: list[dict]) -> list[str]:
+    header = ("weights", "config", "steps", "logit max err", "fp32 logit std", "same class/step",
+              "free-running same", "first difference", "audio SNR dB")
+    columns = (("quality_steps", ""), ("logit_max_abs_error_vs_fp32", ".2e"), ("fp32_logit_std", ".3f"),
+               ("same_class_per_step", ".2%"), ("free_running_same_class", ".2%"),
+               ("free_running_first_difference", ""), ("audio_snr_db", ".1f"))
+    rows = [(r["weights"], r["config"], *(_cell(r[key], spec) for key, spec in columns))
+            for r in records if "quality_steps" in r]
     return _table(header, rows, left=2)
 
 
@@ -565,6 +629,11 @@ def main(argv=None) -> int:
                    help="where the CUDA rows' inputs live: torch CUDA tensors, numba device "
                         "arrays, or numpy host arrays copied in every call (auto: torch where "
                         "torch has CUDA, else numba)")
+    p.add_argument("--weights", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                   help="weight formats of the numba kernel to time (bf16 also measures its "
+                        "cost in quality against fp32)")
+    p.add_argument("--quality-steps", type=int, default=4000,
+                   help="samples per utterance for the bf16 quality figures")
     p.add_argument("--json", action="store_true", help="print the figures as a JSON list of records")
     p.add_argument("--skip-startup", action="store_true", help="do not measure numba compile and cache-load times")
     args = p.parse_args(argv)
@@ -572,6 +641,8 @@ def main(argv=None) -> int:
         p.error("--seconds, --torch-seconds and --chunk-seconds must be > 0, --repeats >= 1")
     if args.cuda_chunk < 1 or any(b < 1 for b in args.cuda_batches):
         p.error("--cuda-chunk and --cuda-batches must be >= 1")
+    if args.quality_steps < 1:
+        p.error("--quality-steps must be >= 1")
 
     import numba
 
@@ -606,8 +677,22 @@ def main(argv=None) -> int:
                          f"{bandwidth / 1e9:.1f} GB/s -> {bandwidth / nbytes:,.0f} samples/s; speed of light "
                          f"{light:,.0f} samples/s")
         torch_rate = None
-        for backend in cpu_backends:
-            kernel = load_backend(backend, model if backend == "torch" else weights)
+        formats = {"torch": ["fp32"], "numba": list(dict.fromkeys(args.weights))}
+        for backend, weight_format in [(b, f) for b in cpu_backends for f in formats[b]]:
+            if weight_format == "fp32":
+                kernel = load_backend(backend, model if backend == "torch" else weights)
+                format_light = light
+            else:
+                from kernels.cpu import NumbaKernel
+
+                kernel = NumbaKernel(weights, weight_format=weight_format)
+                format_bytes = weight_bytes_per_sample(weights, weight_format)
+                format_bandwidth = stream_bandwidth(format_bytes)
+                format_light = min(peak / flops, format_bandwidth / format_bytes)
+                notes.append(f"{config_name} {weight_format}: {format_bytes / 1e6:.3f} MB of weights per "
+                             f"sample; stream {format_bandwidth / 1e9:.1f} GB/s -> "
+                             f"{format_bandwidth / format_bytes:,.0f} samples/s; speed of light "
+                             f"{format_light:,.0f} samples/s")
             seconds = args.torch_seconds if backend == "torch" else args.seconds
             samples = max(16, int(seconds * SAMPLE_RATE))
             runs = [(1, 1)] + ([(2, 2)] if backend != "torch" else [])
@@ -624,7 +709,7 @@ def main(argv=None) -> int:
                 rate, whole, distinct = time_backend(kernel, config, batch, samples, args.repeats, chunk)
                 if backend == "torch":
                     torch_rate = rate
-                records.append({
+                record = {
                     "backend": backend,
                     "config": config_name,
                     "utterances": batch,
@@ -633,10 +718,15 @@ def main(argv=None) -> int:
                     "realtime_factor": rate / SAMPLE_RATE,
                     "speedup_vs_torch": None if torch_rate is None or batch > 1 else rate / torch_rate,
                     "flops_per_sample": flops,
-                    "fraction_of_speed_of_light": rate / (threads * light),
+                    "fraction_of_speed_of_light": rate / (threads * format_light),
                     "whole_run_samples_per_s": whole,
                     "distinct_classes": distinct,
-                })
+                }
+                if weight_format != "fp32":
+                    record["weights"] = weight_format
+                    if batch == 1:
+                        record |= weight_quality(weights, config, args.quality_steps)
+                records.append(record)
         if "numba" in cpu_backends:
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
         if "cuda" in backends:
@@ -666,6 +756,9 @@ def main(argv=None) -> int:
         print("\nspeed of light (one core):")
         for note in notes:
             print(f"  {note}")
+        if any("quality_steps" in r for r in cpu_rows):
+            print("\nreduced-precision weights against fp32 (same weights, conditioning, uniforms):")
+            print("\n".join(quality_table(cpu_rows)))
     if "cuda" in backends:
         from importlib.metadata import version
 

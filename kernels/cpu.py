@@ -21,11 +21,22 @@ FLOPs. Everything is arranged for that stream, once, at load (`pack_weights`):
 numba cannot express some of this, so a few intrinsics fill in: a stack array that LLVM
 keeps in registers (a heap array might alias the weights and would stay in memory), loads
 and stores without numba's negative-index wraparound (a compare and select per load that
-also blocks pointer increments), one vector store of a register block, and a bit cast.
+also blocks pointer increments), one vector store of a register block, a bit cast, and
+the weight loads that widen bfloat16 pairs.
 
-Numerics: float32 throughout, with FMA contraction; the sums differ from torch's in the
-last bits. exp is a polynomial (about 1 ulp) that vectorizes where libm's does not; the gate
-tanh(a) * sigmoid(b) is one expression with one division (absolute error about 2e-7).
+Weights in bfloat16 (`weight_format="bf16"`, opt-in) halve the bytes that stream: each
+matrix weight keeps the upper 16 bits of its float32 (rounded to nearest even at pack time),
+and two of them share a 32-bit word, the even input's weight in the low half and the odd
+input's in the high half, so one aligned load feeds both accumulator sets and each half
+becomes a float32 with one shift or one mask (no shuffles). Everything else (biases,
+embedding, activations, sums) stays float32. A bf16 weight is within 2^-9 of the float32
+one (relative); the logits of random-weight models move by up to about 1.5% of their
+standard deviation (BENCHMARKS.md). float32 weights remain the default.
+
+Numerics with float32 weights: float32 throughout, with FMA contraction; the sums differ
+from torch's in the last bits. exp is a polynomial (about 1 ulp) that vectorizes where
+libm's does not; the gate tanh(a) * sigmoid(b) is one expression with one division
+(absolute error about 2e-7).
 Sampling is `vocoder.wavenet.sample_classes` as torch runs it on the CPU: softmax with max
 subtraction, the cdf accumulated in float64 and rounded to float32 per entry (what
 torch.cumsum does with float32 on the CPU), the first class whose cdf exceeds u, clamped to
@@ -53,6 +64,7 @@ from vocoder.wavenet import validate_exported
 BLOCK = 32  # output rows per register block: two AVX-512 registers per accumulator set
 N_CLASSES = 256
 _ALIGN = 64  # bytes: one cache line, one AVX-512 register
+WEIGHT_FORMATS = ("fp32", "bf16")
 
 # float32 constants: a bare Python float in a numba expression would promote it to float64.
 _F0 = np.float32(0.0)
@@ -174,6 +186,48 @@ def _store_sum(typingctx, out, index, a, b):
     return types.none(out, index, a, b), codegen
 
 
+def _weight_intrinsic(odd: bool):
+    """An intrinsic (stream, at, j) -> float32: weight j of the even (or odd) input of the
+    input pair whose first weight is number `at` in the stream (at a multiple of 2*BLOCK).
+
+    float32 stream: the two inputs' BLOCK weights lie one after the other, at + j and
+    at + BLOCK + j. bfloat16 stream (uint32 words, see `PackedWeights`): both lie in word
+    at/2 + j, the even input's in the low half, moved up by a shift, the odd input's in the
+    high half, kept by a mask; 16 bits of zeros below a bfloat16 make it a float32.
+    """
+
+    def weight(typingctx, stream, at, j):
+        if not (isinstance(stream, types.Array) and stream.layout == "C"
+                and stream.dtype in (types.float32, types.uint32)
+                and isinstance(at, types.Integer) and isinstance(j, types.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            intp = context.get_value_type(types.intp)
+            at_, j_ = (context.cast(builder, a, t, types.intp)
+                       for a, t in zip(args[1:], signature.args[1:]))
+            if signature.args[0].dtype == types.float32:
+                index = builder.add(at_, j_)
+                if odd:
+                    index = builder.add(index, ir.Constant(intp, BLOCK))
+                return builder.load(builder.gep(data, [index]))
+            word = builder.load(builder.gep(data, [builder.add(builder.lshr(at_, ir.Constant(intp, 1)), j_)]))
+            i32 = ir.IntType(32)
+            bits = (builder.and_(word, ir.Constant(i32, 0xFFFF0000)) if odd
+                    else builder.shl(word, ir.Constant(i32, 16)))
+            return builder.bitcast(bits, ir.FloatType())
+
+        return types.float32(stream, at, j), codegen
+
+    weight.__name__ = "_odd_weight" if odd else "_even_weight"
+    return intrinsic(weight)
+
+
+_even_weight = _weight_intrinsic(odd=False)
+_odd_weight = _weight_intrinsic(odd=True)
+
+
 # ---- elementwise math that vectorizes -------------------------------------------------
 
 
@@ -205,7 +259,8 @@ def _gate(a, b):
 @numba.njit(inline="always", **_JIT)
 def _matvec(stream, start, n_blocks, K, v, v_start, init, out):
     """out = init + W v[v_start:v_start + K] for the (n_blocks * BLOCK, K) matrix W stored
-    from row `start` of the stream: stream[start + b*K + k, j] = W[b*BLOCK + j, k].
+    from weight row `start` of the stream: weight row start + b*K + k holds W[b*BLOCK + j, k]
+    for j < BLOCK (in float32 stream[start + b*K + k, j]; in bfloat16 see `PackedWeights`).
 
     Two accumulator sets (even and odd k) give four independent FMA chains, enough to hide
     the FMA latency. `out` may be `init`.
@@ -222,8 +277,8 @@ def _matvec(stream, start, n_blocks, K, v, v_start, init, out):
             v0 = _load(v, v_start + k)
             v1 = _load(v, v_start + k + 1)
             for j in range(BLOCK):
-                acc0[j] += _load(stream, at + j) * v0
-                acc1[j] += _load(stream, at + BLOCK + j) * v1
+                acc0[j] += _even_weight(stream, at, j) * v0
+                acc1[j] += _odd_weight(stream, at, j) * v1
             at += 2 * BLOCK
         _store_sum(out, base, acc0, acc1)
 
@@ -380,9 +435,16 @@ class PackedWeights(NamedTuple):
     M / BLOCK blocks of K rows of BLOCK floats: row b*K + k holds W[b*BLOCK:(b+1)*BLOCK, k].
     The dilated conv's inputs are [x[t-d]; x[t]], its outputs [tanh half; sigmoid half],
     each half padded to Rp.
+
+    In bfloat16 the stream holds uint32 words, half as many rows: word [p, j] packs weight
+    j of float32 rows 2p (low 16 bits) and 2p + 1 (high 16 bits), the upper halves of their
+    float32 bits after rounding. Every K is even, so rows 2p and 2p + 1 are the inputs
+    k = 2q and 2q + 1 of one block, the pair the kernel multiplies together.
     """
 
-    stream: np.ndarray  # ((L*5*Rp^2 + Sp*L*Rp + Ap*Sp + 256*Ap) / BLOCK, BLOCK), 64-byte aligned
+    # float32 (N / BLOCK, BLOCK) or bfloat16 pairs uint32 (N / (2*BLOCK), BLOCK), 64-byte
+    # aligned, for N = L*5*Rp^2 + Sp*L*Rp + Ap*Sp + 256*Ap weights.
+    stream: np.ndarray
     embedding: np.ndarray  # (256, Rp)
     dilated_b: np.ndarray  # (L, 2Rp)
     res_b: np.ndarray  # (L, Rp)
@@ -397,11 +459,33 @@ def _padded(n: int) -> int:
     return -(-n // BLOCK) * BLOCK
 
 
-def _aligned_zeros(size: int) -> np.ndarray:
-    """A float32 array of zeros starting on a 64-byte boundary."""
-    buffer = np.zeros(size + _ALIGN // 4, np.float32)
-    start = (-buffer.ctypes.data % _ALIGN) // 4
+def _aligned_zeros(size: int, dtype=np.float32) -> np.ndarray:
+    """An array of zeros starting on a 64-byte boundary."""
+    itemsize = np.dtype(dtype).itemsize
+    buffer = np.zeros(size + _ALIGN // itemsize, dtype)
+    start = (-buffer.ctypes.data % _ALIGN) // itemsize
     return buffer[start:start + size]
+
+
+def bfloat16_bits(values: np.ndarray) -> np.ndarray:
+    """float32 values -> their bfloat16 bit patterns as uint16, rounded to nearest, ties to
+    even (what torch's .to(torch.bfloat16) does); NaN stays NaN, too-large values become inf.
+    """
+    bits = np.asarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    # Adding 0x7FFF plus the lowest kept bit carries into the kept bits exactly when the
+    # dropped half is above one half, or exactly one half with an odd kept part.
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    rounded = np.where(np.isnan(values), (bits >> 16) | 0x40, rounded)  # keep NaN quiet, not inf
+    return rounded.astype(np.uint16)
+
+
+def _bfloat16_pairs(stream: np.ndarray) -> np.ndarray:
+    """The float32 stream (rows, BLOCK) -> the bfloat16 stream (rows / 2, BLOCK) uint32:
+    word [p, j] holds row 2p's weight j in its low half and row 2p+1's in its high half."""
+    bits = bfloat16_bits(stream).reshape(-1, 2, BLOCK).astype(np.uint32)
+    words = _aligned_zeros(bits.shape[0] * BLOCK, np.uint32).reshape(-1, BLOCK)
+    words[:] = bits[:, 0] | (bits[:, 1] << 16)
+    return words
 
 
 def _blocked(matrix: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -411,9 +495,12 @@ def _blocked(matrix: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(rows // BLOCK, BLOCK, cols).transpose(0, 2, 1))
 
 
-def pack_weights(weights: dict[str, np.ndarray]) -> PackedWeights:
-    """`export_weights()` output -> the kernel's layout. Raises ValueError naming the first
-    tensor with a wrong key, dtype or shape."""
+def pack_weights(weights: dict[str, np.ndarray], weight_format: str = "fp32") -> PackedWeights:
+    """`export_weights()` output -> the kernel's layout, its matrices in float32 ("fp32") or
+    bfloat16 ("bf16"). Raises ValueError naming the first tensor with a wrong key, dtype or
+    shape, or for an unknown format."""
+    if weight_format not in WEIGHT_FORMATS:
+        raise ValueError(f"unknown weight format {weight_format!r}; choose from {', '.join(WEIGHT_FORMATS)}")
     L, R, S, A, n_classes, _ = validate_exported(weights)
     if n_classes != N_CLASSES:
         raise ValueError(f"the kernel samples {N_CLASSES} classes, the weights have {n_classes}")
@@ -433,6 +520,10 @@ def pack_weights(weights: dict[str, np.ndarray]) -> PackedWeights:
     stream = _aligned_zeros(sum(p.size for p in pieces))
     stream[:] = np.concatenate([p.reshape(-1) for p in pieces])
     stream = stream.reshape(-1, BLOCK)
+    if weight_format == "bf16":
+        # Every matrix has an even number of inputs and starts on an even row, so the row
+        # pairs are the kernel's (even, odd) input pairs.
+        stream = _bfloat16_pairs(stream)
 
     dilated_b = np.zeros((L, 2 * Rp), np.float32)
     dilated_b[:, :R] = weights["dilated_b"][:, :R]
@@ -463,6 +554,11 @@ class NumbaKernel:
     `numba.get_num_threads()` threads; the results are those of one utterance at a time.
     Safe to call from several Python threads: single utterances run concurrently (the GIL
     is released), batches one after another.
+
+    weight_format "bf16" stores the matrices in bfloat16, half the bytes per sample and so
+    faster where streaming the weights bounds the rate (both voice sizes on an AVX-512 x86 core); the
+    logits then differ from the reference's by more than float32 rounding (each weight is
+    off by up to 2^-9 of itself), so sampled classes differ now and then (BENCHMARKS.md).
     """
 
     name = "numba"
@@ -470,9 +566,11 @@ class NumbaKernel:
     # process if two threads launch parallel work at once.
     _parallel_lock = threading.Lock()
 
-    def __init__(self, weights: dict[str, np.ndarray], *, parallel: bool = True):
+    def __init__(self, weights: dict[str, np.ndarray], *, parallel: bool = True,
+                 weight_format: str = "fp32"):
         self.parallel = parallel
-        self.packed = pack_weights(weights)
+        self.weight_format = weight_format
+        self.packed = pack_weights(weights, weight_format)
         self.dims = validate_exported(weights)
         self.dilations = tuple(int(d) for d in weights["dilations"])
 

@@ -3,6 +3,11 @@
 Tolerances: logits within 2e-5 absolute + 2e-5 relative of the reference when both are fed
 the same previous samples (the kernel sums in another order, with FMA, and uses its own
 exp); sampled classes identical (a flip needs u within ~1e-6 of a cdf step).
+
+bfloat16 weights: the same 2e-5 against the reference run with the weights rounded to
+bfloat16 (the kernel computes exactly with those), and within 1e-2 of the float32
+reference (each weight is off by at most 2^-9 of itself; the test models' logits, with a
+standard deviation of 0.2 to 0.5, move by up to 5e-3).
 """
 
 import importlib.util
@@ -14,7 +19,7 @@ import torch
 
 import kernels
 from kernels import BackendUnavailableError, KernelState, available_backends, backend_status, load_backend
-from kernels.cpu import BLOCK, NumbaKernel, pack_weights
+from kernels.cpu import BLOCK, NumbaKernel, bfloat16_bits, pack_weights
 from kernels.reference import TorchKernel, wavenet_from_exported
 from vocoder.wavenet import WaveNet, WaveNetConfig
 
@@ -207,6 +212,100 @@ def test_state_round_trips_through_the_reference_state():
     classes, state = kernel.generate(cond[:, 60:], u[:, 60:], KernelState.from_torch(ref_state))
     whole, _, _ = reference(model, cond, u)
     np.testing.assert_array_equal(np.concatenate([ref_classes, classes], axis=1), whole)
+
+
+# ---- bfloat16 weights ------------------------------------------------------------------------
+
+
+def bfloat16_rounded(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The exported weights with every matrix rounded to bfloat16 and back to float32."""
+    return {name: (bfloat16_bits(a).astype(np.uint32) << 16).view(np.float32) if name.endswith("_w") else a
+            for name, a in weights.items()}
+
+
+def test_bfloat16_packing_rounds_to_nearest_even():
+    one = 0x3F80  # 1.0; a bfloat16 keeps 7 fraction bits, so its step at 1 is 2^-7
+    values = np.array([1.0, 1 + 2**-8, 1 + 3 * 2**-8, 1 + 2**-8 + 2**-20, 1 + 2**-8 - 2**-20,
+                       -(1 + 3 * 2**-8), 3.4e38, 1e-40, 0.0], np.float32)
+    expected = [one, one,  # a tie rounds to the even neighbour: down to 1.0 ...
+                one + 2,  # ... and up from the odd 1 + 2^-7 to 1 + 2^-6
+                one + 1, one,  # above and below a tie: nearest
+                0x8000 | (one + 2), 0x7F80,  # the sign carried; past the largest bfloat16: inf
+                0x0001, 0x0000]  # a subnormal keeps its top bits
+    np.testing.assert_array_equal(bfloat16_bits(values), expected)
+    assert bfloat16_bits(np.array([np.nan], np.float32))[0] & 0x7FFF > 0x7F80  # NaN, not inf
+    random = np.random.default_rng(0).standard_normal(10_000).astype(np.float32)
+    np.testing.assert_array_equal(bfloat16_bits(random),
+                                  torch.from_numpy(random).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_bf16_teacher_forced_logits_match_reference(name):
+    model = make_model(CONFIGS[name])
+    weights = model.export_weights()
+    T = 300
+    cond = conditioning(model, T)[None]
+    teacher = np.random.default_rng(3).integers(0, 256, (1, T))
+    kernel = NumbaKernel(weights, weight_format="bf16")
+    classes, state, logits = kernel.generate(cond, None, kernel.init_state(1), teacher=teacher,
+                                             return_logits=True)
+    np.testing.assert_array_equal(classes, teacher)
+    rounded = wavenet_from_exported(bfloat16_rounded(weights))
+    _, rounded_state, rounded_logits = reference(rounded, cond, teacher=teacher)
+    np.testing.assert_allclose(logits, rounded_logits, rtol=2e-5, atol=2e-5)
+    assert_same_state(state, KernelState.from_torch(rounded_state), exact=False)
+    _, _, ref_logits = reference(model, cond, teacher=teacher)
+    error = np.abs(logits - ref_logits).max()
+    assert 0 < error < 1e-2, error  # bfloat16 weights do change the logits, a little
+    assert ref_logits.std() > 0.1
+
+
+def test_bf16_packed_stream_is_half_the_float32_one():
+    weights = make_model(TINY).export_weights()
+    fp32, bf16 = pack_weights(weights), pack_weights(weights, "bf16")
+    assert bf16.stream.dtype == np.uint32 and bf16.stream.ctypes.data % 64 == 0
+    assert bf16.stream.nbytes * 2 == fp32.stream.nbytes and bf16.stream.shape[1] == BLOCK
+    # Word [p, j]: row 2p's weight j in the low half, row 2p + 1's in the high half.
+    bits = bfloat16_bits(fp32.stream)
+    np.testing.assert_array_equal(bf16.stream & 0xFFFF, bits[0::2])
+    np.testing.assert_array_equal(bf16.stream >> 16, bits[1::2])
+    np.testing.assert_array_equal(bf16.embedding, fp32.embedding)  # biases stay float32
+    with pytest.raises(ValueError, match="unknown weight format 'fp16'; choose from fp32, bf16"):
+        NumbaKernel(weights, weight_format="fp16")
+
+
+def test_bf16_chunked_generation_equals_one_shot():
+    model = make_model(TINY)
+    T = 500
+    cond, u = conditioning(model, T)[None], uniforms(1, T)
+    kernel = NumbaKernel(model.export_weights(), weight_format="bf16")
+    whole, whole_state = kernel.generate(cond, u, kernel.init_state(1))
+    state, pieces = kernel.init_state(1), []
+    for a, b in ((0, 1), (1, 150), (150, 150), (150, 500)):
+        classes, state = kernel.generate(cond[:, a:b], u[:, a:b], state)
+        pieces.append(classes)
+    np.testing.assert_array_equal(np.concatenate(pieces, axis=1), whole)
+    assert_same_state(state, whole_state)
+    # Free-running, the bf16 kernel draws the reference's samples for the rounded weights.
+    ref_classes, _, _ = reference(wavenet_from_exported(bfloat16_rounded(model.export_weights())), cond, u)
+    np.testing.assert_array_equal(whole, ref_classes)
+
+
+def test_bf16_parallel_batch_equals_serial():
+    model = make_model(TINY)
+    T, B = 300, 3
+    cond = np.stack([conditioning(model, T, seed=10 + b) for b in range(B)])  # (B, T, L, 2R)
+    u = uniforms(B, T, seed=5)
+    weights = model.export_weights()
+    parallel = NumbaKernel(weights, parallel=True, weight_format="bf16")
+    serial = NumbaKernel(weights, parallel=False, weight_format="bf16")
+    classes, state = parallel.generate(cond, u, parallel.init_state(B))
+    serial_classes, serial_state = serial.generate(cond, u, serial.init_state(B))
+    np.testing.assert_array_equal(classes, serial_classes)
+    assert_same_state(state, serial_state)
+    for b in range(B):
+        alone, _ = serial.generate(cond[b:b + 1], u[b:b + 1], serial.init_state(1))
+        np.testing.assert_array_equal(classes[b], alone[0])
 
 
 # ---- errors a caller can make --------------------------------------------------------------
