@@ -29,7 +29,7 @@ from kernels.state import KernelState
 
 BACKENDS = ("torch", "numba", "cuda")
 
-__all__ = ["BACKENDS", "BackendUnavailableError", "KernelState", "available_backends",
+__all__ = ["BACKENDS", "BackendUnavailableError", "KernelState", "WEIGHT_FORMATS", "available_backends",
            "backend_status", "load_backend"]
 
 
@@ -64,13 +64,22 @@ def available_backends() -> list[str]:
     return [name for name in BACKENDS if backend_status(name)[0]]
 
 
-def load_backend(name: str, model_or_weights):
+WEIGHT_FORMATS = ("fp32", "bf16")
+
+
+def load_backend(name: str, model_or_weights, weights: str = "fp32"):
     """A kernel for a `WaveNet` (or its `export_weights()` dict) on backend `name`, or
     "auto": cuda if usable, else numba, else the torch reference with a warning.
 
-    Raises ValueError for an unknown name and BackendUnavailableError for a backend that
-    cannot run here.
+    ``weights="bf16"`` streams bfloat16 weights (float32 arithmetic) on the numba backend:
+    faster, at a measured quality cost (BENCHMARKS.md); the other backends are float32 only.
+    Raises ValueError for an unknown name or format and BackendUnavailableError for a
+    backend that cannot run here (or not with that format).
     """
+    if weights not in WEIGHT_FORMATS:
+        raise ValueError(f"unknown weight format {weights!r}; choose from {', '.join(WEIGHT_FORMATS)}")
+    if name == "auto" and weights != "fp32":
+        name = "numba"  # the only backend with reduced-precision weights
     if name == "auto":
         usable = available_backends()
         name = "cuda" if "cuda" in usable else "numba" if "numba" in usable else "torch"
@@ -81,6 +90,8 @@ def load_backend(name: str, model_or_weights):
     ok, why = backend_status(name)
     if not ok:
         raise BackendUnavailableError(f"{name} backend unavailable: {why}")
+    if weights != "fp32" and name != "numba":
+        raise BackendUnavailableError(f"{name} backend unavailable with {weights} weights: only numba has them")
 
     from vocoder.wavenet import WaveNet
 
@@ -90,12 +101,12 @@ def load_backend(name: str, model_or_weights):
         if isinstance(model_or_weights, WaveNet):
             return TorchKernel.from_model(model_or_weights)
         return TorchKernel(model_or_weights)
-    weights = (model_or_weights.export_weights() if isinstance(model_or_weights, WaveNet)
-               else model_or_weights)
+    exported = (model_or_weights.export_weights() if isinstance(model_or_weights, WaveNet)
+                else model_or_weights)
     if name == "numba":
         from kernels.cpu import NumbaKernel
 
-        return NumbaKernel(weights)
+        return NumbaKernel(exported, weight_format=weights)
     from kernels.cuda import CudaKernel
 
-    return CudaKernel(weights)
+    return CudaKernel(exported)

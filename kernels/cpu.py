@@ -58,13 +58,13 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from kernels import WEIGHT_FORMATS
 from kernels.state import KernelState, check_state
 from vocoder.wavenet import validate_exported
 
 BLOCK = 32  # output rows per register block: two AVX-512 registers per accumulator set
 N_CLASSES = 256
 _ALIGN = 64  # bytes: one cache line, one AVX-512 register
-WEIGHT_FORMATS = ("fp32", "bf16")
 
 # float32 constants: a bare Python float in a numba expression would promote it to float64.
 _F0 = np.float32(0.0)

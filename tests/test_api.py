@@ -102,3 +102,14 @@ def test_load_errors(tmp_path):
     if not __import__("torch").cuda.is_available():
         with pytest.raises(SynthesisError, match="no CUDA GPU"):
             Synthesizer.load(tmp_path / "v", device="cuda")
+
+
+def test_bfloat16_vocoder_weights(tmp_path):
+    voice = make_tiny_voice(tmp_path / "v")
+    fp32 = Synthesizer.load(voice, device="cpu").synthesize("Hi there.", seed=1)
+    bf16 = Synthesizer.load(voice, device="cpu", weights="bf16").synthesize("Hi there.", seed=1)
+    assert len(bf16) == len(fp32) and not np.array_equal(bf16, fp32)
+    with pytest.raises(SynthesisError, match="only numba"):
+        Synthesizer.load(voice, device="cpu", vocoder="torch", weights="bf16")
+    with pytest.raises(SynthesisError, match="unknown weight format"):
+        Synthesizer.load(voice, device="cpu", weights="fp8")

@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voice", type=Path, help="voice folder (default: the bundled voice)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
     p.add_argument("--vocoder", default="auto", choices=BACKEND_CHOICES, help="vocoder backend (default auto)")
+    p.add_argument("--weights", default="fp32", choices=("fp32", "bf16"),
+                   help="vocoder weight precision: bf16 is faster on the numba backend (default fp32)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the vocoder's sampling")
     p.add_argument("--rate", type=float, default=1.0, help="speaking rate, 0.5 to 2 (default 1)")
     p.add_argument("--list-backends", action="store_true", help="list vocoder backends and whether they are usable")
@@ -96,7 +98,7 @@ def run(args) -> int:
     from tts.synthesizer import Synthesizer
 
     text = _check_inputs(args)
-    synth = Synthesizer.load(args.voice, device=args.device, vocoder=args.vocoder)
+    synth = Synthesizer.load(args.voice, device=args.device, vocoder=args.vocoder, weights=args.weights)
     chunks = synth.stream(text, seed=args.seed, rate=args.rate)
     with _progress(len(text)) as bar:
         if args.raw:

@@ -70,7 +70,7 @@ class Synthesizer:
     """A loaded voice and a vocoder backend, ready to speak. Safe to share between threads:
     all generation state lives in each call."""
 
-    def __init__(self, voice: Voice, device: str = "auto", vocoder: str = "auto"):
+    def __init__(self, voice: Voice, device: str = "auto", vocoder: str = "auto", weights: str = "fp32"):
         from kernels import BackendUnavailableError, backend_status, load_backend
 
         self.voice = voice
@@ -81,14 +81,16 @@ class Synthesizer:
         if vocoder == "auto" and self.device.type == "cpu" and backend_status("numba")[0]:
             vocoder = "numba"  # the GPU kernel only where the models run on the GPU
         try:
-            self.kernel = load_backend(vocoder, self.wavenet)  # "auto" warns if it falls back to torch
+            self.kernel = load_backend(vocoder, self.wavenet, weights)  # "auto" warns if it falls back to torch
         except (BackendUnavailableError, ValueError) as e:  # ValueError: an unknown backend name
             raise SynthesisError(str(e)) from None
         self.backend = self.kernel.name
 
     @classmethod
-    def load(cls, voice: str | os.PathLike | None = None, device: str = "auto", vocoder: str = "auto") -> "Synthesizer":
-        """Load a voice folder (default: the voice bundled with the package)."""
+    def load(cls, voice: str | os.PathLike | None = None, device: str = "auto", vocoder: str = "auto",
+             weights: str = "fp32") -> "Synthesizer":
+        """Load a voice folder (default: the voice bundled with the package). ``weights="bf16"``
+        runs the numba vocoder on bfloat16 weights: faster, slightly different audio."""
         path = Path(voice) if voice is not None else BUNDLED_VOICE
         if voice is None and not (path / "config.json").is_file():
             raise SynthesisError("no voice installed yet: pass a voice folder")
@@ -96,7 +98,7 @@ class Synthesizer:
             loaded = load_voice(path, device="cpu")
         except VoiceError as e:
             raise SynthesisError(str(e)) from None
-        return cls(loaded, device=device, vocoder=vocoder)
+        return cls(loaded, device=device, vocoder=vocoder, weights=weights)
 
     # --- the two calls ---------------------------------------------------------------------
 
