@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backends", nargs="+", help="vocoder backends (default: all available)")
     p.add_argument("--paragraph-backends", nargs="+", default=["numba", "cuda"],
                    help="backends fast enough for the 300-word paragraph (default numba cuda)")
+    p.add_argument("--weights", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+                   help="vocoder weight formats to measure; bf16 runs on numba only (default fp32)")
     p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -99,21 +101,24 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         voice = args.voice or bench_voice(Path(tmp) / "voice")
         records = []
-        for backend in args.backends or available_backends():
-            synth = Synthesizer.load(voice, device="cuda" if backend == "cuda" else "cpu", vocoder=backend)
+        runs = [(backend, weights) for backend in args.backends or available_backends()
+                for weights in args.weights if weights == "fp32" or backend == "numba"]
+        for backend, weights in runs:
+            synth = Synthesizer.load(voice, device="cuda" if backend == "cuda" else "cpu", vocoder=backend,
+                                     weights=weights)
             synth.synthesize("Warm up.")  # compile / load kernels outside the measurement
             texts = [("sentence", SENTENCE)]
             if backend in args.paragraph_backends:
                 texts.append(("paragraph", paragraph(300)))
             for name, text in texts:
-                records.append({"backend": backend, "text": name, **measure(synth, text)})
-            print(f"measured {backend}", file=sys.stderr)
+                records.append({"backend": backend, "weights": weights, "text": name, **measure(synth, text)})
+            print(f"measured {backend} {weights}", file=sys.stderr)
     if args.json:
         print(json.dumps(records, indent=1))
         return 0
-    print(f"{'backend':8s} {'text':10s} {'words':>5s} {'audio s':>8s} {'synth s':>8s} {'RTF':>6s} {'first audio ms':>15s}")
+    print(f"{'backend':8s} {'weights':7s} {'text':10s} {'words':>5s} {'audio s':>8s} {'synth s':>8s} {'RTF':>6s} {'first audio ms':>15s}")
     for r in records:
-        print(f"{r['backend']:8s} {r['text']:10s} {r['words']:5d} {r['audio_s']:8.2f} {r['synthesis_s']:8.2f} "
+        print(f"{r['backend']:8s} {r['weights']:7s} {r['text']:10s} {r['words']:5d} {r['audio_s']:8.2f} {r['synthesis_s']:8.2f} "
               f"{r['realtime_factor']:6.3f} {r['first_audio_ms']:15.1f}")
     return 0
 
