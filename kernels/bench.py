@@ -668,31 +668,24 @@ def main(argv=None) -> int:
         model = WaveNet(config).eval()
         weights = model.export_weights()
         flops = flops_per_sample(config)
-        nbytes = weight_bytes_per_sample(weights)
-        if cpu_backends:
+
+        def cpu_light(weight_format: str) -> float:
+            """One core's speed of light for these weights, measured now, with a note."""
+            nbytes = weight_bytes_per_sample(weights, weight_format)
             bandwidth = stream_bandwidth(nbytes)
             light = min(peak / flops, bandwidth / nbytes)
-            notes.append(f"{config_name}: {flops / 1e6:.3f} MFLOP and {nbytes / 1e6:.3f} MB of weights per "
-                         f"sample; peak {peak / 1e9:.1f} GFLOP/s -> {peak / flops:,.0f} samples/s, stream "
-                         f"{bandwidth / 1e9:.1f} GB/s -> {bandwidth / nbytes:,.0f} samples/s; speed of light "
-                         f"{light:,.0f} samples/s")
+            notes.append(f"{config_name} {weight_format}: {flops / 1e6:.3f} MFLOP and {nbytes / 1e6:.3f} MB "
+                         f"of weights per sample; peak {peak / 1e9:.1f} GFLOP/s -> {peak / flops:,.0f} "
+                         f"samples/s, stream {bandwidth / 1e9:.1f} GB/s -> {bandwidth / nbytes:,.0f} "
+                         f"samples/s; speed of light {light:,.0f} samples/s")
+            return light
+
         torch_rate = None
         formats = {"torch": ["fp32"], "numba": list(dict.fromkeys(args.weights))}
+        lights = {f: cpu_light(f) for f in dict.fromkeys(f for b in cpu_backends for f in formats[b])}
         for backend, weight_format in [(b, f) for b in cpu_backends for f in formats[b]]:
-            if weight_format == "fp32":
-                kernel = load_backend(backend, model if backend == "torch" else weights)
-                format_light = light
-            else:
-                from kernels.cpu import NumbaKernel
-
-                kernel = NumbaKernel(weights, weight_format=weight_format)
-                format_bytes = weight_bytes_per_sample(weights, weight_format)
-                format_bandwidth = stream_bandwidth(format_bytes)
-                format_light = min(peak / flops, format_bandwidth / format_bytes)
-                notes.append(f"{config_name} {weight_format}: {format_bytes / 1e6:.3f} MB of weights per "
-                             f"sample; stream {format_bandwidth / 1e9:.1f} GB/s -> "
-                             f"{format_bandwidth / format_bytes:,.0f} samples/s; speed of light "
-                             f"{format_light:,.0f} samples/s")
+            kernel = load_backend(backend, model if backend == "torch" else weights, weight_format)
+            format_light = lights[weight_format]
             seconds = args.torch_seconds if backend == "torch" else args.seconds
             samples = max(16, int(seconds * SAMPLE_RATE))
             runs = [(1, 1)] + ([(2, 2)] if backend != "torch" else [])
