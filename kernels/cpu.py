@@ -150,21 +150,6 @@ def _load(typingctx, array, index):
 
 
 @intrinsic
-def _store(typingctx, array, index, value):
-    """array.flat[index] = value, unchecked like `_load`."""
-    if not isinstance(array, types.Array) or array.layout != "C" or not isinstance(index, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        value = context.cast(builder, args[2], signature.args[2], signature.args[0].dtype)
-        builder.store(value, builder.gep(data, [args[1]]))
-        return context.get_dummy_value()
-
-    return types.none(array, index, value), codegen
-
-
-@intrinsic
 def _store_sum(typingctx, out, index, a, b):
     """out[index:index + BLOCK] = a + b for BLOCK-long float32 arrays a and b, as one vector
     add and store. Written elementwise, LLVM splits the sum of two register-held

@@ -126,10 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.list_backends:
             return _list_backends()
         return run(args)
-    except UsageError as e:
-        print(f"synthesize: error: {e}", file=sys.stderr)
-        return USAGE_ERROR
-    except AudioFileError as e:
+    except (UsageError, AudioFileError) as e:
         print(f"synthesize: error: {e}", file=sys.stderr)
         return USAGE_ERROR
     except SynthesisError as e:

@@ -206,13 +206,6 @@ class WaveNet(nn.Module):
         B, T = up.shape[0], up.shape[2]
         return (up.transpose(1, 2) @ weight.T).view(B, T, self.config.n_layers, -1)
 
-    def conditioning_chunks(self, up: torch.Tensor, chunk_samples: int):
-        """Project upsampled features (B, C_cond, T) from `upsample` chunk by chunk, so that a
-        long utterance never holds its whole (T, L, 2R) conditioning: yields (start, cond
-        (B, t, L, 2R)) for consecutive chunks of at most chunk_samples."""
-        for start in range(0, up.shape[2], chunk_samples):
-            yield start, self.project(up[:, :, start:start + chunk_samples])
-
     # ---- training -------------------------------------------------------------------------
 
     def forward(self, audio_classes_in: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
@@ -360,7 +353,8 @@ class WaveNet(nn.Module):
         uniforms = uniforms.reshape(B, T).to(device)
         state = self.init_state(B, device)
         pieces = []
-        for start, cond in self.conditioning_chunks(up, chunk_samples):
+        for start in range(0, T, chunk_samples):  # never all of (T, L, 2R) at once
+            cond = self.project(up[:, :, start:start + chunk_samples])  # (B, t, L, 2R)
             classes, state = self.generate(cond, uniforms[:, start:start + cond.shape[1]], state)
             pieces.append(classes)
         audio = mu_law_decode(torch.cat(pieces, dim=1).cpu()).numpy().astype(np.float32)  # (B, T)
