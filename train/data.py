@@ -1,7 +1,7 @@
 """Datasets in the LJ Speech layout, a feature cache, and length-bucketed distributed batching.
 
 A dataset folder holds ``metadata.csv`` (``id|text|normalized text``, UTF-8, no header) and
-``wavs/<id>.wav``. Every corpus of the engine uses this layout.
+``wavs/<id>.wav`` (or ``.flac``). Every corpus of the engine uses this layout.
 
 Features are computed once per clip and cached under ``<cache>/<key>/``, where the key changes
 with the audio config and the symbol table, so a cache is reused exactly while both are
@@ -59,8 +59,20 @@ def read_metadata(root: str | os.PathLike) -> list[Clip]:
             raise DatasetError(f"{meta}:{lineno}: expected 'id|text|normalized text'")
         clip_id, text = fields[0].strip(), fields[1].strip()
         normalized = fields[2].strip() if len(fields) > 2 and fields[2].strip() else text
-        clips.append(Clip(clip_id, text, normalized, root / "wavs" / f"{clip_id}.wav"))
+        clips.append(Clip(clip_id, text, normalized, clip_audio_path(root, clip_id)))
     return clips
+
+
+def clip_audio_path(root: Path, clip_id: str) -> Path:
+    """``wavs/<id>.wav``, or ``wavs/<id>.flac`` where only that one is there."""
+    wav = root / "wavs" / f"{clip_id}.wav"
+    flac = wav.with_suffix(".flac")
+    return flac if not wav.is_file() and flac.is_file() else wav
+
+
+def metadata_digest(root: Path) -> str:
+    meta = Path(root) / "metadata.csv"
+    return hashlib.sha1(meta.read_bytes()).hexdigest() if meta.is_file() else ""
 
 
 # --- Feature cache -----------------------------------------------------------------------
@@ -88,6 +100,9 @@ def compute_features(clip: Clip, audio: AudioConfig = DEFAULT_AUDIO, trim_db: fl
 
 def _build_one(args) -> tuple[str, dict | None, str | None]:
     clip, path, audio, trim_db = args
+    if path.is_file():  # a corpus that grew keeps the features it had
+        with np.load(path, allow_pickle=False) as f:
+            return clip.id, {"n_ids": len(f["ids"]), "frames": len(f["mel"])}, None
     try:
         feats = compute_features(clip, audio, trim_db)
     except (NothingToSpeakError, ValueError) as e:
@@ -110,12 +125,15 @@ class FeatureCache:
         self.dir = base / cache_key(audio, trim_db)
         self.manifest_path = self.dir / "manifest.json"
         self.entries: list[dict] = []
+        self.digest = ""
         if self.manifest_path.is_file():
-            self.entries = json.loads(self.manifest_path.read_text())["clips"]
+            manifest = json.loads(self.manifest_path.read_text())
+            self.entries, self.digest = manifest["clips"], manifest.get("metadata", "")
 
     @property
     def built(self) -> bool:
-        return self.manifest_path.is_file()
+        """Built, and for the metadata as it is now (a corpus that grows is cached anew)."""
+        return self.manifest_path.is_file() and self.digest == metadata_digest(self.root)
 
     def build(self, workers: int = 1, progress: bool = True) -> "FeatureCache":
         """Compute missing features with a progress bar; clips with nothing to speak are skipped."""
@@ -141,8 +159,9 @@ class FeatureCache:
         self.entries = [{"id": c.id, **results[c.id]} for c in clips if c.id in results]
         if not self.entries:
             raise DatasetError(f"no usable clip in {self.root}")
+        self.digest = metadata_digest(self.root)
         manifest = {"audio": self.audio.to_dict(), "trim_db": self.trim_db, "clips": self.entries,
-                    "skipped": skipped}
+                    "skipped": skipped, "metadata": self.digest}
         tmp = self.manifest_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(manifest))
         os.replace(tmp, self.manifest_path)

@@ -226,8 +226,9 @@ class Trainer:
     signal) and returns a summary; with ``resume`` it continues the folder's latest checkpoint."""
 
     def __init__(self, task: Task, config: TrainConfig, data_dir: str | os.PathLike, run_dir: str | os.PathLike,
-                 resume: bool = True):
+                 resume: bool = True, init_voice: str | os.PathLike | None = None):
         self.task, self.config = task, config
+        self.init_voice = None if init_voice is None else Path(init_voice)
         self.data_dir, self.run_dir = Path(data_dir), Path(run_dir)
         self.resume = resume
         self.step = self.epoch = self.position = self.skipped = 0
@@ -277,14 +278,20 @@ class Trainer:
         if resume_from is not None:
             self._restore(load_checkpoint(resume_from))
         else:
+            if self.init_voice is not None:
+                self._init_from_voice()
             seed_everything(c.seed + 1 + info.rank)  # dropout differs between ranks
         self.forward = _TaskForward(task, self.model)
         if info.distributed:
             self.forward = torch.nn.parallel.DistributedDataParallel(
                 self.forward, device_ids=[info.device.index] if info.device.type == "cuda" else None,
                 find_unused_parameters=task.find_unused_parameters)
-        use_bf16 = (c.bf16 and info.device.type == "cuda" and torch.cuda.is_bf16_supported())
-        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+        if info.device.type == "cuda":
+            use_bf16 = c.bf16 and torch.cuda.is_bf16_supported()
+        else:
+            use_bf16 = c.cpu_bf16
+        kind = info.device.type
+        self.autocast = (lambda: torch.autocast(kind, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
 
         if info.is_main:
             # Flat, as --config takes it: the settings of this run, to read or to start another from.
@@ -298,6 +305,19 @@ class Trainer:
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if self.step else None)
             self.progress = tqdm(total=c.max_steps, initial=self.step, desc=getattr(task, "name", "train"),
                                  unit="step", dynamic_ncols=True)
+
+    def _init_from_voice(self) -> None:
+        """Start a new run from the weights of the task's model in a voice folder (the
+        durable checkpoint a repository can hold); optimizer and schedule start afresh."""
+        from tts.voice import VoiceError, load_model
+
+        name = getattr(self.task, "name", "")
+        source = load_model(self.init_voice, name)
+        if source.config != self.model.config:
+            raise VoiceError(f"the {name} model of {self.init_voice} has another config than this run's")
+        self.model.load_state_dict(source.state_dict(), strict=True)
+        if self.ema:
+            self.ema = EMA(self.model, self.config.ema)
 
     def _open_log(self, name: str):
         """Append to a log, first dropping lines past the step being resumed from (a killed run

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import scipy.signal
 import soundfile as sf
 import torch
 
@@ -213,6 +214,26 @@ def mu_law_encode(audio, classes: int = 256):
     x = np.clip(np.asarray(audio, dtype=np.float64), -1.0, 1.0)
     y = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
     return np.floor((y + 1.0) / 2.0 * mu + 0.5).astype(np.int64)
+
+
+def pre_emphasis(audio: np.ndarray, coef: float) -> np.ndarray:
+    """x[t] - coef * x[t-1] (x[-1] = 0): tilts the spectrum up, so that the vocoder's white
+    mu-law noise, tilted back down by `de_emphasis`, hides under the speech (noise shaping)."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if coef == 0.0:
+        return audio
+    return np.concatenate([audio[:1], audio[1:] - coef * audio[:-1]]).astype(np.float32)
+
+
+def de_emphasis(audio: np.ndarray, coef: float, last: float = 0.0) -> tuple[np.ndarray, float]:
+    """The inverse of `pre_emphasis`, y[t] = x[t] + coef * y[t-1], resumable chunk by chunk:
+    returns (y, y[-1]) and takes the previous chunk's y[-1] as ``last``."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if coef == 0.0 or len(audio) == 0:
+        return audio, (float(audio[-1]) if len(audio) else last)
+    y, _ = scipy.signal.lfilter([1.0], [1.0, -coef], audio, zi=[coef * last])
+    # The state is the unclipped value, so that chunked and one-shot filtering agree.
+    return np.clip(y, -1.0, 1.0).astype(np.float32), float(y[-1])
 
 
 def mu_law_decode(classes, n_classes: int = 256):

@@ -294,10 +294,12 @@ class AcousticModel(nn.Module):
     # ---- training -----------------------------------------------------------------------
 
     def forward(self, text_ids: torch.Tensor, text_lengths: torch.Tensor, mel: torch.Tensor,
-                mel_lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+                mel_lengths: torch.Tensor, decoder_input: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Teacher-forced over the whole utterance. mel (B, T, n_mels) is zero-padded inside to
         S = ceil(T / r) steps; the mel outputs are cut back to T frames. Returns mel_before,
-        mel_after (B, T, n_mels), done_logits (B, S), alignment (B, S, N)."""
+        mel_after (B, T, n_mels), done_logits (B, S), alignment (B, S, N). The decoder reads
+        ``decoder_input`` (B, T, n_mels) instead of ``mel`` where given (frames it made itself,
+        in training against exposure bias)."""
         c = self.config
         if mel.dim() != 3 or mel.shape[-1] != c.n_mels:
             raise ValueError(f"mel must be (B, T, {c.n_mels}), got {tuple(mel.shape)}")
@@ -307,7 +309,8 @@ class AcousticModel(nn.Module):
                              f"got {mel_lengths.tolist()}")
         S = -(-T // c.r)
         enc = self.encode(text_ids, text_lengths)
-        grouped = F.pad(mel, (0, 0, 0, S * c.r - T)).reshape(B, S, c.r * M)  # (B, S, r*M)
+        feed = mel if decoder_input is None else decoder_input
+        grouped = F.pad(feed, (0, 0, 0, S * c.r - T)).reshape(B, S, c.r * M)  # (B, S, r*M)
         # Step s sees the frames of step s-1; zeros before the first.
         x = self.prenet(torch.cat([grouped.new_zeros(B, 1, c.r * M), grouped[:, :-1]], dim=1))  # (B, S, C)
         for conv in self.query_convs:

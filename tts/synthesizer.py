@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tts.audio import mu_law_decode, write_audio
+from tts.audio import de_emphasis, mu_law_decode, write_audio
 from tts.text import NothingToSpeakError, split_sentences, symbols_to_ids, to_phonemes
 from tts.voice import BUNDLED_VOICE, Voice, VoiceError, load_voice
 
@@ -158,7 +158,7 @@ class Synthesizer:
         frames = mel.shape[0]
         rng = np.random.default_rng([seed, index])
         state = self.kernel.init_state(1)
-        start = 0
+        start, last = 0, 0.0
         while start < frames:
             # Condition only this chunk's frames (with context), so the first chunk does not
             # wait for the whole sentence to be upsampled.
@@ -168,5 +168,5 @@ class Synthesizer:
             classes, state = self.kernel.generate(cond if self.backend == "cuda" else cond.cpu().numpy(),
                                                   uniforms, state)
             start = stop
-            audio = mu_law_decode(np.asarray(classes[0]))
+            audio, last = de_emphasis(mu_law_decode(np.asarray(classes[0])), self.wavenet.config.pre_emphasis, last)
             yield Chunk(audio, text, phonemes, mel_np, alignment, index, last=start >= frames)

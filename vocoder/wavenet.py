@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tts.audio import mu_law_decode, mu_law_encode
+from tts.audio import de_emphasis, mu_law_decode, mu_law_encode
 from tts.config import JsonConfig
 
 # The previous sample before the first one: silence, mu_law_encode(0.0) == 128.
@@ -57,6 +57,9 @@ class WaveNetConfig(JsonConfig):
     # the features start as a piecewise-linear interpolation instead of a staircase).
     cond_channels: int = 128
     upsample_scales: tuple[int, ...] = (10, 20)
+    # The network models pre-emphasized audio (x[t] - c x[t-1]); its output is de-emphasized
+    # after sampling, which shapes the mu-law noise like the speech spectrum. 0: none.
+    pre_emphasis: float = 0.0
 
     def __post_init__(self):
         # JSON has no tuples; accept a list so that from_dict(to_dict()) round-trips.
@@ -70,6 +73,8 @@ class WaveNetConfig(JsonConfig):
                              f"got {self.max_dilation}")
         if self.n_classes != 256:
             raise ValueError(f"WaveNetConfig.n_classes must be 256 (8-bit mu-law), got {self.n_classes}")
+        if not 0.0 <= self.pre_emphasis < 1.0:
+            raise ValueError(f"WaveNetConfig.pre_emphasis must be in [0, 1), got {self.pre_emphasis}")
         if not self.upsample_scales or min(self.upsample_scales) < 1:
             raise ValueError(f"WaveNetConfig.upsample_scales must be positive, got {self.upsample_scales}")
         if math.prod(self.upsample_scales) != self.hop_length:
@@ -358,6 +363,7 @@ class WaveNet(nn.Module):
             classes, state = self.generate(cond, uniforms[:, start:start + cond.shape[1]], state)
             pieces.append(classes)
         audio = mu_law_decode(torch.cat(pieces, dim=1).cpu()).numpy().astype(np.float32)  # (B, T)
+        audio = np.stack([de_emphasis(a, self.config.pre_emphasis)[0] for a in audio])
         return audio[0] if single else audio
 
     # ---- export for the fast kernels ------------------------------------------------------

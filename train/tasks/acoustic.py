@@ -31,11 +31,21 @@ class AcousticTaskConfig:
     model: AcousticConfig = field(default_factory=AcousticConfig)
     eval_clips: int = 8  # the corpus's last clips, held out
     guided_weight: float = 1.0  # weight of the guided-attention loss in the total
+    # Against exposure bias (at inference the decoder reads its own frames, not the truth):
+    # this fraction of decoder steps reads the model's own prediction of the frames (from a
+    # first, gradient-free teacher-forced pass: parallel scheduled sampling), and every
+    # decoder input gets Gaussian noise of this standard deviation.
+    self_feed: float = 0.0
+    input_noise: float = 0.0
     cache_dir: str = ""  # feature cache; "" puts it in the data folder's .cache
     # Leading/trailing audio quieter than this (dB below the peak) is cut; none: keep all.
     trim_db: float | None = 40.0
 
     def __post_init__(self):
+        if not 0.0 <= self.self_feed <= 1.0:
+            raise ValueError(f"self_feed must be in [0, 1], got {self.self_feed}")
+        if self.input_noise < 0:
+            raise ValueError(f"input_noise must be >= 0, got {self.input_noise}")
         if self.eval_clips < 1:
             raise ValueError(f"eval_clips must be >= 1, got {self.eval_clips}")
         if self.model.n_mels != DEFAULT_AUDIO.n_mels:
@@ -112,8 +122,28 @@ class AcousticTask(Task):
     def units(self, batch: dict[str, torch.Tensor]) -> int:
         return int(batch["mel_lengths"].sum())
 
+    def decoder_input(self, model: AcousticModel, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """What the decoder reads in training: the true frames, some steps replaced by the
+        model's own predictions and all of them noised, per the config (None: the truth)."""
+        c, mel = self.config, batch["mel"]
+        if c.self_feed == 0 and c.input_noise == 0:
+            return None
+        feed = mel
+        if c.self_feed > 0:
+            with torch.no_grad():
+                own = model(batch["ids"], batch["id_lengths"], mel, batch["mel_lengths"])["mel_before"]
+            r = model.config.r
+            B, T, _ = mel.shape
+            steps = torch.rand(B, -(-T // r), 1, device=mel.device) < c.self_feed  # (B, S, 1)
+            pick = steps.repeat_interleave(r, dim=1)[:, :T]  # (B, T, 1)
+            feed = torch.where(pick, own.to(mel.dtype), mel)
+        if c.input_noise > 0:
+            feed = (feed + c.input_noise * torch.randn_like(feed)).clamp(0.0, 1.0)
+        return feed
+
     def loss(self, model: AcousticModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
-        out = model(batch["ids"], batch["id_lengths"], batch["mel"], batch["mel_lengths"])
+        out = model(batch["ids"], batch["id_lengths"], batch["mel"], batch["mel_lengths"],
+                    decoder_input=self.decoder_input(model, batch))
         losses = model.loss(out, batch["mel"], batch["mel_lengths"], batch["id_lengths"], self.config.guided_weight)
         return losses["total"], {k: v.detach() for k, v in losses.items() if k != "total"}
 

@@ -19,7 +19,7 @@ import torch
 from train.data import FeatureCache
 from train.task import Task
 from train.tasks.acoustic import build_cache, open_cache, split_clips
-from tts.audio import DEFAULT_AUDIO, mu_law_decode, mu_law_encode
+from tts.audio import DEFAULT_AUDIO, de_emphasis, mu_law_decode, mu_law_encode, pre_emphasis
 from tts.voice import save_model
 from vocoder.wavenet import WaveNet, WaveNetConfig
 
@@ -47,8 +47,10 @@ class Crops(torch.utils.data.Dataset):
     """One random crop per clip: mel (segment_frames, n_mels) and mu-law classes
     (segment_frames * hop,). Clips shorter than a crop are padded with silence."""
 
-    def __init__(self, cache: FeatureCache, indices: list[int], segment_frames: int, seed: int = 0):
+    def __init__(self, cache: FeatureCache, indices: list[int], segment_frames: int, seed: int = 0,
+                 pre_emphasis: float = 0.0):
         self.cache, self.indices, self.segment_frames = cache, indices, segment_frames
+        self.pre_emphasis = pre_emphasis
         self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int, seed: int) -> None:
@@ -63,7 +65,7 @@ class Crops(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         hop, seg = self.cache.audio.hop_length, self.segment_frames
         with np.load(self.cache.dir / f"{self.cache.entries[self.indices[i]]['id']}.npz", allow_pickle=False) as f:
-            mel, wave = f["mel"], f["wave"]
+            mel, wave = f["mel"], pre_emphasis(f["wave"], self.pre_emphasis)
         start = np.random.default_rng([self.seed, self.epoch, i]).integers(0, max(0, len(mel) - seg) + 1)
         mel = mel[start:start + seg]
         wave = wave[start * hop:(start + seg) * hop]
@@ -96,7 +98,8 @@ class VocoderTask(Task):
         cache = open_cache(data_dir, self.config.cache_dir, self.config.trim_db)
         train, held_out = split_clips(cache, self.config.eval_clips)
         seg = self.config.segment_frames
-        return Crops(cache, train, seg), Crops(cache, held_out, seg)
+        coef = self.config.model.pre_emphasis
+        return Crops(cache, train, seg, pre_emphasis=coef), Crops(cache, held_out, seg, pre_emphasis=coef)
 
     def lengths(self, dataset: Crops) -> list[int]:
         return [min(dataset.frames(i), self.config.segment_frames) for i in range(len(dataset))]
@@ -129,7 +132,8 @@ class VocoderTask(Task):
             audio = model.vocode(first["mel"][0, :frames], seed=step)
             sr = DEFAULT_AUDIO.sample_rate
             writer.add_audio("eval/generated", torch.from_numpy(audio)[None], step, sample_rate=sr)
-            real = mu_law_decode(first["classes"][0, :frames * self.config.model.hop_length]).float()
+            real = mu_law_decode(first["classes"][0, :frames * self.config.model.hop_length].numpy())
+            real = torch.from_numpy(de_emphasis(real, self.config.model.pre_emphasis)[0])
             writer.add_audio("eval/real", real[None], step, sample_rate=sr)
         return metrics
 
