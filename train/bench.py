@@ -14,6 +14,7 @@ that loader processes do not compete with the timed ones for the cores.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -48,10 +49,15 @@ def make_corpus(root: Path, clips: int, seconds: float, seed: int = 0) -> Path:
     return root
 
 
-def run(task: str, procs: int, threads: int, data: Path, out: Path, steps: int) -> list[dict]:
+# Ways to run the same training step: the trainer's settings for each.
+VARIANTS = {"fp32": [], "bf16": ["cpu_bf16=true", "bf16=true"], "compile": ["compile=true"],
+            "bf16+compile": ["cpu_bf16=true", "bf16=true", "compile=true"]}
+
+
+def run(task: str, procs: int, threads: int, data: Path, out: Path, steps: int, variant: str = "fp32") -> list[dict]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
     sets = [f"max_steps={steps}", f"batch_size={BATCH[task]}", "eval_every=0", f"checkpoint_every={steps}",
-            "num_workers=0", "eval_clips=2"]
+            "num_workers=0", "eval_clips=2", *VARIANTS[variant]]
     launcher = [sys.executable, "-m", "train"] if procs == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}", "-m", "train"]
     cmd = [*launcher, task, "--data", str(data), "--out", str(out), "--set", *sets]
@@ -67,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", nargs="+", default=[f"1x{cores}", "1x1", f"2x{max(1, cores // 2)}"],
                    help="PROCESSESxTHREADS per run")
     p.add_argument("--tasks", nargs="+", default=["acoustic", "vocoder"], choices=["acoustic", "vocoder"])
+    p.add_argument("--variants", nargs="+", default=["fp32"], choices=list(VARIANTS),
+                   help="numeric formats and compilation to compare (bf16 autocast, torch.compile)")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--clips", type=int, default=48)
@@ -86,18 +94,17 @@ def main(argv: list[str] | None = None) -> int:
         from train.data import FeatureCache
 
         FeatureCache(data).build(workers=os.cpu_count() or 1, progress=False)
-        print("| task | processes x threads | global batch | step (s) | items/s | throughput |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for task in args.tasks:
-            for procs, threads in runs:
-                out = Path(tmp) / f"{task}-{procs}x{threads}"
-                log = run(task, procs, threads, data, out, args.steps)[args.warmup:]
-                seconds = sum(r["seconds"] for r in log)
-                items = sum(r["items"] for r in log)
-                units = sum(r["units"] for r in log)
-                unit = "frames" if task == "acoustic" else "samples"
-                print(f"| {task} | {procs} x {threads} | {BATCH[task]} | {seconds / len(log):.3f} | "
-                      f"{items / seconds:.1f} | {units / seconds:,.0f} {unit}/s |", flush=True)
+        print("| task | variant | processes x threads | global batch | step (s) | items/s | throughput |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for task, variant, (procs, threads) in itertools.product(args.tasks, args.variants, runs):
+            out = Path(tmp) / f"{task}-{variant}-{procs}x{threads}"
+            log = run(task, procs, threads, data, out, args.steps, variant)[args.warmup:]
+            seconds = sum(r["seconds"] for r in log)
+            items = sum(r["items"] for r in log)
+            units = sum(r["units"] for r in log)
+            unit = "frames" if task == "acoustic" else "samples"
+            print(f"| {task} | {variant} | {procs} x {threads} | {BATCH[task]} | {seconds / len(log):.3f} | "
+                  f"{items / seconds:.1f} | {units / seconds:,.0f} {unit}/s |", flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# load average {load:.2f} at the end")
     return 0

@@ -50,6 +50,7 @@ class TrainConfig:
     # ... and on the CPU: worth it where the cores have bf16 arithmetic (AVX-512 BF16, AMX),
     # ~1.7x for the vocoder on Zen 4; off by default because older CPUs only emulate it.
     cpu_bf16: bool = False
+    compile: bool = False  # torch.compile the task's forward and loss (fixed-shape tasks gain most)
 
     def __post_init__(self):
         for name in ("max_steps", "batch_size", "accumulation_steps", "checkpoint_every", "keep_checkpoints"):

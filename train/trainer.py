@@ -282,6 +282,8 @@ class Trainer:
                 self._init_from_voice()
             seed_everything(c.seed + 1 + info.rank)  # dropout differs between ranks
         self.forward = _TaskForward(task, self.model)
+        if c.compile:
+            self.forward = torch.compile(self.forward)
         if info.distributed:
             self.forward = torch.nn.parallel.DistributedDataParallel(
                 self.forward, device_ids=[info.device.index] if info.device.type == "cuda" else None,
