@@ -283,7 +283,9 @@ class AcousticModel(nn.Module):
         x = self.postnet_in(mel) * mask  # (B, T, P)
         for conv in self.postnet_convs:
             x = conv(x) * mask
-        return torch.sigmoid(torch.logit(mel, eps=LOGIT_EPS) + self.postnet_out(x)) * mask
+        # In float32 even under bf16 autocast: bf16 rounds 1 - LOGIT_EPS to 1, whose logit is inf.
+        residual = self.postnet_out(x).float()
+        return torch.sigmoid(torch.logit(mel.float(), eps=LOGIT_EPS) + residual) * mask
 
     @property
     def postnet_lookahead(self) -> int:
