@@ -105,3 +105,9 @@ def test_refuses_wrong_version_shape_and_folder(voice, tmp_path):
         load_voice(tmp_path / "nowhere")
     with pytest.raises(VoiceError, match="unknown model"):
         save_model(tmp_path / "x", "bogus", WaveNet(TINY_VOCODER))
+
+
+def test_voice_files_are_readable_by_everyone(voice):
+    """An installed voice must be readable by every user, whatever mode the writer made."""
+    for path in voice[0].iterdir():
+        assert path.stat().st_mode & 0o777 == 0o644, path.name

@@ -66,9 +66,11 @@ def _sha256(path: Path) -> str:
 def _write_atomic(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, FILE_MODE)  # mkstemp's 0600 would survive the rename
     try:
         write(tmp)
+        # After writing: mkstemp's 0600 would survive the rename, and safetensors recreates
+        # the file with 0600 of its own.
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
