@@ -233,6 +233,28 @@ def test_generation_is_bounded_by_the_step_limit():
     assert out.mel.shape == (2, 4 * TINY.r, TINY.n_mels)
 
 
+def test_forced_progress_moves_a_stalling_decoder_through_every_symbol():
+    # A query position that never advances: every step prefers the window's first symbol.
+    stalling = dataclasses.replace(TINY, query_position_rate=1e-6)
+    ids, text_lengths = random_text([7, 4], seed=6)
+    model = positional_only(make_model(6, stalling), done_bias=-30.0)
+    out = model.generate(ids, text_lengths)
+    assert torch.equal(out.lengths, text_lengths * TINY.max_steps_per_symbol * TINY.r)  # stalled to the limit
+    assert (out.alignment[0].argmax(-1) == 0).all()
+
+    k = 3
+    model = positional_only(make_model(6, dataclasses.replace(stalling, max_steps_on_symbol=k)), done_bias=-30.0)
+    out = model.generate(ids, text_lengths)
+    for b in range(2):
+        steps = int(out.lengths[b]) // TINY.r
+        last = out.alignment[b, :steps].argmax(-1).tolist()
+        assert last == sorted(last) and last[-1] == text_lengths[b] - 1
+        runs = [len(list(run)) for _, run in itertools.groupby(last)]
+        # At most k steps on a symbol; k on EOS end the utterance.
+        assert max(runs) <= k and runs[-1] == k
+        assert steps < text_lengths[b] * TINY.max_steps_per_symbol
+
+
 def test_windowed_postnet_equals_whole_mel():
     model = make_model(6)
     mel = torch.rand(2, 40, TINY.n_mels)

@@ -76,6 +76,10 @@ class AcousticConfig(JsonConfig):
     postnet_kernel: int = 5
     dropout: float = 0.05  # on the input of every conv block
     max_steps_per_symbol: int = 10  # hard stop: 10 steps x 50 ms = 0.5 s per symbol
+    # Forced progress at inference: after this many steps in a row on one symbol the window
+    # moves past it (and on the last symbol, the utterance ends), so a decoder that would
+    # repeat a sound never stalls; 0: off. Read speech rarely holds a symbol for 300 ms.
+    max_steps_on_symbol: int = 0
     guided_attention_g: float = 0.2
 
     def __post_init__(self):
@@ -87,7 +91,7 @@ class AcousticConfig(JsonConfig):
                      "attention_window", "postnet_channels", "postnet_kernel", "max_steps_per_symbol"):
             if getattr(self, name) < 1:
                 raise ValueError(f"AcousticConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("encoder_layers", "postnet_layers"):
+        for name in ("encoder_layers", "postnet_layers", "max_steps_on_symbol"):
             if getattr(self, name) < 0:
                 raise ValueError(f"AcousticConfig.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("encoder_kernel", "postnet_kernel"):
@@ -126,6 +130,7 @@ class DecoderState:
     prev_frames: torch.Tensor  # (B, r, n_mels) the input of the next step; zeros before the first
     conv_buffers: tuple[torch.Tensor, ...]  # per causal layer (B, (kernel-1)*dilation, C): its last inputs
     last_attended: torch.Tensor  # (B,) int64 text position attended at the previous step
+    stay: torch.Tensor  # (B,) int64 steps in a row that attended last_attended
     n_steps: torch.Tensor  # (B,) int64 steps that belong to each utterance so far
     limit: torch.Tensor  # (B,) int64 hard step limit per utterance
     finished: torch.Tensor  # (B,) bool
@@ -372,7 +377,7 @@ class AcousticModel(nn.Module):
                         for conv in [*self.query_convs, *self.converter_convs])
         zeros = torch.zeros(B, dtype=torch.long, device=device)
         return DecoderState(step=0, prev_frames=torch.zeros(B, c.r, c.n_mels, device=device, dtype=dtype),
-                            conv_buffers=buffers, last_attended=zeros, n_steps=zeros, limit=limit,
+                            conv_buffers=buffers, last_attended=zeros, stay=zeros, n_steps=zeros, limit=limit,
                             finished=torch.zeros(B, dtype=torch.bool, device=device))
 
     def step(self, enc: EncoderOutput, state: DecoderState, monotonic: bool = True
@@ -382,9 +387,11 @@ class AcousticModel(nn.Module):
         and the next state, whose prev_frames are these frames.
 
         monotonic=True lets step attend only [last, last + attention_window); the new last
-        is the argmax of that attention, so it never decreases. An utterance finishes when it
-        attends its last symbol (EOS) and done_prob > 0.5, or at its step limit; finished
-        utterances keep stepping with the batch, but their n_steps no longer grows."""
+        is the argmax of that attention, so it never decreases. With max_steps_on_symbol, a
+        window that has stayed on one symbol that long starts one symbol later. An utterance
+        finishes when it attends its last symbol (EOS) and done_prob > 0.5, when it has attended
+        EOS max_steps_on_symbol steps in a row, or at its step limit; finished utterances keep
+        stepping with the batch, but their n_steps no longer grows."""
         c = self.config
         B, N = enc.keys.shape[:2]
         x = self.prenet(state.prev_frames.reshape(B, 1, c.r * c.n_mels))  # (B, 1, C)
@@ -394,8 +401,9 @@ class AcousticModel(nn.Module):
         allowed = length_mask(enc.lengths, N)  # (B, N)
         if monotonic:
             pos = torch.arange(N, device=x.device)[None, :]
-            last = state.last_attended[:, None]
-            allowed = allowed & (pos >= last) & (pos < last + c.attention_window)
+            stuck = (state.stay >= c.max_steps_on_symbol) if c.max_steps_on_symbol else torch.zeros_like(state.finished)
+            start = torch.minimum(state.last_attended + stuck.long(), enc.lengths - 1)[:, None]
+            allowed = allowed & (pos >= start) & (pos < start + c.attention_window)
         steps = torch.full((1,), float(state.step), device=x.device, dtype=torch.float32)
         context, attn = self._attend(x, steps, enc, allowed[:, None, :])
         x = (x + context) * SQRT_HALF
@@ -405,10 +413,13 @@ class AcousticModel(nn.Module):
         done_prob = torch.sigmoid(self.done_out(x))[:, 0, 0]  # (B,)
         attn = attn[:, 0]  # (B, N)
         last = attn.argmax(dim=-1)
+        stay = torch.where(last == state.last_attended, state.stay + 1, torch.ones_like(state.stay))
         n_steps = state.n_steps + (~state.finished).long()
-        stop = ((last >= enc.lengths - 1) & (done_prob > DONE_THRESHOLD)) | (n_steps >= state.limit)
+        at_end = last >= enc.lengths - 1
+        lingered = (stay >= c.max_steps_on_symbol) if monotonic and c.max_steps_on_symbol else torch.zeros_like(at_end)
+        stop = (at_end & ((done_prob > DONE_THRESHOLD) | lingered)) | (n_steps >= state.limit)
         new_state = DecoderState(step=state.step + 1, prev_frames=frames, conv_buffers=tuple(buffers),
-                                 last_attended=last, n_steps=n_steps, limit=state.limit,
+                                 last_attended=last, stay=stay, n_steps=n_steps, limit=state.limit,
                                  finished=state.finished | stop)
         return frames, done_prob, attn, new_state
 
