@@ -68,7 +68,7 @@ def test_list_backends():
     r = synthesize("--list-backends")
     assert r.returncode == 0
     lines = r.stdout.decode().splitlines()
-    assert [l.split()[0] for l in lines] == ["torch", "numba", "cuda"]
+    assert [l.split()[0] for l in lines] == ["torch", "numba", "cuda", "griffin-lim"]
     assert "available" in lines[1]
 
 

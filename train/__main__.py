@@ -4,7 +4,7 @@
                          [--set KEY=VALUE ...] [--init VOICE_DIR] [--resume | --no-resume]
                          [--print-config]
     torchrun --nproc_per_node=N -m train TASK ...        one process per GPU (or CPU worker)
-    python -m train export RUN_DIR --to VOICE_DIR
+    python -m train export RUN_DIR --to VOICE_DIR [--default-vocoder wavenet|griffin-lim]
 
 TASK is g2p, acoustic or vocoder. Settings come from the task's defaults, then (when resuming)
 the run's own settings, then a preset (``train/presets/TASK-NAME.json``: ``cpu`` sizes the
@@ -31,7 +31,7 @@ from train.tasks import TASKS, UnknownTaskError, get_task
 from train.config import ConfigError, config_dict, resolve_config
 from train.trainer import RunDirError, Trainer, export_run, latest_checkpoint, load_checkpoint, stored_config
 from tts.audio import AudioFileError
-from tts.voice import VoiceError, load_model
+from tts.voice import DEFAULT_VOCODERS, VoiceError, load_model, set_default_vocoder
 
 USER_ERRORS = (ConfigError, RunDirError, UnknownTaskError, DatasetError, AudioFileError, VoiceError)
 
@@ -75,6 +75,8 @@ def _export_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m train export", description="Write a run's model into a voice folder.")
     p.add_argument("run_dir")
     p.add_argument("--to", required=True, dest="voice_dir", help="voice folder to write (created if missing)")
+    p.add_argument("--default-vocoder", choices=DEFAULT_VOCODERS,
+                   help="what the voice speaks with by default (griffin-lim while its WaveNet is weaker)")
     return p
 
 
@@ -119,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"no task given (expected {', '.join(TASKS)} or export; -h for help)")
         if argv[0] == "export":
             args = _export_parser().parse_args(argv[1:])
-            print(f"wrote {export_run(args.run_dir, args.voice_dir)}")
+            voice = export_run(args.run_dir, args.voice_dir)
+            if args.default_vocoder:
+                set_default_vocoder(voice, args.default_vocoder)
+            print(f"wrote {voice}")
             return 0
         if argv[0] not in TASKS:
             raise UnknownTaskError(f"unknown task {argv[0]!r} (expected one of {', '.join(TASKS)}, or export)")

@@ -202,6 +202,41 @@ def mel_spectrogram_torch(audio: torch.Tensor, config: AudioConfig = DEFAULT_AUD
     return mel[0] if squeeze else mel
 
 
+def mel_amplitude(mel: np.ndarray, config: AudioConfig = DEFAULT_AUDIO) -> np.ndarray:
+    """Undo the log compression and normalization: (frames, n_mels) in [0, 1] -> the mel
+    filterbank's amplitudes (frames, n_mels). The floor (0) comes back as -100 dB."""
+    db = np.asarray(mel, dtype=np.float64) * -config.min_level_db + config.min_level_db + config.ref_level_db
+    return (10.0 ** (db / 20.0)).astype(np.float32)
+
+
+GRIFFIN_LIM_ITERATIONS = 32
+
+
+@lru_cache(maxsize=4)
+def _mel_pinv(config: AudioConfig) -> np.ndarray:
+    return np.linalg.pinv(mel_basis(config)).astype(np.float32)  # (n_fft // 2 + 1, n_mels)
+
+
+def griffin_lim(mel: np.ndarray, config: AudioConfig = DEFAULT_AUDIO, n_iter: int = GRIFFIN_LIM_ITERATIONS,
+                seed: int = 0) -> np.ndarray:
+    """A normalized mel (frames, n_mels) -> audio (frames * hop,) float32, by Griffin-Lim:
+    the filterbank's pseudo-inverse back to an STFT magnitude (as close as non-negative least
+    squares on speech, and a thousand times faster), then phase from ``n_iter`` Griffin-Lim
+    iterations (librosa), starting from a random phase drawn from ``seed``."""
+    import librosa
+
+    mel = np.asarray(mel, dtype=np.float32)
+    if len(mel) == 0:
+        return np.zeros(0, np.float32)
+    magnitude = np.maximum(_mel_pinv(config) @ mel_amplitude(mel, config).T, 0.0)  # (n_fft // 2 + 1, frames)
+    audio = librosa.griffinlim(magnitude, n_iter=n_iter, hop_length=config.hop_length,
+                               win_length=config.win_length, n_fft=config.n_fft, window="hann", center=True,
+                               random_state=seed)
+    # Frame i stands for samples [i * hop, (i + 1) * hop), as in the vocoder.
+    audio = np.pad(audio, (0, max(0, len(mel) * config.hop_length - len(audio))))[: len(mel) * config.hop_length]
+    return np.clip(audio, -1.0, 1.0).astype(np.float32)
+
+
 # --- Mu-law ------------------------------------------------------------------------------
 
 def mu_law_encode(audio, classes: int = 256):

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 USAGE_ERROR, RUNTIME_ERROR = 2, 1
-BACKEND_CHOICES = ("auto", "torch", "numba", "cuda")
+BACKEND_CHOICES = ("auto", "torch", "numba", "cuda", "griffin-lim")
 
 
 class UsageError(Exception):
@@ -62,7 +62,8 @@ def _list_backends() -> int:
 
     for name in BACKENDS:
         ok, why = backend_status(name)
-        print(f"{name:6s} {'available' if ok else 'unavailable: ' + why}")
+        print(f"{name:11s} {'available' if ok else 'unavailable: ' + why}")
+    print(f"{'griffin-lim':11s} available (no WaveNet: phase from the mel alone)")
     return 0
 
 

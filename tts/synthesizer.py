@@ -27,9 +27,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tts.audio import de_emphasis, mu_law_decode, write_audio
+from tts.audio import de_emphasis, griffin_lim, mu_law_decode, write_audio
 from tts.text import NothingToSpeakError, split_sentences, symbols_to_ids, to_phonemes
-from tts.voice import BUNDLED_VOICE, Voice, VoiceError, load_voice
+from tts.voice import BUNDLED_VOICE, GRIFFIN_LIM, Voice, VoiceError, load_voice
 
 MIN_RATE, MAX_RATE = 0.5, 2.0
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -78,6 +78,13 @@ class Synthesizer:
         self.acoustic = voice.acoustic.to(self.device).eval()
         self.wavenet = voice.vocoder.to(self.device).eval()
         self.sample_rate = voice.audio.sample_rate
+        if vocoder == "auto" and voice.default_vocoder == GRIFFIN_LIM:
+            vocoder = GRIFFIN_LIM  # the voice's WaveNet has not yet beaten Griffin-Lim
+        if vocoder == GRIFFIN_LIM:
+            if weights != "fp32":
+                raise SynthesisError(f"weights={weights!r} applies to the WaveNet backends, not to {GRIFFIN_LIM}")
+            self.kernel, self.backend = None, GRIFFIN_LIM
+            return
         if vocoder == "auto" and self.device.type == "cpu" and backend_status("numba")[0]:
             vocoder = "numba"  # the GPU kernel only where the models run on the GPU
         try:
@@ -157,6 +164,9 @@ class Synthesizer:
         mel_np = mel.cpu().numpy()
         frames = mel.shape[0]
         rng = np.random.default_rng([seed, index])
+        if self.kernel is None:
+            yield from self._griffin_lim_sentence(text, phonemes, mel_np, alignment, index, rng)
+            return
         state = self.kernel.init_state(1)
         start, last = 0, 0.0
         while start < frames:
@@ -170,3 +180,14 @@ class Synthesizer:
             start = stop
             audio, last = de_emphasis(mu_law_decode(np.asarray(classes[0])), self.wavenet.config.pre_emphasis, last)
             yield Chunk(audio, text, phonemes, mel_np, alignment, index, last=start >= frames)
+
+    def _griffin_lim_sentence(self, text: str, phonemes: list[str], mel: np.ndarray, alignment: np.ndarray,
+                              index: int, rng: np.random.Generator) -> Iterator[Chunk]:
+        """The whole sentence by Griffin-Lim (it needs every frame), handed out in the
+        chunks the WaveNet backends use."""
+        audio = griffin_lim(mel, self.voice.audio, seed=int(rng.integers(2**31)))
+        hop, frames, start = self.voice.audio.hop_length, len(mel), 0
+        while start < frames:
+            stop = min(frames, start + (FIRST_CHUNK_FRAMES if start == 0 else CHUNK_FRAMES))
+            yield Chunk(audio[start * hop:stop * hop], text, phonemes, mel, alignment, index, last=stop >= frames)
+            start = stop

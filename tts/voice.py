@@ -32,6 +32,8 @@ from tts.text.symbols import SYMBOLS
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 BUNDLED_VOICE = Path(__file__).parent / "voices" / "default"
+WAVENET, GRIFFIN_LIM = "wavenet", "griffin-lim"
+DEFAULT_VOCODERS = (WAVENET, GRIFFIN_LIM)
 
 
 class VoiceError(ValueError):
@@ -178,6 +180,9 @@ class Voice:
     path: Path
     audio: AudioConfig
     models: dict[str, torch.nn.Module]
+    # What `auto` speaks with: "wavenet" (the voice's own, through the fastest kernel) or
+    # "griffin-lim", while the voice's WaveNet has not yet beaten it in evaluation.
+    default_vocoder: str = "wavenet"
 
     @property
     def acoustic(self):
@@ -198,4 +203,20 @@ def load_voice(voice_dir: str | os.PathLike = BUNDLED_VOICE, device: str | torch
         if name not in names:
             raise VoiceError(f"voice {voice_dir} has no {name} model")
     models = {name: load_model(voice_dir, name, device, config) for name in names}
-    return Voice(voice_dir, AudioConfig.from_dict(config["audio"]), models)
+    default_vocoder = config.get("default_vocoder", WAVENET)
+    if default_vocoder not in DEFAULT_VOCODERS:
+        raise VoiceError(f"{voice_dir}/{CONFIG_FILE}: unknown default_vocoder {default_vocoder!r} "
+                         f"(expected {' or '.join(DEFAULT_VOCODERS)})")
+    return Voice(voice_dir, AudioConfig.from_dict(config["audio"]), models, default_vocoder)
+
+
+def set_default_vocoder(voice_dir: str | os.PathLike, name: str) -> Path:
+    """Record what ``vocoder="auto"`` speaks this voice with (see `Voice.default_vocoder`)."""
+    if name not in DEFAULT_VOCODERS:
+        raise VoiceError(f"unknown vocoder {name!r} (expected {' or '.join(DEFAULT_VOCODERS)})")
+    voice_dir = Path(voice_dir)
+    config = read_config(voice_dir)
+    config["default_vocoder"] = name
+    text = json.dumps(config, indent=2) + "\n"
+    _write_atomic(voice_dir / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return voice_dir
