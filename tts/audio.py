@@ -230,7 +230,7 @@ def griffin_lim(mel: np.ndarray, config: AudioConfig = DEFAULT_AUDIO, n_iter: in
         return np.zeros(0, np.float32)
     frames = len(mel)
     # librosa wants a signal at least n_fft long: pad a short mel with silence (the floor, 0).
-    mel = np.pad(mel, ((0, max(0, config.n_fft // config.hop_length + 1 - frames)), (0, 0)))
+    mel = np.pad(mel, ((0, max(0, -(-config.n_fft // config.hop_length) + 1 - frames)), (0, 0)))
     magnitude = np.maximum(_mel_pinv(config) @ mel_amplitude(mel, config).T, 0.0)  # (n_fft // 2 + 1, frames)
     audio = librosa.griffinlim(magnitude, n_iter=n_iter, hop_length=config.hop_length,
                                win_length=config.win_length, n_fft=config.n_fft, window="hann", center=True,
