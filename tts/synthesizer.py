@@ -27,9 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tts.audio import de_emphasis, griffin_lim, mu_law_decode, write_audio
+from tts.audio import griffin_lim, mu_law_decode, write_audio
 from tts.text import NothingToSpeakError, split_sentences, symbols_to_ids, to_phonemes
 from tts.voice import BUNDLED_VOICE, GRIFFIN_LIM, Voice, VoiceError, load_voice
+from vocoder.wavenet import model_to_signal
 
 MIN_RATE, MAX_RATE = 0.5, 2.0
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
@@ -168,7 +169,7 @@ class Synthesizer:
             yield from self._griffin_lim_sentence(text, phonemes, mel_np, alignment, index, rng)
             return
         state = self.kernel.init_state(1)
-        start, last = 0, 0.0
+        start, carry = 0, None
         while start < frames:
             # Condition only this chunk's frames (with context), so the first chunk does not
             # wait for the whole sentence to be upsampled.
@@ -177,8 +178,9 @@ class Synthesizer:
             uniforms = rng.random((1, cond.shape[1]), dtype=np.float32)
             classes, state = self.kernel.generate(cond if self.backend == "cuda" else cond.cpu().numpy(),
                                                   uniforms, state)
+            samples = mu_law_decode(np.asarray(classes[0]))
+            audio, carry = model_to_signal(self.wavenet.config, samples, mel_np[start:stop], carry)
             start = stop
-            audio, last = de_emphasis(mu_law_decode(np.asarray(classes[0])), self.wavenet.config.pre_emphasis, last)
             yield Chunk(audio, text, phonemes, mel_np, alignment, index, last=start >= frames)
 
     def _griffin_lim_sentence(self, text: str, phonemes: list[str], mel: np.ndarray, alignment: np.ndarray,

@@ -32,7 +32,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tts.audio import de_emphasis, mu_law_decode, mu_law_encode
+from tts.audio import de_emphasis, mu_law_decode, mu_law_encode, pre_emphasis
+from vocoder.lpc import lpc_from_mel, lpc_residual, lpc_synthesis
 from tts.config import JsonConfig
 
 # The previous sample before the first one: silence, mu_law_encode(0.0) == 128.
@@ -60,6 +61,10 @@ class WaveNetConfig(JsonConfig):
     # The network models pre-emphasized audio (x[t] - c x[t-1]); its output is de-emphasized
     # after sampling, which shapes the mu-law noise like the speech spectrum. 0: none.
     pre_emphasis: float = 0.0
+    # >0: the network models the excitation of a linear predictor of this order whose
+    # coefficients come from the mel (vocoder/lpc.py), and the synthesis filter makes speech
+    # of its samples. 0: the network models the audio itself.
+    lpc_order: int = 0
 
     def __post_init__(self):
         # JSON has no tuples; accept a list so that from_dict(to_dict()) round-trips.
@@ -75,6 +80,11 @@ class WaveNetConfig(JsonConfig):
             raise ValueError(f"WaveNetConfig.n_classes must be 256 (8-bit mu-law), got {self.n_classes}")
         if not 0.0 <= self.pre_emphasis < 1.0:
             raise ValueError(f"WaveNetConfig.pre_emphasis must be in [0, 1), got {self.pre_emphasis}")
+        if self.lpc_order < 0:
+            raise ValueError(f"WaveNetConfig.lpc_order must be >= 0, got {self.lpc_order}")
+        if self.lpc_order and self.pre_emphasis:
+            raise ValueError("WaveNetConfig: lpc_order and pre_emphasis exclude each other "
+                             "(the predictor already shapes the noise like the speech)")
         if not self.upsample_scales or min(self.upsample_scales) < 1:
             raise ValueError(f"WaveNetConfig.upsample_scales must be positive, got {self.upsample_scales}")
         if math.prod(self.upsample_scales) != self.hop_length:
@@ -362,8 +372,8 @@ class WaveNet(nn.Module):
             cond = self.project(up[:, :, start:start + chunk_samples])  # (B, t, L, 2R)
             classes, state = self.generate(cond, uniforms[:, start:start + cond.shape[1]], state)
             pieces.append(classes)
-        audio = mu_law_decode(torch.cat(pieces, dim=1).cpu()).numpy().astype(np.float32)  # (B, T)
-        audio = np.stack([de_emphasis(a, self.config.pre_emphasis)[0] for a in audio])
+        samples = mu_law_decode(torch.cat(pieces, dim=1).cpu()).numpy().astype(np.float32)  # (B, T)
+        audio = np.stack([model_to_signal(self.config, x, m)[0] for x, m in zip(samples, mel.cpu().numpy())])
         return audio[0] if single else audio
 
     # ---- export for the fast kernels ------------------------------------------------------
@@ -417,6 +427,34 @@ class ExportedDims(NamedTuple):
     output_channels: int
     n_classes: int
     max_dilation: int
+
+
+# ---- what the network's samples stand for ---------------------------------------------------
+
+def signal_to_model(config: WaveNetConfig, audio: np.ndarray, mel: np.ndarray, before: np.ndarray | None = None
+                    ) -> np.ndarray:
+    """Audio (frames * hop,) with its mel (frames, n_mels) -> the signal the network models:
+    the audio, its pre-emphasis, or its linear-prediction excitation. ``before``: the audio's
+    preceding samples (zeros where absent)."""
+    audio = np.asarray(audio, np.float32)
+    before = np.zeros(0, np.float32) if before is None else np.asarray(before, np.float32)
+    if config.lpc_order:
+        history = np.concatenate([np.zeros(config.lpc_order, np.float32), before])[-config.lpc_order:]
+        return lpc_residual(audio, lpc_from_mel(mel, config.lpc_order), config.hop_length, history)
+    if config.pre_emphasis:
+        previous = before[-1] if len(before) else 0.0
+        return pre_emphasis(np.concatenate([[previous], audio]).astype(np.float32), config.pre_emphasis)[1:]
+    return audio
+
+
+def model_to_signal(config: WaveNetConfig, samples: np.ndarray, mel: np.ndarray, carry=None):
+    """The network's decoded samples (frames * hop,) of mel frames (frames, n_mels) -> audio,
+    resumable chunk by chunk: returns (audio, carry) and takes the previous chunk's carry."""
+    if config.lpc_order:
+        return lpc_synthesis(samples, lpc_from_mel(mel, config.lpc_order), config.hop_length, carry)
+    if config.pre_emphasis:
+        return de_emphasis(samples, config.pre_emphasis, 0.0 if carry is None else carry)
+    return np.asarray(samples, np.float32), None
 
 
 def validate_exported(weights: dict, cond: np.ndarray | None = None) -> ExportedDims:

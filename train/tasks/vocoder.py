@@ -19,9 +19,11 @@ import torch
 from train.data import FeatureCache
 from train.task import Task
 from train.tasks.acoustic import build_cache, open_cache, split_clips
-from tts.audio import DEFAULT_AUDIO, de_emphasis, mu_law_decode, mu_law_encode, pre_emphasis
+from tts.audio import DEFAULT_AUDIO, mu_law_decode, mu_law_encode
 from tts.voice import save_model
-from vocoder.wavenet import WaveNet, WaveNetConfig
+from vocoder.wavenet import WaveNet, WaveNetConfig, model_to_signal, signal_to_model
+
+CONTEXT_SAMPLES = 64  # audio before a crop that its first samples' predictor looks back on
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,9 @@ class Crops(torch.utils.data.Dataset):
     (segment_frames * hop,). Clips shorter than a crop are padded with silence."""
 
     def __init__(self, cache: FeatureCache, indices: list[int], segment_frames: int, seed: int = 0,
-                 pre_emphasis: float = 0.0):
+                 model: WaveNetConfig = WaveNetConfig()):
         self.cache, self.indices, self.segment_frames = cache, indices, segment_frames
-        self.pre_emphasis = pre_emphasis
+        self.model = model  # what the classes stand for: the audio, pre-emphasized or its excitation
         self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int, seed: int) -> None:
@@ -65,14 +67,16 @@ class Crops(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         hop, seg = self.cache.audio.hop_length, self.segment_frames
         with np.load(self.cache.dir / f"{self.cache.entries[self.indices[i]]['id']}.npz", allow_pickle=False) as f:
-            mel, wave = f["mel"], pre_emphasis(f["wave"], self.pre_emphasis)
+            mel, wave = f["mel"], f["wave"]
         start = np.random.default_rng([self.seed, self.epoch, i]).integers(0, max(0, len(mel) - seg) + 1)
+        before = wave[max(0, start * hop - CONTEXT_SAMPLES):start * hop]
         mel = mel[start:start + seg]
         wave = wave[start * hop:(start + seg) * hop]
         if len(mel) < seg:  # silence: the mel floor is 0 and mu-law 0.0 is silence too
             mel = np.pad(mel, ((0, seg - len(mel)), (0, 0)))
             wave = np.pad(wave, (0, seg * hop - len(wave)))
-        return {"mel": mel, "classes": mu_law_encode(wave, self.cache.audio.mu_law_classes)}
+        signal = signal_to_model(self.model, wave, mel, before)
+        return {"mel": mel, "classes": mu_law_encode(signal, self.cache.audio.mu_law_classes)}
 
 
 class VocoderTask(Task):
@@ -98,8 +102,8 @@ class VocoderTask(Task):
         cache = open_cache(data_dir, self.config.cache_dir, self.config.trim_db)
         train, held_out = split_clips(cache, self.config.eval_clips)
         seg = self.config.segment_frames
-        coef = self.config.model.pre_emphasis
-        return Crops(cache, train, seg, pre_emphasis=coef), Crops(cache, held_out, seg, pre_emphasis=coef)
+        model = self.config.model
+        return Crops(cache, train, seg, model=model), Crops(cache, held_out, seg, model=model)
 
     def lengths(self, dataset: Crops) -> list[int]:
         return [min(dataset.frames(i), self.config.segment_frames) for i in range(len(dataset))]
@@ -133,7 +137,7 @@ class VocoderTask(Task):
             sr = DEFAULT_AUDIO.sample_rate
             writer.add_audio("eval/generated", torch.from_numpy(audio)[None], step, sample_rate=sr)
             real = mu_law_decode(first["classes"][0, :frames * self.config.model.hop_length].numpy())
-            real = torch.from_numpy(de_emphasis(real, self.config.model.pre_emphasis)[0])
+            real = torch.from_numpy(model_to_signal(self.config.model, real, first["mel"][0, :frames].numpy())[0])
             writer.add_audio("eval/real", real[None], step, sample_rate=sr)
         return metrics
 
