@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tts.text.normalize import NothingToSpeakError, normalize
-from tts.text.sentences import MAX_CHARS, split_sentences
+from tts.text.sentences import MAX_CHARS, SentenceBuffer, split_sentences
 
 _WORD = r"[a-z]+(?:'[a-z]+)*"
 _OVERRIDE = r"\{[A-Z]+[0-9]?(?: [A-Z]+[0-9]?)*\}"
@@ -132,3 +132,44 @@ def test_words_are_only_cut_when_longer_than_the_bound():
     text = "don't " * 60
     chunks = split_sentences(text, max_chars=40)
     assert all(w == "don't" for c in chunks for w in c.split())
+
+
+def _chunks(pieces: list[str]) -> list[str]:
+    out = []
+    for piece in pieces:
+        try:
+            out += split_sentences(piece)
+        except NothingToSpeakError:
+            pass
+    return out
+
+
+def test_sentence_buffer_hands_out_sentences_as_they_complete():
+    buffer = SentenceBuffer()
+    assert buffer.feed("Dr") == []
+    assert buffer.feed(". Smith went ho") == []
+    assert buffer.feed("me. He") == []  # "He" may still be "Hey" or "He." ...
+    assert buffer.feed(" slept") == ["Dr. Smith went home."]
+    assert buffer.feed(". We met at 9 a.m. The") == ["He slept."]
+    assert buffer.feed("n we ate.\n") == ["We met at 9 a.m."]
+    assert buffer.feed("\nNext") == ["Then we ate."]  # a paragraph ended
+    assert buffer.pending == len("Next")
+    assert buffer.flush() == ["Next"]
+    assert buffer.pending == 0 and buffer.flush() == []
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.one_of(st.text(max_size=120), st.lists(st.sampled_from(_FRAGMENTS), max_size=60).map("".join)),
+    st.data(),
+)
+def test_sentence_buffer_cuts_like_the_whole_text(text, data):
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(text) - 1)), max_size=30)))
+    buffer = SentenceBuffer()
+    pieces = [s for a, b in zip([0] + cuts, cuts + [len(text)]) for s in buffer.feed(text[a:b])]
+    pieces += buffer.flush()
+    try:
+        whole = split_sentences(text)
+    except NothingToSpeakError:
+        whole = []
+    assert _chunks(pieces) == whole

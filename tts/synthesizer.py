@@ -119,15 +119,19 @@ class Synthesizer:
         """Speak ``text`` into a .wav or .flac file, written completely or not at all."""
         return write_audio(path, self.synthesize(text, seed=seed, rate=rate), self.sample_rate)
 
-    def stream(self, text: str, seed: int = 0, rate: float = 1.0) -> Iterator[Chunk]:
+    def stream(self, text: str, seed: int = 0, rate: float = 1.0, first_sentence: int = 0) -> Iterator[Chunk]:
         """Yield audio chunks as soon as they are generated, sentence after sentence.
+
+        ``first_sentence`` numbers the sentences of text that continues earlier text (a
+        ``tts.text.SentenceBuffer``'s sentences, spoken one call each): the calls then give
+        exactly the audio of one call on the whole text.
 
         Raises ``NothingToSpeakError`` (a ValueError) before yielding anything if the text has
         nothing to say, and ValueError for a speaking rate outside [0.5, 2].
         """
         if not MIN_RATE <= rate <= MAX_RATE:
             raise ValueError(f"speaking rate {rate} is outside [{MIN_RATE}, {MAX_RATE}]")
-        index = 0
+        index = first_sentence
         # Paragraph by paragraph, so a book starts speaking without normalizing all of it first.
         for paragraph in _PARAGRAPH_BREAK.split(text):
             try:
@@ -141,7 +145,7 @@ class Synthesizer:
                     continue
                 yield from self._speak_sentence(sentence, phonemes, index, seed, rate)
                 index += 1
-        if index == 0:
+        if index == first_sentence:
             raise NothingToSpeakError(f"nothing to speak in the text {text[:40]!r}")
 
     # --- one sentence ----------------------------------------------------------------------

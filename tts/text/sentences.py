@@ -23,11 +23,24 @@ _END = re.compile(r"""(?P<mark>[.?!…]+)["'”’)\]]*(?=\s)""")
 _TOKEN = re.compile(r"\{[^{}]*\}\S*|\S+")
 
 
-def _sentences(paragraph: str) -> list[str]:
-    """Cut one paragraph at the marks that end a sentence (see ``period_ends_sentence``)."""
+# What a mark's reading looks at after it (``period_ends_sentence``, ``starts_sentence``): the
+# first significant character, or the next word whole and the first letter after it. Once the
+# text after a mark holds that much, no later text can change whether the mark ends a sentence.
+_SETTLED = re.compile(r"""[\s"'()\[\]]*(?:[^\sA-Za-z"'()\[\]]|[A-Za-z]+(?:[^\sA-Za-z]|\s+\S))""")
+
+
+def _sentences(paragraph: str, complete: bool = True) -> tuple[list[str], int]:
+    """Cut one paragraph at the marks that end a sentence (see ``period_ends_sentence``).
+
+    Returns the sentences and where the uncut rest starts. A paragraph that is not
+    ``complete`` may still grow: cutting stops at the first mark whose reading later text
+    could change, and the rest is left uncut.
+    """
     out, start = [], 0
     for m in _END.finditer(paragraph):
         rest = paragraph[m.end() :]
+        if not complete and not _SETTLED.match(rest):
+            break
         mark = m.group("mark")
         if mark == ".":
             word = paragraph[start : m.end("mark")].split()[-1].lstrip("\"'“‘([")
@@ -38,8 +51,10 @@ def _sentences(paragraph: str) -> list[str]:
         if ends:
             out.append(paragraph[start : m.end()])
             start = m.end()
-    out.append(paragraph[start:])
-    return [s.strip() for s in out if s.strip()]
+    if complete:
+        out.append(paragraph[start:])
+        start = len(paragraph)
+    return [s.strip() for s in out if s.strip()], start
 
 
 def _split_word(token: str, max_chars: int) -> list[str]:
@@ -118,7 +133,7 @@ def split_sentences(text: str, max_chars: int = MAX_CHARS) -> list[str]:
         raise ValueError(f"max_chars must be at least {MIN_CHARS}, got {max_chars}")
     chunks: list[str] = []
     for paragraph in _PARAGRAPH.split(text):
-        for sentence in _sentences(" ".join(paragraph.split())):
+        for sentence in _sentences(" ".join(paragraph.split()))[0]:
             try:
                 normalized = normalize(sentence)
             except NothingToSpeakError:
@@ -128,3 +143,46 @@ def split_sentences(text: str, max_chars: int = MAX_CHARS) -> list[str]:
         preview = text if len(text) <= 40 else text[:37] + "..."
         raise NothingToSpeakError(f"nothing to speak in the text {preview!r}")
     return chunks
+
+
+class SentenceBuffer:
+    """Text that arrives in pieces (tokens from a language model), cut into sentences as soon
+    as they are complete.
+
+        buffer = SentenceBuffer()
+        buffer.feed("Hello wor")            # []
+        buffer.feed("ld. How are")          # ["Hello world."]
+        buffer.flush()                      # ["How are"]: the text ended
+
+    A sentence is handed out once no later text can change where it ends, so the sentences
+    are exactly those of the whole text: ``split_sentences`` of each gives, in order,
+    ``split_sentences`` of all the text fed. They are raw text (whitespace collapsed), not
+    normalized.
+    """
+
+    def __init__(self):
+        self._text = ""  # raw text not handed out yet
+
+    @property
+    def pending(self) -> int:
+        """Characters fed and not handed out yet."""
+        return len(self._text)
+
+    def feed(self, text: str) -> list[str]:
+        """Add text; return the sentences it completes."""
+        self._text += text
+        return self._take(complete=False)
+
+    def flush(self) -> list[str]:
+        """The text has ended: return what is left, cut into sentences, and start afresh."""
+        return self._take(complete=True)
+
+    def _take(self, complete: bool) -> list[str]:
+        *paragraphs, current = _PARAGRAPH.split(self._text)
+        out = [s for p in paragraphs for s in _sentences(" ".join(p.split()))[0]]
+        collapsed = " ".join(current.split())
+        sentences, start = _sentences(collapsed, complete)
+        out += sentences
+        # The rest keeps its trailing whitespace: a line break may be half a paragraph break.
+        self._text = "" if complete else collapsed[start:].strip() + current[len(current.rstrip()):]
+        return out
