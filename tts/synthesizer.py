@@ -152,11 +152,11 @@ class Synthesizer:
         return mel.contiguous(), out.alignment[0].cpu().numpy()
 
     @torch.no_grad()
-    def _speak_sentence(self, text: str, phonemes: list[str], index: int, seed: int, rate: float) -> Iterator[Chunk]:
-        mel, alignment = self.sentence_mel(phonemes, rate)
-        mel_np = mel.cpu().numpy()
+    def vocode(self, mel: torch.Tensor, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, bool]]:
+        """Mel (frames, n_mels) on the model's device -> (audio chunk, is the last) as the
+        vocoder makes them; the uniforms come from ``rng``. Copy-synthesis uses this too, so
+        it hears exactly what the engine's vocoder makes of a mel."""
         frames = mel.shape[0]
-        rng = np.random.default_rng([seed, index])
         state = self.kernel.init_state(1)
         start = 0
         while start < frames:
@@ -168,5 +168,10 @@ class Synthesizer:
             classes, state = self.kernel.generate(cond if self.backend == "cuda" else cond.cpu().numpy(),
                                                   uniforms, state)
             start = stop
-            audio = mu_law_decode(np.asarray(classes[0]))
-            yield Chunk(audio, text, phonemes, mel_np, alignment, index, last=start >= frames)
+            yield mu_law_decode(np.asarray(classes[0])), start >= frames
+
+    def _speak_sentence(self, text: str, phonemes: list[str], index: int, seed: int, rate: float) -> Iterator[Chunk]:
+        mel, alignment = self.sentence_mel(phonemes, rate)
+        mel_np = mel.cpu().numpy()
+        for audio, last in self.vocode(mel, np.random.default_rng([seed, index])):
+            yield Chunk(audio, text, phonemes, mel_np, alignment, index, last=last)
