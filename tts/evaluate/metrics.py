@@ -44,10 +44,15 @@ def corpus_wer(pairs: list[tuple[list[str], list[str]]]) -> float:
 
 # --- spectra ---------------------------------------------------------------------------------
 
+def floor_amplitude(config: AudioConfig = DEFAULT_AUDIO) -> float:
+    """The mel amplitude that the engine's normalized mel maps to 0 (1e-4 by default)."""
+    return 10.0 ** ((config.min_level_db + config.ref_level_db) / 20.0)
+
+
 def mel_amplitude(mel: np.ndarray, config: AudioConfig = DEFAULT_AUDIO) -> np.ndarray:
     """Undo ``tts.audio``'s normalization: (frames, n_mels) in [0, 1] -> mel amplitudes
-    (frames, n_mels), the Slaney mel filterbank applied to the STFT magnitude. Values at the
-    floor (0) come back as the floor's amplitude, 1e-5."""
+    (frames, n_mels), the Slaney mel filterbank applied to the STFT magnitude. The floor (0)
+    comes back as ``floor_amplitude``: anything quieter was clipped to it."""
     db = np.asarray(mel, dtype=np.float64) * -config.min_level_db + config.min_level_db + config.ref_level_db
     return (10.0 ** (db / 20.0)).astype(np.float32)
 
@@ -71,19 +76,28 @@ def griffin_lim(mel: np.ndarray, config: AudioConfig = DEFAULT_AUDIO,
 
 
 def mel_cepstrum(audio: np.ndarray, config: AudioConfig = DEFAULT_AUDIO, order: int = MCD_ORDER) -> np.ndarray:
-    """(T,) audio -> (frames, order) mel-cepstrum c1..c_order of the natural log of the
-    engine's mel amplitudes (80 Slaney bands of the 1024-point STFT magnitude, floored at
-    1e-5): ``log S(w) = c0 + 2 sum_m c_m cos(m w)`` over the bands' mel-warped frequency w,
-    which is the orthonormal DCT-II of the log bands divided by sqrt(2 n_mels). That scaling
-    is the one MCD's constant assumes (MFCCs in dB and unscaled would read ~13x larger)."""
+    """(T,) audio -> (frames, order) mel-cepstrum c1..c_order: the ``cepstrum`` of the natural
+    log of the engine's mel amplitudes (80 Slaney bands of the 1024-point STFT magnitude,
+    floored where the engine's mel is 0), the bands standing for the mel-warped frequency axis."""
     import librosa
-    from scipy.fft import dct
 
     spec = np.abs(librosa.stft(np.asarray(audio, dtype=np.float32), n_fft=config.n_fft,
                                hop_length=config.hop_length, win_length=config.win_length,
                                window="hann", center=True, pad_mode="reflect"))  # (F, frames)
-    log_mel = np.log(np.maximum(mel_basis(config) @ spec, 10.0 ** (config.min_level_db / 20.0)))  # (n_mels, frames)
-    return (dct(log_mel, type=2, norm="ortho", axis=0)[1:order + 1].T / math.sqrt(2 * config.n_mels)).astype(np.float64)
+    log_mel = np.log(np.maximum(mel_basis(config) @ spec, floor_amplitude(config)))  # (n_mels, frames)
+    return cepstrum(log_mel.T, order)
+
+
+def cepstrum(log_bands: np.ndarray, order: int = MCD_ORDER) -> np.ndarray:
+    """(frames, bands) natural-log amplitudes -> (frames, order) c1..c_order with
+    ``log S(w) = c0 + 2 sum_m c_m cos(m w)`` at the bands' centres w = pi (k + 1/2) / bands:
+    the orthonormal DCT-II divided by sqrt(2 bands). That is the scaling MCD's constant
+    assumes; MFCCs (dB, unscaled) would read about 13x larger."""
+    from scipy.fft import dct
+
+    bands = log_bands.shape[1]
+    return (dct(np.asarray(log_bands, dtype=np.float64), type=2, norm="ortho", axis=1)[:, 1:order + 1]
+            / math.sqrt(2 * bands))
 
 
 def mcd_aligned(a: np.ndarray, b: np.ndarray) -> float:
