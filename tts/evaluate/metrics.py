@@ -90,14 +90,15 @@ def mel_cepstrum(audio: np.ndarray, config: AudioConfig = DEFAULT_AUDIO, order: 
 
 def cepstrum(log_bands: np.ndarray, order: int = MCD_ORDER) -> np.ndarray:
     """(frames, bands) natural-log amplitudes -> (frames, order) c1..c_order with
-    ``log S(w) = c0 + 2 sum_m c_m cos(m w)`` at the bands' centres w = pi (k + 1/2) / bands:
-    the orthonormal DCT-II divided by sqrt(2 bands). That is the scaling MCD's constant
-    assumes; MFCCs (dB, unscaled) would read about 13x larger."""
+    ``log S(w) = c0 + sum_m c_m cos(m w)`` at the bands' centres w = pi (k + 1/2) / bands:
+    SPTK's convention (the cepstrum of a minimum-phase filter), which MCD's constant assumes,
+    so that MCD is the RMS distance in dB between the two smoothed log spectra. That is the
+    orthonormal DCT-II times sqrt(2 / bands); MFCCs (dB, unscaled) would read ~6x larger."""
     from scipy.fft import dct
 
     bands = log_bands.shape[1]
     return (dct(np.asarray(log_bands, dtype=np.float64), type=2, norm="ortho", axis=1)[:, 1:order + 1]
-            / math.sqrt(2 * bands))
+            * math.sqrt(2 / bands))
 
 
 def mcd_aligned(a: np.ndarray, b: np.ndarray) -> float:
