@@ -230,7 +230,9 @@ def evaluate(synth, clips: list[Clip], skip: set[str], threads: int = 1, seed: i
         speed = [{"text": "sentence", **measure(synth, SENTENCE)}]
         if synth.backend != "torch":  # the reference vocoder would take many minutes on 300 words
             speed.append({"text": "paragraph", **measure(synth, paragraph(300))})
-        report["speed"] = {"backend": synth.backend, "threads": threads, "runs": speed}
+        # A busy machine slows every figure here: say how busy it was.
+        report["speed"] = {"backend": synth.backend, "threads": threads, "load_average": os.getloadavg()[0],
+                           "runs": speed}
         report["timings_s"]["speed"] = time.perf_counter() - started
     return report
 
@@ -294,7 +296,9 @@ def format_table(report: dict) -> str:
                            ("duration_ok", "duration 0.67-1.5x teacher"), ("hit_step_limit", "ran to the step limit")]:
             rows.append((f"  {label}", f"{s[key]}/{n}", ""))
     if "speed" in report:
-        rows.append((f"speed ({report['speed']['backend']}, {report['speed']['threads']} thread(s))", "", ""))
+        speed = report["speed"]
+        rows.append((f"speed ({speed['backend']}, {speed['threads']} thread(s), load average {speed['load_average']:.1f})",
+                     "", ""))
         for run in report["speed"]["runs"]:
             rows.append((f"  real-time factor, {run['words']}-word {run['text']}", _fmt(run["realtime_factor"], 3), ""))
             rows.append((f"  first audio ms, {run['text']}", _fmt(run["first_audio_ms"], 0), ""))
