@@ -164,13 +164,13 @@ class Synthesizer:
         return mel.contiguous(), out.alignment[0].cpu().numpy()
 
     @torch.no_grad()
-    def _speak_sentence(self, text: str, phonemes: list[str], index: int, seed: int, rate: float) -> Iterator[Chunk]:
-        mel, alignment = self.sentence_mel(phonemes, rate)
-        mel_np = mel.cpu().numpy()
-        frames = mel.shape[0]
-        rng = np.random.default_rng([seed, index])
+    def vocode(self, mel: torch.Tensor, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, bool]]:
+        """Mel (frames, n_mels) on the model's device -> (audio chunk, is the last) as the
+        vocoder makes them; the uniforms come from ``rng``. Copy-synthesis uses this too, so
+        it hears exactly what the engine's vocoder makes of a mel."""
+        frames, mel_np = mel.shape[0], mel.cpu().numpy()
         if self.kernel is None:
-            yield from self._griffin_lim_sentence(text, phonemes, mel_np, alignment, index, rng)
+            yield from self._griffin_lim(mel_np, rng)
             return
         state = self.kernel.init_state(1)
         start, carry = 0, None
@@ -185,15 +185,20 @@ class Synthesizer:
             samples = mu_law_decode(np.asarray(classes[0]))
             audio, carry = model_to_signal(self.wavenet.config, samples, mel_np[start:stop], carry)
             start = stop
-            yield Chunk(audio, text, phonemes, mel_np, alignment, index, last=start >= frames)
+            yield audio, start >= frames
 
-    def _griffin_lim_sentence(self, text: str, phonemes: list[str], mel: np.ndarray, alignment: np.ndarray,
-                              index: int, rng: np.random.Generator) -> Iterator[Chunk]:
+    def _griffin_lim(self, mel: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, bool]]:
         """The whole sentence by Griffin-Lim (it needs every frame), handed out in the
         chunks the WaveNet backends use."""
         audio = griffin_lim(mel, self.voice.audio, seed=int(rng.integers(2**31)))
         hop, frames, start = self.voice.audio.hop_length, len(mel), 0
         while start < frames:
             stop = min(frames, start + (FIRST_CHUNK_FRAMES if start == 0 else CHUNK_FRAMES))
-            yield Chunk(audio[start * hop:stop * hop], text, phonemes, mel, alignment, index, last=stop >= frames)
+            yield audio[start * hop:stop * hop], stop >= frames
             start = stop
+
+    def _speak_sentence(self, text: str, phonemes: list[str], index: int, seed: int, rate: float) -> Iterator[Chunk]:
+        mel, alignment = self.sentence_mel(phonemes, rate)
+        mel_np = mel.cpu().numpy()
+        for audio, last in self.vocode(mel, np.random.default_rng([seed, index])):
+            yield Chunk(audio, text, phonemes, mel_np, alignment, index, last=last)

@@ -1,0 +1,235 @@
+"""The evaluation tool: its metric code on tiny synthetic inputs, and the runner end to end on
+a tiny random-weight voice and a two-line corpus. The judges' opinions are not tested, only
+that they run; those tests skip where the ``eval`` extra is not installed."""
+
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pytest
+
+from voices import make_tiny_voice
+from tts import Synthesizer
+from tts.audio import DEFAULT_AUDIO, _normalize_db, mel_amplitude, mel_spectrogram, write_audio
+from tts.evaluate import metrics
+from tts.evaluate.cli import UsageError, main, read_heldout
+from tts.evaluate.judges import NEEDS
+from tts.evaluate.robustness import check_text, failures, summarize
+
+SR = DEFAULT_AUDIO.sample_rate
+
+
+def needs_extra(part: str):
+    missing = [package for module, package in NEEDS[part].items() if importlib.util.find_spec(module) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"needs the eval extra (missing {', '.join(missing)})")
+
+
+def voiced(seconds: float, f0: float = 120.0, seed: int = 0) -> np.ndarray:
+    """A buzzy harmonic tone plus a little noise: energy in every mel band."""
+    t = np.arange(int(seconds * SR)) / SR
+    x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 40) if f0 * k < SR / 2)
+    x = x + 0.05 * np.random.default_rng(seed).standard_normal(len(t))
+    return (0.2 * x / np.max(np.abs(x))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def voice(tmp_path_factory):
+    return make_tiny_voice(tmp_path_factory.mktemp("voice") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def synth(voice):
+    return Synthesizer.load(voice, device="cpu")
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    root = tmp_path / "corpus"
+    (root / "wavs").mkdir(parents=True)
+    (root / "heldout.csv").write_text("c1|Hello there.|hello there.\nc2|It is 5 now.|it is five now.\n"
+                                      "c3|Not used.|not used.\n", encoding="utf-8")
+    write_audio(root / "wavs" / "c1.flac", voiced(0.8), SR)
+    write_audio(root / "wavs" / "c2.wav", voiced(0.6, 150.0), SR)
+    write_audio(root / "wavs" / "c3.wav", voiced(0.3), SR)
+    return root
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+def test_word_errors():
+    assert metrics.word_errors([], []) == 0
+    assert metrics.word_errors("a b c".split(), "a b c".split()) == 0
+    assert metrics.word_errors("a b c".split(), "a x c d".split()) == 2  # one substitution, one insertion
+    assert metrics.word_errors("a b c".split(), []) == 3
+    # Corpus WER weighs lines by their length: 1 error in 4 words + 0 in 1 = 1 / 5.
+    assert metrics.corpus_wer([("a b c d".split(), "a b c".split()), (["e"], ["e"])]) == pytest.approx(0.2)
+    assert math.isnan(metrics.corpus_wer([([], ["x"])]))
+
+
+@needs_extra("wer")
+def test_whisper_normalizer_counts_spoken_numbers_as_written():
+    from tts.evaluate.judges import normalize_words
+
+    assert normalize_words("$3.5 million") == normalize_words("three point five million dollars")
+    assert normalize_words("Dr. Smith's colour!") == normalize_words("doctor smith's color")
+
+
+def test_cepstrum_scaling():
+    # log S(w) = c0 + c1 cos(w) + c3 cos(3 w) sampled at the band centres gives back c1, c3.
+    bands = 80
+    w = np.pi * (np.arange(bands) + 0.5) / bands
+    log_s = 1.5 + 0.3 * np.cos(w) - 0.1 * np.cos(3 * w)
+    c = metrics.cepstrum(log_s[None], order=4)[0]
+    np.testing.assert_allclose(c, [0.3, 0.0, -0.1, 0.0], atol=1e-12)
+    # So MCD is the RMS difference in dB between two smooth log spectra.
+    other = log_s + 0.2 * np.cos(2 * w)
+    rms_db = np.sqrt(np.mean((20 / np.log(10) * (other - log_s)) ** 2))
+    assert metrics.mcd_aligned(metrics.cepstrum(other[None]), metrics.cepstrum(log_s[None])) == pytest.approx(rms_db)
+
+
+def test_mcd_definition_and_dtw():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((30, 24))
+    b = a.copy()
+    b[:, 0] += 0.1  # every frame off by 0.1 in c1: MCD = 10/ln10 * sqrt(2 * 0.01)
+    assert metrics.mcd_aligned(a, b) == pytest.approx(10 / np.log(10) * np.sqrt(2 * 0.01))
+    # The same frames played at another pace align perfectly.
+    assert metrics.mcd_aligned(a, np.repeat(a, 2, axis=0)) == pytest.approx(0.0)
+    assert math.isnan(metrics.mcd_aligned(a, a[:0]))
+
+
+def test_mcd_on_audio():
+    x = voiced(0.5)
+    assert metrics.mcd(x, x) == pytest.approx(0.0)
+    assert metrics.mcd(0.5 * x, x) < 0.01  # a change of level is c0 only, which MCD leaves out
+    padded = np.concatenate([np.zeros(4000, np.float32), x, np.zeros(4000, np.float32)])
+    assert metrics.mcd(padded, x) < 0.5  # silence at the ends is trimmed (edge frames differ a little)
+    assert metrics.mcd(voiced(0.5, 220.0, seed=1), x) > 3  # another pitch: other harmonics in the bands
+
+
+def test_mel_amplitude_undoes_the_normalization():
+    amplitude = np.array([[1e-6, 1e-4, 1e-3, 0.1, 1.0, 9.0]], dtype=np.float32)
+    mel = _normalize_db(amplitude, DEFAULT_AUDIO, np)
+    expected = np.maximum(amplitude, metrics.floor_amplitude())  # below the floor is the floor
+    assert metrics.floor_amplitude() == pytest.approx(1e-4)
+    np.testing.assert_allclose(mel_amplitude(mel), expected, rtol=1e-4)
+
+
+def test_speech_seconds():
+    x = np.concatenate([np.zeros(SR // 2, np.float32), voiced(1.0), np.zeros(SR // 2, np.float32)])
+    assert metrics.speech_seconds(x) == pytest.approx(1.0, abs=0.05)
+    assert metrics.speech_seconds(np.zeros(SR, np.float32)) == 0.0
+
+
+def test_attention_checks():
+    diagonal = np.eye(5)[[0, 0, 1, 2, 2, 3, 4]]  # (steps, symbols)
+    assert metrics.attention_checks(diagonal) == {"reached_end": True, "moved_back": False, "max_jump": 1, "steps": 7}
+    back = np.eye(5)[[0, 1, 3, 2, 4]]
+    assert metrics.attention_checks(back)["moved_back"] and metrics.attention_checks(back)["max_jump"] == 2
+    stalled = np.eye(5)[[0, 1, 2, 2, 2, 2]]
+    assert not metrics.attention_checks(stalled)["reached_end"]
+    assert not metrics.attention_checks(np.zeros((0, 5)))["reached_end"]
+
+
+# --- the corpus and the engine -----------------------------------------------------------------
+
+def test_read_heldout(corpus, tmp_path):
+    clips = read_heldout(corpus, 2)
+    assert [(c.id, c.text, c.audio.name) for c in clips] == [("c1", "hello there.", "c1.flac"),
+                                                             ("c2", "it is five now.", "c2.wav")]
+    with pytest.raises(UsageError, match="no heldout.csv"):
+        read_heldout(tmp_path, 2)
+    (corpus / "wavs" / "c1.flac").unlink()
+    with pytest.raises(UsageError, match="c1.flac or .wav"):
+        read_heldout(corpus, 2)
+
+
+def test_vocode_is_what_the_engine_plays(synth):
+    # Copy-synthesis goes through Synthesizer.vocode; the engine's stream must be that exactly.
+    from tts.text import to_phonemes
+
+    chunks = list(synth.stream("Hi there.", seed=3))
+    mel, _ = synth.sentence_mel(to_phonemes("hi there."))
+    pieces = list(synth.vocode(mel, np.random.default_rng([3, 0])))
+    assert [last for _, last in pieces] == [c.last for c in chunks]
+    np.testing.assert_array_equal(np.concatenate([a for a, _ in pieces]), np.concatenate([c.audio for c in chunks]))
+
+
+def test_robustness_checks(synth):
+    from tts.evaluate.robustness import TEXTS
+
+    assert any(len(text.split()) >= 60 for _, text in TEXTS)
+    ok = check_text(synth, "Yes.", lambda text: 1.0)
+    assert ok["error"] is None and ok["sentences"] == 1 and ok["seconds"] > 0
+    assert ok["duration_ratio"] == pytest.approx(ok["seconds"])
+    broken = check_text(synth, "?! ...", lambda text: 1.0)
+    assert broken["error"].startswith("NothingToSpeakError") and not broken["passed"]
+    summary = summarize([ok, broken])
+    assert summary["texts"] == 2 and summary["no_exception"] == 1
+    assert any("NothingToSpeakError" in line for line in failures([ok, broken]))
+
+
+# --- the command -------------------------------------------------------------------------------
+
+def test_cli_without_judges(voice, corpus, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    rc = main([str(voice), "--corpus", str(corpus), "--n", "2", "--skip", "wer,dnsmos,robustness",
+               "--out", str(out), "--save-audio", str(tmp_path / "audio")])
+    table = capsys.readouterr().out
+    assert rc == 0
+    for row in ("MCD dB", "duration / teacher", "copy-synthesis", "Griffin-Lim", "real-time factor", "first audio ms"):
+        assert row in table
+    report = json.loads(out.read_text())
+    systems = report["systems"]
+    assert set(systems) == {"engine", "teacher", "copy_synthesis", "acoustic_griffin_lim", "teacher_griffin_lim"}
+    assert [c["id"] for c in systems["engine"]["clips"]] == ["c1", "c2"]
+    assert "mcd" not in systems["teacher"] and systems["engine"]["mcd"] > 0
+    ratios = [e["seconds"] / t["seconds"] for e, t in zip(systems["engine"]["clips"], systems["teacher"]["clips"])]
+    assert report["duration_ratio"]["mean"] == pytest.approx(np.mean(ratios))
+    assert report["speed"]["runs"][0]["realtime_factor"] > 0
+    assert (tmp_path / "audio" / "copy_synthesis" / "c2.wav").is_file()
+    assert not list(tmp_path.glob(".report.json.*"))  # written atomically
+
+
+def test_cli_in_parts(voice, corpus, capsys):
+    rc = main([str(voice), "--corpus", str(corpus), "--n", "1",
+               "--skip", "wer,dnsmos,robustness,speed,engine,vocoder"])
+    table = capsys.readouterr().out
+    assert rc == 0 and "Griffin-Lim" in table and "copy-synthesis" not in table and "speed" not in table
+
+
+@pytest.mark.parametrize("args, rc, message", [
+    (["{missing}", "--corpus", "{corpus}", "--skip", "wer,dnsmos,robustness"], 1, "voice folder not found"),
+    (["{voice}", "--corpus", "{tmp}"], 2, "no heldout.csv"),
+    (["{voice}", "--corpus", "{corpus}", "--skip", "nothing"], 2, "unknown part"),
+    (["{voice}", "--corpus", "{corpus}", "--out", "{missing}/r.json"], 2, "output folder does not exist"),
+])
+def test_cli_errors_are_one_line(voice, corpus, tmp_path, capsys, args, rc, message):
+    paths = {"voice": voice, "corpus": corpus, "tmp": tmp_path, "missing": tmp_path / "missing"}
+    assert main([a.format(**paths) for a in args]) == rc
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("evaluate: error:")
+
+
+def test_cli_names_a_missing_extra(voice, corpus, capsys, monkeypatch):
+    monkeypatch.setitem(NEEDS, "dnsmos", {"no_such_module_here": "no-such-package"})
+    assert main([str(voice), "--corpus", str(corpus), "--skip", "wer,robustness"]) == 1
+    err = capsys.readouterr().err
+    assert "no-such-package" in err and "[eval]" in err and err.count("\n") == 1
+
+
+@needs_extra("wer")
+@needs_extra("dnsmos")
+@needs_extra("teacher")
+def test_judges_run():
+    # That each judge runs offline and answers in its own terms; not what it thinks.
+    from tts.evaluate.judges import DNSMOS, Recognizer, Teacher
+
+    speech = Teacher()("yes.")
+    assert speech.dtype == np.float32 and 0.2 < len(speech) / SR < 3
+    assert isinstance(Recognizer()(speech), str)
+    assert Recognizer()(np.zeros(100, np.float32)) == ""
+    scores = DNSMOS()(speech)
+    assert set(scores) == {"sig", "bak", "ovrl", "p808"} and all(1 <= v <= 5 for v in scores.values())
+    assert all(math.isnan(v) for v in DNSMOS()(np.zeros(0, np.float32)).values())

