@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="also write every number (and each line's transcripts) to this JSON file")
     p.add_argument("--skip", default="", help=f"comma-separated parts to leave out: {', '.join(PARTS + JUDGES)}")
     p.add_argument("--save-audio", type=Path, help="write each system's audio to DIR/<system>/<id>.wav to listen to")
-    p.add_argument("--vocoder", default="auto", choices=("auto", "torch", "numba"),
-                   help="vocoder backend (default auto: numba)")
+    p.add_argument("--vocoder", default="auto", choices=("auto", "torch", "numba", "griffin-lim"),
+                   help="the engine's vocoder (default auto: what the voice names, else numba)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for every model and judge (default 1)")
     p.add_argument("--seed", type=int, default=0, help="vocoder sampling seed")
     return p
