@@ -185,6 +185,8 @@ def test_monotonic_attention_never_moves_back_and_generation_ends(seed):
     limit = text_lengths * TINY.max_steps_per_symbol
     assert torch.equal(state.limit, limit)
     for _, _, attn, new in model.generate_steps(enc, state):
+        if state.step == 0:  # every utterance starts on its first symbol
+            assert (attn[:, 1:] == 0).all() and (new.last_attended == 0).all()
         moved = new.last_attended - state.last_attended
         active = ~state.finished
         assert ((moved[active] >= 0) & (moved[active] < TINY.attention_window)).all()

@@ -386,7 +386,8 @@ class AcousticModel(nn.Module):
         prev_frames replaced). Returns frames (B, r, n_mels), done_prob (B,), attention (B, N)
         and the next state, whose prev_frames are these frames.
 
-        monotonic=True lets step attend only [last, last + attention_window); the new last
+        monotonic=True lets step attend only [last, last + attention_window) (the first step
+        only the first symbol); the new last
         is the argmax of that attention, so it never decreases. With max_steps_on_symbol, a
         window that has stayed on one symbol that long starts one symbol later. An utterance
         finishes when it attends its last symbol (EOS) and done_prob > 0.5, when it has attended
@@ -403,7 +404,10 @@ class AcousticModel(nn.Module):
             pos = torch.arange(N, device=x.device)[None, :]
             stuck = (state.stay >= c.max_steps_on_symbol) if c.max_steps_on_symbol else torch.zeros_like(state.finished)
             start = torch.minimum(state.last_attended + stuck.long(), enc.lengths - 1)[:, None]
-            allowed = allowed & (pos >= start) & (pos < start + c.attention_window)
+            # Every utterance starts on its first symbol: a first step that jumped ahead
+            # would drop the opening sounds of a short sentence.
+            width = 1 if state.step == 0 else c.attention_window
+            allowed = allowed & (pos >= start) & (pos < start + width)
         steps = torch.full((1,), float(state.step), device=x.device, dtype=torch.float32)
         context, attn = self._attend(x, steps, enc, allowed[:, None, :])
         x = (x + context) * SQRT_HALF
