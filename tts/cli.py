@@ -19,13 +19,16 @@ class UsageError(Exception):
     pass
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line instead of usage + message
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors raise UsageError, to be printed as one line (argparse would print the
+    whole usage first and exit)."""
+
+    def error(self, message: str):
         raise UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="synthesize", description="Speak English text as 16 kHz audio.")
+    p = OneLineParser(prog="synthesize", description="Speak English text as 16 kHz audio.")
     p.add_argument("text", nargs="?", help="text to speak (default: --text-file, else standard input)")
     p.add_argument("--text-file", type=Path, help="read the text from this UTF-8 file")
     out = p.add_mutually_exclusive_group()

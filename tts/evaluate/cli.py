@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tts.cli import OneLineParser, UsageError
+
 USAGE_ERROR, RUNTIME_ERROR = 2, 1
 PARTS = ("engine", "vocoder", "griffin-lim", "robustness", "speed")
 JUDGES = ("wer", "dnsmos", "mcd")
@@ -32,17 +34,8 @@ SYSTEMS = {
 }
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line instead of usage + message
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m tts.evaluate",
+    p = OneLineParser(prog="python -m tts.evaluate",
                 description="Judge a voice beside its teacher on held-out lines: Whisper word error rate, "
                             "DNSMOS, mel-cepstral distortion, each model alone, robustness and speed.")
     p.add_argument("voice", type=Path, help="voice folder")
