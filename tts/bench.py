@@ -89,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m tts.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--voice", type=Path, help="voice folder (default: random weights, shipped sizes)")
-    p.add_argument("--backends", nargs="+", help="vocoder backends (default: all available)")
-    p.add_argument("--paragraph-backends", nargs="+", default=["numba", "cuda"],
-                   help="backends fast enough for the 300-word paragraph (default numba cuda)")
+    p.add_argument("--backends", nargs="+", help="vocoder backends, griffin-lim among them "
+                   "(default: every available kernel)")
+    p.add_argument("--paragraph-backends", nargs="+", default=["numba", "cuda", "griffin-lim"],
+                   help="backends fast enough for the 300-word paragraph (default numba cuda griffin-lim)")
     p.add_argument("--weights", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
                    help="vocoder weight formats to measure; bf16 runs on numba only (default fp32)")
     p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
