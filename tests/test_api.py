@@ -1,7 +1,10 @@
 """The public Synthesizer API on a tiny random-weight voice."""
 
+import os
+import subprocess
+import sys
 import threading
-import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,11 +15,37 @@ from tts.audio import to_pcm16
 from tts.text import NothingToSpeakError, to_phonemes
 
 TEXT = "Hello, world. This is a test of streaming. The third sentence ends here."
+REPO = Path(__file__).resolve().parents[1]
+
+
+class CountingKernel:
+    """The synthesizer's vocoder kernel, counting its calls; ``before_call(n)`` runs before
+    the n-th (1-based) call on the calling thread."""
+
+    def __init__(self, kernel, before_call=None):
+        self.kernel, self.before_call = kernel, before_call
+        self.calls = 0
+        self._per_thread = threading.local()
+
+    def __getattr__(self, name):
+        return getattr(self.kernel, name)
+
+    def generate(self, *args, **kwargs):
+        self.calls += 1
+        self._per_thread.calls = getattr(self._per_thread, "calls", 0) + 1
+        if self.before_call is not None:
+            self.before_call(self._per_thread.calls)
+        return self.kernel.generate(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    return Synthesizer.load(make_tiny_voice(tmp_path_factory.mktemp("voice") / "tiny"), device="cpu")
+def voice(tmp_path_factory):
+    return make_tiny_voice(tmp_path_factory.mktemp("voice") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def synth(voice):
+    return Synthesizer.load(voice, device="cpu")
 
 
 def test_load_and_backend(synth):
@@ -39,6 +68,20 @@ def test_stream_equals_synthesize(synth):
     assert n == (len(first.phonemes) + 1) * TINY_SAMPLES_PER_SYMBOL
 
 
+def test_each_chunk_is_handed_out_as_soon_as_it_is_generated(synth, monkeypatch):
+    kernel = CountingKernel(synth.kernel)
+    monkeypatch.setattr(synth, "kernel", kernel)
+    chunks = synth.stream(TEXT, seed=3)
+    first = next(chunks)
+    # The vocoder has run once: nothing past the first chunk of the sentence exists yet.
+    assert kernel.calls == 1 and not first.last
+    assert len(first.audio) == synth.sample_rate // 10  # the documented 100 ms
+    sentence = (len(first.phonemes) + 1) * TINY_SAMPLES_PER_SYMBOL
+    assert sentence > 3 * len(first.audio)
+    for n, chunk in enumerate(chunks, start=2):  # no read-ahead either
+        assert kernel.calls == n, f"chunk {n} came after {kernel.calls} vocoder calls"
+
+
 def test_seed_and_rate(synth):
     a, b = synth.synthesize("Hi there.", seed=1), synth.synthesize("Hi there.", seed=2)
     assert len(a) == len(b) and not np.array_equal(a, b)
@@ -59,9 +102,20 @@ def test_synthesize_to_file(synth, tmp_path):
     np.testing.assert_array_equal(audio, to_pcm16(synth.synthesize("Hi there.", seed=1)))
 
 
-def test_concurrent_calls_do_not_mix(synth):
+def test_concurrent_calls_do_not_mix(synth, monkeypatch):
     texts = ["One two three.", "Four five six seven.", "Eight.", "Nine ten, eleven twelve."]
     serial = [synth.synthesize(t, seed=i) for i, t in enumerate(texts)]
+    # Every call waits, before its first vocoder chunk, until all the others have started:
+    # the calls overlap for sure, each in the middle of its first sentence.
+    meeting = threading.Barrier(len(texts), timeout=60)
+    met = []
+
+    def meet(call: int):
+        if call == 1:
+            meeting.wait()
+            met.append(True)
+
+    monkeypatch.setattr(synth, "kernel", CountingKernel(synth.kernel, before_call=meet))
     results = [None] * len(texts)
 
     def work(i):
@@ -72,26 +126,50 @@ def test_concurrent_calls_do_not_mix(synth):
         t.start()
     for t in threads:
         t.join()
-    for a, b in zip(serial, results):
-        np.testing.assert_array_equal(a, b)
+    assert len(met) == len(texts), "the calls did not all run at the same time"
+    for text, a, b in zip(texts, serial, results):
+        assert b is not None, f"the call for {text!r} failed"
+        np.testing.assert_array_equal(a, b, err_msg=f"wrong audio for {text!r}")
 
 
-def test_long_text_streams_in_bounded_memory(synth):
-    sentence = "The quick brown fox jumps over the lazy dog. "
+MEMORY_RUN = """
+import sys
+from tts import Synthesizer
 
-    def peak(n_sentences):
-        tracemalloc.start()
-        samples = 0
-        for chunk in synth.stream(sentence * n_sentences):
-            samples += len(chunk.audio)
-        _, top = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        return top, samples
+def kib(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
 
-    small, n_small = peak(5)
-    large, n_large = peak(60)
-    assert n_large == 12 * n_small  # all of it was spoken
-    assert large < 1.5 * small + 2_000_000  # memory does not grow with the text
+synth = Synthesizer.load(sys.argv[1], device="cpu")
+sentence, n, warm = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+base = None
+for chunk in synth.stream(sentence * n):
+    if chunk.last and chunk.sentence == warm - 1:
+        base = kib("VmRSS")
+    last = chunk
+print(base, kib("VmHWM"), last.sentence + 1)
+"""
+
+
+def test_long_text_streams_in_bounded_memory(voice, synth, tmp_path):
+    # What the process really holds (torch and numpy buffers included), in a process of its
+    # own: the peak resident size over a long text may not grow past the size after a few
+    # sentences by as much as keeping one sentence's audio per sentence would add.
+    sentence, n, warm = "The quick brown fox jumps over the lazy dog. ", 40, 8
+    script = tmp_path / "memory_run.py"
+    script.write_text(MEMORY_RUN)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    r = subprocess.run([sys.executable, str(script), str(voice), sentence, str(n), str(warm)],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    base_kib, peak_kib, spoken = map(int, r.stdout.split())
+    assert spoken == n  # all of it was spoken
+    sentence_bytes = 4 * len(synth.synthesize(sentence))  # float32
+    leak_of_one_sentence_each = (n - warm) * sentence_bytes
+    assert (peak_kib - base_kib) * 1024 < leak_of_one_sentence_each / 2, (
+        f"peak RSS grew {peak_kib - base_kib} KiB after sentence {warm}, a sentence is "
+        f"{sentence_bytes // 1024} KiB")
 
 
 def test_load_errors(tmp_path):

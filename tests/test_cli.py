@@ -1,8 +1,11 @@
 """The synthesize command end to end, in a subprocess, on a tiny random-weight voice."""
 
 import os
+import select
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +20,40 @@ def voice(tmp_path_factory):
     return make_tiny_voice(tmp_path_factory.mktemp("voice") / "tiny")
 
 
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+# The CLI with a gate in front of its vocoder: before the vocoder's second chunk it says
+# "gate" on stderr and waits for a line on stdin: "go" lets it run on, "fail" makes the
+# vocoder raise. Nothing else is changed.
+GATED_CLI = """
+import os, sys
+import kernels
+from tts import cli
+
+load_backend = kernels.load_backend
+
+def gated_load_backend(*args, **kwargs):
+    kernel = load_backend(*args, **kwargs)
+    generate, calls = kernel.generate, [0]
+
+    def gated_generate(*a, **k):
+        calls[0] += 1
+        if calls[0] == 2:
+            sys.stderr.write("gate\\n")
+            sys.stderr.flush()
+            if os.read(0, 100).strip() == b"fail":
+                raise RuntimeError("the vocoder failed")
+        return generate(*a, **k)
+
+    kernel.generate = gated_generate
+    return kernel
+
+kernels.load_backend = gated_load_backend
+sys.exit(cli.main())
+"""
+
+
 def synthesize(*args, stdin=None, input=None):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env = ENV
     return subprocess.run([sys.executable, "-m", "tts", *map(str, args)], input=input,
                           stdin=stdin if input is None else None, capture_output=True, timeout=120, env=env)
 
@@ -54,22 +89,91 @@ def test_text_sources_seed_and_rate(voice, tmp_path):
     assert abs(len(xd) - len(xa) / 2) <= 400  # twice as fast: half the frames
 
 
-def test_raw_streams_pcm_to_stdout(voice, tmp_path):
-    r = synthesize("Hello, world.", "--raw", "--voice", voice)
-    assert r.returncode == 0, r.stderr.decode()
-    pcm = np.frombuffer(r.stdout, dtype="<i2")
+def start_gated(tmp_path, *args) -> subprocess.Popen:
+    script = tmp_path / "gated_cli.py"
+    script.write_text(GATED_CLI)
+    # Python's own buffering as a user gets it: the CLI must flush, not the environment.
+    env = {k: v for k, v in ENV.items() if k != "PYTHONUNBUFFERED"}
+    return subprocess.Popen([sys.executable, str(script), *map(str, args)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def wait_for_gate(proc: subprocess.Popen) -> None:
+    """Until the CLI waits in front of the vocoder's second chunk (or fail if it ended)."""
+    lines = []
+    while (line := proc.stderr.readline()) != b"gate\n":
+        if not line:
+            proc.wait()
+            pytest.fail(f"the CLI exited with {proc.returncode} before its second chunk: {b''.join(lines)!r}")
+        lines.append(line)
+
+
+def test_raw_pcm_arrives_before_the_sentence_is_done(voice, tmp_path):
+    proc = start_gated(tmp_path, "Hello, world.", "--raw", "--voice", voice, "--vocoder", "numba")
+    try:
+        wait_for_gate(proc)
+        # The vocoder has made one chunk and waits before the next: its 100 ms must already
+        # be in the pipe, not in a buffer of the CLI.
+        first = b""
+        fd = proc.stdout.fileno()
+        while select.select([fd], [], [], 0)[0] and (data := os.read(fd, 1 << 16)):
+            first += data
+        assert len(first) == 2 * 1600, f"{len(first)} bytes had arrived when the second chunk was started"
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err.decode()
+    pcm = np.frombuffer(first + rest, dtype="<i2")
     assert len(pcm) == expected_samples("Hello, world.")
     wav = tmp_path / "x.wav"
-    synthesize("Hello, world.", "-o", wav, "--voice", voice)
+    assert synthesize("Hello, world.", "-o", wav, "--voice", voice, "--vocoder", "numba").returncode == 0
     np.testing.assert_array_equal(pcm, sf.read(wav, dtype="int16")[0])
 
 
+@pytest.mark.parametrize("how", ["vocoder error", "SIGINT"])
+def test_a_stream_stopped_midway_leaves_no_file(voice, tmp_path, how):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    out = folder / "speech.wav"
+    proc = start_gated(tmp_path, "Hello, world. Goodbye.", "-o", out, "--voice", voice)
+    try:
+        wait_for_gate(proc)
+        # Midway: the first chunk is in the temporary file beside the target.
+        assert [p.name for p in folder.iterdir() if p.name.endswith(".part")] and not out.exists()
+        if how == "SIGINT":
+            proc.send_signal(signal.SIGINT)
+        else:
+            proc.stdin.write(b"fail\n")
+            proc.stdin.flush()
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    err = err.decode()
+    if how == "SIGINT":
+        assert proc.returncode == 130 and err.strip().splitlines()[-1] == "synthesize: interrupted", err
+    else:
+        assert proc.returncode != 0 and "the vocoder failed" in err, err
+    assert list(folder.iterdir()) == [], "a partial or temporary file was left"
+
+
 def test_list_backends():
+    from kernels import BACKENDS, backend_status
+
     r = synthesize("--list-backends")
     assert r.returncode == 0
     lines = r.stdout.decode().splitlines()
-    assert [l.split()[0] for l in lines] == ["torch", "numba", "cuda", "griffin-lim"]
-    assert "available" in lines[1]
+    assert [line.split()[0] for line in lines] == [*BACKENDS, "griffin-lim"] == ["torch", "numba", "cuda", "griffin-lim"]
+    for name, line in zip(BACKENDS, lines):
+        ok, why = backend_status(name)
+        status = line.split(maxsplit=1)[1]
+        assert status == ("available" if ok else f"unavailable: {why}"), line
+    # The reference always runs; numba is a dependency of the package; Griffin-Lim needs no kernel.
+    assert lines[0].split() == ["torch", "available"] and lines[1].split() == ["numba", "available"]
+    assert lines[3].split()[1] == "available"
 
 
 @pytest.mark.parametrize("case,code,message", [

@@ -96,6 +96,105 @@ def test_packed_weights_place_biases_and_embedding():
     assert np.count_nonzero(buf) >= sum(np.count_nonzero(w[n]) for n in matrices)
 
 
+def _unpack(phase, packed: np.ndarray) -> np.ndarray:
+    """Inverse of the documented thread layout of `_Phase.pack`: element [p, q, tid, i] is the
+    weight of row p * per_pass + tid // lanes and input tid % lanes + (VECTOR * q + i) * lanes.
+    Returns the whole padded matrix (passes * per_pass, steps * lanes)."""
+    assert packed.shape == (phase.passes, phase.steps // kc.VECTOR, phase.threads, kc.VECTOR)
+    p, q, tid, i = np.indices(packed.shape)
+    rows = p * phase.per_pass + tid // phase.lanes
+    cols = tid % phase.lanes + (kc.VECTOR * q + i) * phase.lanes
+    out = np.full((phase.passes * phase.per_pass, phase.steps * phase.lanes), np.nan, np.float32)
+    out[rows, cols] = packed
+    assert not np.isnan(out).any()  # every element has exactly one place
+    return out
+
+
+def _assert_holds(phase, packed, matrix, what):
+    """The packed matrix is `matrix` element by element, and zero wherever it is padding."""
+    full = _unpack(phase, packed)
+    rows, cols = matrix.shape
+    assert (rows, cols) == (phase.rows, phase.inputs), what
+    np.testing.assert_array_equal(full[:rows, :cols], matrix, err_msg=what)
+    assert not full[rows:].any() and not full[:, cols:].any(), f"{what}: non-zero padding"
+
+
+def _plans():
+    yield "split with a tail group", kc.KernelPlan.choose(_dims(TINY), TINY.dilations, 1, topology="split")
+    yield "fused", kc.KernelPlan.choose(_dims(TINY), TINY.dilations, 1, topology="fused")
+    # Groups with an unused layer slot, output parts with padding rows, several passes.
+    yield "split, 2 groups, 3 parts, 32 threads", kc.KernelPlan(
+        n_layers=3, residual=8, skip=16, output=16, dilations=TINY.dilations, threads=32, groups=2,
+        parts=3, fused=False, shared_exchange=False)
+
+
+@on_host
+@pytest.mark.parametrize("name, plan", list(_plans()), ids=lambda x: x if isinstance(x, str) else "")
+def test_every_packed_matrix_is_its_source_element_by_element(name, plan):
+    w = kc._random_weights(TINY)
+    buf = kc.pack_weights(plan, w)
+    lay, ph = plan.weight_layout, plan.phases
+    L, R, S, A = TINY.n_layers, TINY.residual_channels, TINY.skip_channels, TINY.output_channels
+    G, K, LG, AK = plan.groups, plan.parts, plan.layers_per_group, plan.rows_per_part
+    covered = np.zeros(buf.size, bool)
+
+    def segment(name, shape):
+        size = int(np.prod(shape))
+        covered[lay[name]:lay[name] + size] = True
+        return buf[lay[name]:lay[name] + size].reshape(shape)
+
+    def phase_shape(phase):
+        return (phase.passes, phase.steps // kc.VECTOR, phase.threads, kc.VECTOR)
+
+    np.testing.assert_array_equal(segment("embedding", (256, R)), w["embedding"])
+    np.testing.assert_array_equal(segment("dilated_b", (L, 2 * R)), w["dilated_b"])
+    np.testing.assert_array_equal(segment("res_b", (L, R)), w["res_b"])
+    np.testing.assert_array_equal(segment("out2_b", (256,)), w["out2_b"])
+    out1_b = segment("out1_b", (K * AK,))
+    np.testing.assert_array_equal(out1_b[:A], w["out1_b"])
+    assert not out1_b[A:].any()
+
+    gp = ph["gate"]
+    gate = segment("gate", (G * LG, gp.passes, 2) + phase_shape(gp)[1:])
+    res = segment("res", (G * LG,) + phase_shape(ph["res"]))
+    pre = segment("pre", (G,) + phase_shape(ph["pre"]))
+    skip = segment("skip", (G,) + phase_shape(ph["skip"]))
+    skip_b = segment("skip_b", (G, S))
+    for g, (first, end) in enumerate(plan.group_layers):
+        w0 = _unpack(ph["pre"], pre[g])
+        ws = _unpack(ph["skip"], skip[g])
+        for ll in range(LG):
+            slot, l = g * LG + ll, first + ll
+            if l < end:
+                w1 = w["dilated_w"][l, 1]
+                _assert_holds(gp, gate[slot, :, 0], w1[:R], f"group {g} layer {l}: tanh rows of W1")
+                _assert_holds(gp, gate[slot, :, 1], w1[R:], f"group {g} layer {l}: sigmoid rows of W1")
+                _assert_holds(ph["res"], res[slot], w["res_w"][l], f"group {g} layer {l}: residual")
+                np.testing.assert_array_equal(w0[ll * 2 * R:(ll + 1) * 2 * R, :R], w["dilated_w"][l, 0],
+                                              err_msg=f"group {g} layer {l}: W0")
+                np.testing.assert_array_equal(ws[:S, ll * R:(ll + 1) * R], w["skip_w"][l],
+                                              err_msg=f"group {g} layer {l}: skip")
+            else:  # a slot past the group's last layer is never run, and holds zeros
+                assert not gate[slot].any() and not res[slot].any(), f"group {g} slot {ll}"
+                assert not w0[ll * 2 * R:(ll + 1) * 2 * R].any() and not ws[:, ll * R:(ll + 1) * R].any()
+        assert not w0[:, R:].any() and not w0[LG * 2 * R:].any() and not ws[S:].any()
+        np.testing.assert_allclose(skip_b[g], w["skip_b"][first:end].sum(axis=0), rtol=1e-6)
+
+    out1 = segment("out1", (K,) + phase_shape(ph["out1"]))
+    out2 = segment("out2", (K,) + phase_shape(ph["out2"]))
+    out1_w = np.zeros((K * AK, S), np.float32)
+    out1_w[:A] = w["out1_w"]
+    out2_w = np.zeros((256, K * AK), np.float32)
+    out2_w[:, :A] = w["out2_w"]
+    for k in range(K):
+        _assert_holds(ph["out1"], out1[k], out1_w[k * AK:(k + 1) * AK], f"part {k}: out1 rows")
+        _assert_holds(ph["out2"], out2[k], out2_w[:, k * AK:(k + 1) * AK], f"part {k}: out2 columns")
+    if plan.tail:
+        _assert_holds(ph["tail_skip"], segment("tail_skip", phase_shape(ph["tail_skip"])), w["skip_w"][L - 1],
+                      "tail group: skip")
+    assert not buf[~covered].any(), "non-zero values outside every segment"
+
+
 @on_host
 def test_bad_options_and_inputs_are_rejected_with_clear_errors():
     w = kc._sharp_model(TINY).export_weights()
