@@ -33,6 +33,9 @@ from tests.voices import make_tiny_voice
 from tts import Synthesizer
 
 ROOT = Path(__file__).resolve().parents[1]
+# gradio encodes the streamed audio with ffmpeg: every test that talks to a running demo needs it.
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                                  reason="needs ffmpeg, which gradio streams audio with (apt-get install ffmpeg)")
 STARTUP_TIMEOUT_S = 420  # torch + gradio imports and the numba compile, on a busy machine
 CONCURRENCY = 2
 WAIT_S = 120  # for what a working demo does at once; only a broken one reaches it
@@ -162,6 +165,7 @@ def _pcm16(audio: np.ndarray) -> np.ndarray:
     return np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
 
 
+@needs_ffmpeg
 def test_concurrent_users_each_get_their_own_audio(served, synth):
     server, hold = served
     # Two held requests (the server runs two at once) and two that run straight through.
@@ -206,6 +210,7 @@ def test_concurrent_users_each_get_their_own_audio(served, synth):
     assert not np.array_equal(expected[0], expected[1]), "another seed must draw other samples"
 
 
+@needs_ffmpeg
 def test_a_request_past_the_queue_bound_is_refused_at_once(served, synth):
     server, hold = served
     client = _client(server)
@@ -235,6 +240,7 @@ def test_a_request_past_the_queue_bound_is_refused_at_once(served, synth):
         job.result()
 
 
+@needs_ffmpeg
 def test_refused_requests_say_why(server, synth):
     client = _client(server)
     with pytest.raises(AppError, match="2001 characters long.*at most 2000"):
@@ -274,6 +280,7 @@ PLAYER_STATE = """() => {
 }"""
 
 
+@needs_ffmpeg
 def test_browser_plays_the_streamed_audio(server, synth):
     from playwright.sync_api import sync_playwright
 
