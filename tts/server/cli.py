@@ -16,17 +16,17 @@ import socket
 import sys
 from pathlib import Path
 
-from tts.cli import BACKEND_CHOICES, RUNTIME_ERROR, USAGE_ERROR, UsageError, _Parser
+from tts.cli import BACKEND_CHOICES, RUNTIME_ERROR, USAGE_ERROR, OneLineParser, UsageError
 
 API_KEY_ENV = "TTS_SERVER_API_KEY"
 EXTRA_HINT = "pip install 'tts-engine[server]'"
 
 
-def build_parser() -> _Parser:
+def build_parser() -> OneLineParser:
     from tts.server.app import MAX_CHARS
     from tts.voice import BUNDLED_VOICE
 
-    p = _Parser(prog="tts-server", description="Serve speech over an OpenAI-compatible HTTP API and a WebSocket.")
+    p = OneLineParser(prog="tts-server", description="Serve speech over an OpenAI-compatible HTTP API and a WebSocket.")
     p.add_argument("--voice", type=Path, action="append", default=[],
                    help="a voice folder, served under its folder name (repeatable)")
     p.add_argument("--voice-dir", type=Path,
