@@ -25,8 +25,12 @@ ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 # "gate" on stderr and waits for a line on stdin: "go" lets it run on, "fail" makes the
 # vocoder raise. Nothing else is changed.
 GATED_CLI = """
-import os, sys
+import os, signal, sys
 import kernels
+
+# Ctrl-C as in a terminal, even when the test runs as a background job (which starts its
+# children with SIGINT ignored, and Python then installs no KeyboardInterrupt handler).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from tts import cli
 
 load_backend = kernels.load_backend
