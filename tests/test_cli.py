@@ -25,9 +25,11 @@ ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 # "gate" on stderr and waits for a line on stdin: "go" lets it run on, "fail" makes the
 # vocoder raise. Nothing else is changed.
 GATED_CLI = """
-import os, sys
+import os, signal, sys
 import kernels
 from tts import cli
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started where it is ignored
 
 load_backend = kernels.load_backend
 
