@@ -18,7 +18,7 @@ from train.data import FeatureCache
 from train.tasks import get_task
 from train.tasks.acoustic import AcousticTask
 from train.config import ConfigError, TrainConfig, resolve_config
-from train.trainer import Trainer, export_run, latest_checkpoint, load_checkpoint, lr_at
+from train.trainer import Trainer, checkpoints, export_run, latest_checkpoint, load_checkpoint, lr_at
 from tts.voice import load_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,6 +91,27 @@ def final_weights(run_dir, key="model"):
     return load_checkpoint(latest_checkpoint(run_dir))[key]
 
 
+def tensorboard(run_dir):
+    """A run's TensorBoard events, read back with tensorboard's own reader (every event kept)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(Path(run_dir) / "tb"), size_guidance={"scalars": 0, "images": 0, "audio": 0,
+                                                                         "tensors": 0})
+    events.Reload()
+    return events
+
+
+def assert_training_scalars(run_dir, steps):
+    """The losses and learning rates of log.jsonl, step by step, are in TensorBoard too."""
+    events, log = tensorboard(run_dir), losses(run_dir)
+    for tag in ("train/loss", "train/lr", "train/grad_norm", "train/items_per_s", "train/skipped_steps"):
+        assert [e.step for e in events.Scalars(tag)] == list(steps), tag
+    np.testing.assert_allclose([e.value for e in events.Scalars("train/loss")], [log[s] for s in steps], rtol=1e-6)
+    lrs = {json.loads(line)["step"]: json.loads(line)["lr"] for line in (Path(run_dir) / "log.jsonl").read_text().splitlines()}
+    np.testing.assert_allclose([e.value for e in events.Scalars("train/lr")], [lrs[s] for s in steps], rtol=1e-6)
+    return events
+
+
 def assert_same_weights(a, b, atol):
     assert a.keys() == b.keys()
     for k in a:
@@ -160,7 +181,13 @@ def test_acoustic_one_and_two_processes_agree(corpus, tmp_path):
     assert not any(k.startswith(("module.", "model.")) for k in ckpt["model"])
     evaluation = json.loads((tmp_path / "one" / "eval.jsonl").read_text())
     assert evaluation["step"] == 2 and np.isfinite(evaluation["loss"])
-    assert any((tmp_path / "one" / "tb").iterdir())
+    # TensorBoard: the losses and learning rate of every step, the held-out loss, and the
+    # attention alignments over the mels (teacher-forced and free-running) as pictures.
+    events = assert_training_scalars(tmp_path / "one", [1, 2])
+    assert [e.value for e in events.Scalars("eval/loss")] == pytest.approx([evaluation["loss"]], rel=1e-6)
+    for tag in ("eval/teacher_forced", "eval/generated"):
+        (image,) = events.Images(tag)
+        assert image.step == 2 and image.encoded_image_string.startswith(b"\x89PNG") and image.width > 100, tag
 
     assert main(["export", str(tmp_path / "two"), "--to", str(tmp_path / "voice")]) == 0
     model = load_model(tmp_path / "voice", "acoustic")
@@ -181,6 +208,12 @@ def test_vocoder_one_and_two_processes_agree_and_export_ema(corpus, tmp_path):
     assert_same_weights(final_weights(tmp_path / "one"), final_weights(tmp_path / "two"), atol=1e-5)
     assert_same_weights(final_weights(tmp_path / "one", "ema"), final_weights(tmp_path / "two", "ema"), atol=1e-5)
     assert np.isfinite(json.loads((tmp_path / "one" / "eval.jsonl").read_text())["loss"])
+    # TensorBoard: losses and learning rate, and the generated and real audio of a held-out clip.
+    events = assert_training_scalars(tmp_path / "one", [1, 2])
+    for tag in ("eval/generated", "eval/real"):
+        (audio,) = events.Audio(tag)
+        assert audio.step == 2 and audio.sample_rate == 16000 and audio.encoded_audio_string.startswith(b"RIFF"), tag
+        assert audio.length_frames == 2 * 200, tag  # sample_frames mel frames of 200 samples
 
     export_run(tmp_path / "one", tmp_path / "voice")
     model = load_model(tmp_path / "voice", "vocoder")
@@ -270,6 +303,155 @@ def test_sigterm_checkpoints_at_the_step_boundary_and_stops(corpus, tmp_path):
     assert train.max_steps == 50 and task.model.decoder_dilations == (1, 2) and task.trim_db is None
 
 
+FAULT_RUN = """
+import os, signal, sys
+import torch
+torch.set_num_threads(1)
+from train.tasks.acoustic import AcousticTask
+from train.config import resolve_config
+from train.trainer import Trainer
+
+FAULT = {fault!r}
+save = torch.save
+saves = 0
+
+def save_then_die(obj, path, *args, **kwargs):
+    # The process dies in the middle of writing the second checkpoint: half of it is on disk.
+    global saves
+    saves += 1
+    save(obj, path, *args, **kwargs)
+    if saves == 2:
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+class Interrupted(AcousticTask):
+    calls = 0
+
+    def loss(self, model, batch):
+        Interrupted.calls += 1
+        if FAULT == "SIGINT" and Interrupted.calls == 3:  # Ctrl-C in the first micro-step of step 2
+            os.kill(os.getpid(), signal.SIGINT)
+        return super().loss(model, batch)
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started where it is ignored
+if FAULT == "SIGKILL while a checkpoint is written":
+    torch.save = save_then_die
+train, task = resolve_config(AcousticTask, overrides={sets!r})
+Trainer(Interrupted(task), train, sys.argv[1], sys.argv[2]).fit()
+"""
+# Dropout on, two micro-steps per step, checkpoints at step 3 and at the end (step 4).
+FAULT_SETS = COMMON + ACOUSTIC + ["max_steps=4", "accumulation_steps=2", "checkpoint_every=3", "lr=1e-2"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(corpus, tmp_path_factory):
+    run = tmp_path_factory.mktemp("uninterrupted") / "run"
+    fit("acoustic", corpus, run, FAULT_SETS)
+    return run
+
+
+@pytest.mark.parametrize("fault, exit_code, resumed_from", [
+    ("SIGKILL while a checkpoint is written", -signal.SIGKILL, 3),  # the step-3 one; step 4's is cut
+    ("SIGINT", 0, 2),  # checkpointed at the step boundary after the signal, then stopped
+])
+def test_a_run_stopped_by_a_fault_resumes_as_if_uninterrupted(corpus, tmp_path, uninterrupted, fault, exit_code,
+                                                              resumed_from):
+    script = tmp_path / "fault_run.py"
+    script.write_text(FAULT_RUN.format(fault=fault, sets=FAULT_SETS))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    run = tmp_path / "run"
+    stopped = subprocess.run([sys.executable, str(script), str(corpus), str(run)], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert stopped.returncode == exit_code, stopped.stderr[-3000:]
+    # The newest complete checkpoint is found and loads; nothing half-written is taken for one.
+    assert [step for step, _ in checkpoints(run)] == [resumed_from]
+    assert load_checkpoint(latest_checkpoint(run))["step"] == resumed_from
+    assert max(losses(run)) == (4 if fault.startswith("SIGKILL") else 2)
+
+    assert main(["acoustic", "--data", str(corpus), "--out", str(run)]) == 0
+    whole, resumed = losses(uninterrupted), losses(run)
+    assert sorted(resumed) == [1, 2, 3, 4]
+    for step in range(1, 5):
+        assert resumed[step] == pytest.approx(whole[step], abs=1e-6), step
+    assert_same_weights(final_weights(run), final_weights(uninterrupted), atol=1e-6)
+
+
+def test_two_processes_resume_as_if_uninterrupted(corpus, tmp_path):
+    # Dropout on: each rank's RNG state has to come back, not only the data order.
+    sets = COMMON + ACOUSTIC + ["accumulation_steps=2", "lr=1e-2", "checkpoint_every=2"]
+    args = ["acoustic", "--data", str(corpus), "--set", *sets]
+    whole = start_cli([*args, "max_steps=4", "--out", str(tmp_path / "whole")], nproc=2)
+    first = finish(start_cli([*args, "max_steps=2", "--out", str(tmp_path / "run")], nproc=2))
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = finish(start_cli([*args, "max_steps=4", "--out", str(tmp_path / "run")], nproc=2))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    whole = finish(whole)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    one, two = losses(tmp_path / "whole"), losses(tmp_path / "run")
+    assert sorted(two) == [1, 2, 3, 4]
+    for step in range(1, 5):
+        assert two[step] == pytest.approx(one[step], abs=1e-6), step
+    ckpt = load_checkpoint(latest_checkpoint(tmp_path / "run"))
+    assert ckpt["world_size"] == 2 and len(ckpt["rng"]) == 2
+    assert_same_weights(ckpt["model"], final_weights(tmp_path / "whole"), atol=1e-6)
+
+
+ONE_RANK_FAULTS = """
+import os, sys
+import torch
+torch.set_num_threads(1)
+from train.tasks.acoustic import AcousticTask
+from train.config import resolve_config
+from train.trainer import Trainer
+
+class OneRankFaults(AcousticTask):
+    calls = 0
+
+    def loss(self, model, batch):
+        OneRankFaults.calls += 1
+        loss, scalars = super().loss(model, batch)
+        rank = int(os.environ["RANK"])
+        if rank == 1 and OneRankFaults.calls == 2:
+            # Step 2: rank 1's loss is NaN, its gradient finite (so DDP's all-reduce of the
+            # gradients does not carry the fault to rank 0; only the skip flag can).
+            loss = loss + float("nan") * loss.detach()
+        if rank == 0 and OneRankFaults.calls == 3:
+            # Step 3: rank 0's loss is finite, its gradient NaN (sqrt's slope at 0 is infinite).
+            p = next(model.parameters())
+            loss = loss + 0.0 * torch.sqrt((p - p.detach()).abs().sum())
+        return loss, scalars
+
+train, task = resolve_config(AcousticTask, overrides={sets!r})
+trainer = Trainer(OneRankFaults(task), train, sys.argv[1], sys.argv[2])
+trainer.fit()
+torch.save(trainer.model.state_dict(), os.path.join(sys.argv[2], f"rank{{os.environ['RANK']}}.pt"))
+"""
+
+
+def test_a_fault_on_one_rank_skips_the_step_on_every_rank(corpus, tmp_path):
+    sets = COMMON + ACOUSTIC + ["max_steps=4", "checkpoint_every=1", "keep_checkpoints=5"]
+    script = tmp_path / "one_rank_faults.py"
+    script.write_text(ONE_RANK_FAULTS.format(sets=sets))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), str(corpus), str(run)], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["skipped"] for r in log] == [False, True, True, False]
+    assert log[-1]["skipped_total"] == 2
+    step1, step2, step3, step4 = (load_checkpoint(run / "checkpoints" / f"step-0000000{s}.pt")["model"]
+                                  for s in (1, 2, 3, 4))
+    assert_same_weights(step2, step1, atol=0)  # nothing applied, on rank 0 ...
+    assert_same_weights(step3, step1, atol=0)
+    assert all(torch.isfinite(v).all() for v in step4.values())
+    rank0, rank1 = (torch.load(run / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert_same_weights(rank1, rank0, atol=0)  # ... and the ranks stayed identical
+    assert_same_weights(rank0, step4, atol=0)
+
+
 # --- faults and learning -----------------------------------------------------------------------
 
 class NanAtStep2(AcousticTask):
@@ -301,6 +483,23 @@ def test_tiny_overfit_drives_loss_down(corpus, tmp_path):
     fit("acoustic", corpus, tmp_path / "run", sets)
     log = losses(tmp_path / "run")
     assert log[30] < 0.3 * log[1]
+
+
+def test_g2p_logs_phoneme_and_word_error_to_tensorboard(tmp_path):
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    words = [f"{a}{b}{c}" for a in "bcd" for b in "aeiou" for c in letters[:12]]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "cmudict.dict").write_text("".join(f"{w} B AH1 T\n" for w in words))
+    sets = ["model.embed_dim=8", "model.encoder_dim=16", "model.encoder_layers=1", "model.decoder_dim=16",
+            "model.dropout=0", "eval_fraction=0.1", "eval_examples=2", "batch_size=4", "max_steps=2",
+            "eval_every=2", "num_workers=0", "warmup_steps=0"]
+    fit("g2p", tmp_path / "data", tmp_path / "run", sets)
+    evaluation = json.loads((tmp_path / "run" / "eval.jsonl").read_text())
+    events = assert_training_scalars(tmp_path / "run", [1, 2])
+    for metric in ("per", "wer", "loss"):
+        (scalar,) = events.Scalars(f"eval/{metric}")
+        assert scalar.step == 2 and scalar.value == pytest.approx(evaluation[metric], rel=1e-6), metric
+    assert any(tag.startswith("eval/examples") for tag in events.Tags()["tensors"])
 
 
 # --- usage errors ---------------------------------------------------------------------------------
