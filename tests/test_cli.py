@@ -33,8 +33,6 @@ import kernels
 signal.signal(signal.SIGINT, signal.default_int_handler)
 from tts import cli
 
-signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started where it is ignored
-
 load_backend = kernels.load_backend
 
 def gated_load_backend(*args, **kwargs):
