@@ -24,3 +24,18 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def voice(tmp_path_factory):
+    """A tiny random-weight voice folder (tests/voices.py), one per test module."""
+    from voices import make_tiny_voice
+
+    return make_tiny_voice(tmp_path_factory.mktemp("voice") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def synth(voice):
+    from tts import Synthesizer
+
+    return Synthesizer.load(voice, device="cpu")

@@ -38,14 +38,6 @@ class CountingKernel:
         return self.kernel.generate(*args, **kwargs)
 
 
-@pytest.fixture(scope="module")
-def voice(tmp_path_factory):
-    return make_tiny_voice(tmp_path_factory.mktemp("voice") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def synth(voice):
-    return Synthesizer.load(voice, device="cpu")
 
 
 def test_load_and_backend(synth):

@@ -29,8 +29,6 @@ from gradio_client.utils import Status
 
 from demo.app import QUEUE_PER_WORKER
 from tests.demo_hooks import HOLD_FROM
-from tests.voices import make_tiny_voice
-from tts import Synthesizer
 
 ROOT = Path(__file__).resolve().parents[1]
 # gradio encodes the streamed audio with ffmpeg: every test that talks to a running demo needs it.
@@ -53,14 +51,6 @@ def _demo_env() -> dict[str, str]:
             "GRADIO_ANALYTICS_ENABLED": "False"}
 
 
-@pytest.fixture(scope="module")
-def voice(tmp_path_factory) -> Path:
-    return make_tiny_voice(tmp_path_factory.mktemp("voice") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def synth(voice) -> Synthesizer:
-    return Synthesizer.load(voice, device="cpu")
 
 
 @contextlib.contextmanager

@@ -9,9 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from voices import make_tiny_voice
-from tts import Synthesizer
-from tts.audio import DEFAULT_AUDIO, _normalize_db, mel_amplitude, mel_spectrogram, write_audio
+from tts.audio import DEFAULT_AUDIO, _normalize_db, mel_amplitude, write_audio
 from tts.evaluate import metrics
 from tts.evaluate.cli import UsageError, main, read_heldout
 from tts.evaluate.judges import NEEDS
@@ -33,14 +31,6 @@ def voiced(seconds: float, f0: float = 120.0, seed: int = 0) -> np.ndarray:
     return (0.2 * x / np.max(np.abs(x))).astype(np.float32)
 
 
-@pytest.fixture(scope="module")
-def voice(tmp_path_factory):
-    return make_tiny_voice(tmp_path_factory.mktemp("voice") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def synth(voice):
-    return Synthesizer.load(voice, device="cpu")
 
 
 @pytest.fixture

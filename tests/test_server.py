@@ -25,8 +25,6 @@ import soundfile as sf
 openai = pytest.importorskip("openai")
 websockets_sync = pytest.importorskip("websockets.sync.client")
 
-from tests.voices import make_tiny_voice  # noqa: E402
-from tts import Synthesizer  # noqa: E402
 from tts.audio import to_pcm16  # noqa: E402
 from tts.text import split_sentences  # noqa: E402
 
@@ -73,14 +71,6 @@ def _serve(log: Path, *args: str):
     assert "Traceback" not in log.read_text(), log.read_text()
 
 
-@pytest.fixture(scope="module")
-def voice(tmp_path_factory) -> Path:
-    return make_tiny_voice(tmp_path_factory.mktemp("voices") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def synth(voice) -> Synthesizer:
-    return Synthesizer.load(voice, device="cpu")
 
 
 @pytest.fixture(scope="module")

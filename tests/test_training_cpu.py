@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from test_trainer import ACOUSTIC, COMMON, VOCODER, corpus, fit  # noqa: F401 (corpus is a fixture)
-from voices import TINY_ACOUSTIC, TINY_VOCODER, make_tiny_voice
+from voices import TINY_VOCODER, make_tiny_voice
 
 from train.__main__ import main
 from train.config import resolve_config
