@@ -13,6 +13,7 @@ The trainer calls, in this order::
     task.lengths(train)                    for length-bucketed batching
     model = task.build_model()             every rank, after seeding: identical initial weights
     DataLoader(train, collate_fn=task.collate, ...)
+    task.step = n                          before each optimizer step: steps taken so far
     loss, scalars = task.loss(model, batch)     every micro-step, under autocast on GPU
     task.units(batch)                      throughput counting
     task.evaluate(model, eval_batches, writer, step)   rank 0, model in eval mode, no grad
@@ -52,6 +53,9 @@ class Task:
     # Whether some parameters can get no gradient from the loss; DistributedDataParallel must
     # then search the graph for them every step, which costs a little.
     find_unused_parameters: bool = False
+    # The optimizer steps taken before the current one; the trainer sets it before each step,
+    # for losses whose weights change over training.
+    step: int = 0
 
     def __init__(self, config: Any):
         self.config = config

@@ -423,6 +423,7 @@ class Trainer:
     def _train_step(self, batches: Iterator[dict[str, torch.Tensor]]) -> dict[str, Any]:
         c, info = self.config, self.info
         self.model.train()
+        self.task.step = self.step  # for losses that change over training
         loss_sum = torch.zeros((), device=info.device)
         scalars: dict[str, Any] = {}
         items = units = 0

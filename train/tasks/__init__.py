@@ -10,6 +10,7 @@ from train.task import Task
 TASKS: dict[str, str] = {
     "g2p": "train.tasks.g2p:G2PTask",
     "acoustic": "train.tasks.acoustic:AcousticTask",
+    "parallel": "train.tasks.parallel:ParallelTask",
     "vocoder": "train.tasks.vocoder:VocoderTask",
 }
 

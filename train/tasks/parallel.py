@@ -1,0 +1,111 @@
+"""Training the parallel acoustic model (tts/parallel_model.py) on an LJ Speech-layout folder.
+
+The same features, held-out split and batching as the attention model's task
+(train/tasks/acoustic.py); the aligner trains with the model, so no alignments are prepared
+beforehand. Its binarization loss is off for the first ``binarization_start`` steps, while the
+soft alignment is still forming, then ramps in over as many steps again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from train.data import DatasetError, collate_text_mel
+from train.tasks.acoustic import MEL_KEYS, AcousticTask, CachedClips, _figure, _pyplot, open_cache, split_clips
+from tts.audio import DEFAULT_AUDIO
+from tts.parallel_model import ParallelConfig, ParallelModel
+
+
+@dataclass(frozen=True)
+class ParallelTaskConfig:
+    model: ParallelConfig = field(default_factory=ParallelConfig)
+    eval_clips: int = 8  # the corpus's last clips, held out
+    binarization_start: int = 1000
+    cache_dir: str = ""  # feature cache; "" puts it in the data folder's .cache
+    # Leading/trailing audio quieter than this (dB below the peak) is cut; none: keep all.
+    trim_db: float | None = 40.0
+
+    def __post_init__(self):
+        if self.eval_clips < 1:
+            raise ValueError(f"eval_clips must be >= 1, got {self.eval_clips}")
+        if self.binarization_start < 0:
+            raise ValueError(f"binarization_start must be >= 0, got {self.binarization_start}")
+        if self.model.n_mels != DEFAULT_AUDIO.n_mels:
+            raise ValueError(f"model.n_mels must be {DEFAULT_AUDIO.n_mels} (the audio config's), "
+                             f"got {self.model.n_mels}")
+
+
+class ParallelTask(AcousticTask):
+    name = "parallel"
+    config_class = ParallelTaskConfig
+    train_defaults = {"batch_size": 16, "lr": 1e-3, "warmup_steps": 1000, "decay": "inverse_sqrt",
+                      "max_steps": 200_000, "grad_clip": 1.0, "eval_every": 2000, "checkpoint_every": 2000}
+
+    def __init__(self, config: ParallelTaskConfig = ParallelTaskConfig()):
+        super().__init__(config)
+
+    def build_model(self) -> ParallelModel:
+        return ParallelModel(self.config.model)
+
+    def datasets(self, data_dir: Path) -> tuple[CachedClips, CachedClips]:
+        """Only clips with at least as many mel frames as symbols: the aligner gives every
+        symbol a frame of its own."""
+        cache = open_cache(data_dir, self.config.cache_dir, self.config.trim_db)
+        train, held_out = split_clips(cache, self.config.eval_clips)
+        fits = lambda i: cache.entries[i]["frames"] >= cache.entries[i]["n_ids"]  # noqa: E731
+        train, held_out = [i for i in train if fits(i)], [i for i in held_out if fits(i)]
+        if not train or not held_out:
+            raise DatasetError(f"{data_dir}: no clip has as many mel frames as symbols")
+        return CachedClips(cache, train, MEL_KEYS), CachedClips(cache, held_out, MEL_KEYS)
+
+    def collate(self, items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        return collate_text_mel(items)
+
+    def binarization_weight(self) -> float:
+        start = self.config.binarization_start
+        return 1.0 if start == 0 else float(np.clip((self.step - start) / start, 0.0, 1.0))
+
+    def loss(self, model: ParallelModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
+        out = model(batch["ids"], batch["id_lengths"], batch["mel"], batch["mel_lengths"])
+        losses = model.loss(out, batch["mel"], batch["mel_lengths"], batch["id_lengths"], self.binarization_weight())
+        return losses["total"], {k: v.detach() for k, v in losses.items() if k != "total"}
+
+    @torch.no_grad()
+    def evaluate(self, model: ParallelModel, batches: Iterable[dict[str, torch.Tensor]], writer, step: int
+                 ) -> dict[str, float]:
+        """Held-out losses on the aligner's durations, the predicted durations' total against
+        the truth, and for the first held-out clip: its alignment and mel, aligned and generated."""
+        device = next(model.parameters()).device
+        sums: dict[str, float] = {}
+        count = 0
+        first = None
+        for batch in batches:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            out = model(batch["ids"], batch["id_lengths"], batch["mel"], batch["mel_lengths"])
+            losses = model.loss(out, batch["mel"], batch["mel_lengths"], batch["id_lengths"])
+            n = len(batch["ids"])
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * n
+            count += n
+            if first is None:
+                first = (batch, out)
+        metrics = {f"loss_{k}" if k != "total" else "loss": v / count for k, v in sums.items()}
+        if first is not None:
+            batch, out = first
+            n_ids, n_frames = int(batch["id_lengths"][0]), int(batch["mel_lengths"][0])
+            gen = model.generate(batch["ids"][:1, :n_ids])
+            n_gen = int(gen.lengths[0])
+            metrics["generated_frames_ratio"] = n_gen / n_frames
+            if writer is not None and _pyplot() is not None:
+                target = batch["mel"][0, :n_frames].cpu()
+                writer.add_figure("eval/aligned", _figure(
+                    out["alignment"][0, :n_frames, :n_ids].cpu(), out["mel"][0, :n_frames].cpu(), target,
+                    "aligner"), step)
+                writer.add_figure("eval/generated", _figure(
+                    gen.alignment[0, :n_gen].cpu(), gen.mel[0, :n_gen].cpu(), target, "generated"), step)
+        return metrics
