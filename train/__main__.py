@@ -95,7 +95,11 @@ def train(argv: list[str]) -> int:
     init = args.init if resume_from is None else None  # a resumed run has its own weights
     if init is not None:
         # The voice's model fixes the shapes: its config replaces the task's model settings.
-        task_config = dataclasses.replace(task_config, model=load_model(init, name).config)
+        voice_config = load_model(init, task_cls.voice_model or name).config
+        if type(voice_config) is not type(task_config.model):
+            raise ConfigError(f"{init} holds a {type(voice_config).__name__} model; the {name} task "
+                              f"trains a {type(task_config.model).__name__}")
+        task_config = dataclasses.replace(task_config, model=voice_config)
     if args.print_config:
         print(json.dumps({"task": name, **config_dict(train_config), **config_dict(task_config)}, indent=2))
         return 0

@@ -42,6 +42,8 @@ class Task:
     """
 
     name: str
+    # The model's name in a voice folder (tts/voice.py), where it differs from the task's.
+    voice_model: str = ""
     # The frozen dataclass this task is configured with. When a subclass leaves it unset, the
     # type annotation of its __init__'s ``config`` parameter is used (see ``config_class_of``).
     config_class: type | None = None

@@ -313,7 +313,7 @@ class Trainer:
         durable checkpoint a repository can hold); optimizer and schedule start afresh."""
         from tts.voice import VoiceError, load_model
 
-        name = getattr(self.task, "name", "")
+        name = self.task.voice_model or self.task.name
         source = load_model(self.init_voice, name)
         if source.config != self.model.config:
             raise VoiceError(f"the {name} model of {self.init_voice} has another config than this run's")

@@ -214,6 +214,8 @@ class TextEncoder(nn.Module):
 
 
 class AcousticModel(nn.Module):
+    kind = "attention"
+
     def __init__(self, config: AcousticConfig = AcousticConfig()):
         super().__init__()
         self.config = c = config

@@ -7,7 +7,8 @@ A voice is a folder::
     vocoder.safetensors    the WaveNet's weights
 
 ``config.json`` reads ``{"format": 1, "audio": {...}, "symbols": [...], "models": {"acoustic":
-{"config": {...}, "weights": "acoustic.safetensors", "sha256": "..."}, ...}}``. Loading rebuilds
+{"kind": "parallel", "config": {...}, "weights": "acoustic.safetensors", "sha256": "..."}, ...}}``
+(``kind``: which acoustic model, attention when absent). Loading rebuilds
 each model from the folder alone with strict key matching; nothing is unpickled. A folder may
 hold only some models (a trainer exports one at a time); ``load_voice`` says which it needs.
 """
@@ -40,12 +41,24 @@ class VoiceError(ValueError):
     """A voice folder that is missing, incomplete, damaged or from another format version."""
 
 
-def _model_classes(name: str) -> tuple[type, type]:
-    """(model class, config class) for a model name; imported late to keep imports light."""
-    if name == "acoustic":
-        from tts.model import AcousticConfig, AcousticModel
+# The acoustic model's kinds, as a voice's config.json names them (absent: attention).
+ATTENTION, PARALLEL = "attention", "parallel"
+ACOUSTIC_KINDS = (ATTENTION, PARALLEL)
 
-        return AcousticModel, AcousticConfig
+
+def _model_classes(name: str, kind: str | None = None) -> tuple[type, type]:
+    """(model class, config class) for a model name (and, for the acoustic model, its kind);
+    imported late to keep imports light."""
+    if name == "acoustic":
+        if kind in (None, ATTENTION):
+            from tts.model import AcousticConfig, AcousticModel
+
+            return AcousticModel, AcousticConfig
+        if kind == PARALLEL:
+            from tts.parallel_model import ParallelConfig, ParallelModel
+
+            return ParallelModel, ParallelConfig
+        raise VoiceError(f"unknown acoustic model kind {kind!r} (expected {' or '.join(ACOUSTIC_KINDS)})")
     if name == "vocoder":
         from vocoder.wavenet import WaveNet, WaveNetConfig
 
@@ -106,7 +119,8 @@ def save_model(voice_dir: str | os.PathLike, name: str, model: torch.nn.Module,
     The weights are written first, then config.json, each atomically, so a crash leaves the
     previous voice intact.
     """
-    _model_classes(name)
+    kind = getattr(unwrap(model), "kind", None)
+    _model_classes(name, kind)
     voice_dir = Path(voice_dir)
     voice_dir.mkdir(parents=True, exist_ok=True)
     if (voice_dir / CONFIG_FILE).is_file():
@@ -121,6 +135,8 @@ def save_model(voice_dir: str | os.PathLike, name: str, model: torch.nn.Module,
     _write_atomic(weights, lambda tmp: save_file(state, tmp, metadata={"model": name}))
     config["models"][name] = {"config": unwrap(model).config.to_dict(), "weights": weights.name,
                               "sha256": _sha256(weights)}
+    if kind is not None:
+        config["models"][name]["kind"] = kind
     text = json.dumps(config, indent=2) + "\n"
     _write_atomic(voice_dir / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     return voice_dir
@@ -145,7 +161,7 @@ def load_model(voice_dir: str | os.PathLike, name: str, device: str | torch.devi
     entry = config.get("models", {}).get(name)
     if entry is None:
         raise VoiceError(f"voice {voice_dir} has no {name} model")
-    model_cls, config_cls = _model_classes(name)
+    model_cls, config_cls = _model_classes(name, entry.get("kind"))
     weights = voice_dir / entry["weights"]
     if not weights.is_file():
         raise VoiceError(f"voice {voice_dir} is missing {entry['weights']}")

@@ -42,6 +42,7 @@ class ParallelTaskConfig:
 
 class ParallelTask(AcousticTask):
     name = "parallel"
+    voice_model = "acoustic"  # a voice has one acoustic model, of either kind
     config_class = ParallelTaskConfig
     train_defaults = {"batch_size": 16, "lr": 1e-3, "warmup_steps": 1000, "decay": "inverse_sqrt",
                       "max_steps": 200_000, "grad_clip": 1.0, "eval_every": 2000, "checkpoint_every": 2000}
