@@ -12,7 +12,7 @@ import soundfile as sf
 from voices import TINY_SAMPLES_PER_SYMBOL, make_tiny_voice
 
 from tts import SynthesisError, Synthesizer
-from tts.audio import DEFAULT_AUDIO, griffin_lim, mel_spectrogram
+from tts.audio import DEFAULT_AUDIO, griffin_lim, griffin_lim_stream, mel_spectrogram
 from tts.synthesizer import FIRST_CHUNK_FRAMES
 from tts.text import to_phonemes
 from tts.voice import VoiceError, load_voice, set_default_vocoder
@@ -37,6 +37,29 @@ def test_griffin_lim_inverts_a_mel():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "n_fft is too large" from librosa for a short mel
         assert griffin_lim(mel[:2]).shape == (2 * hop,)
+
+
+def test_griffin_lim_in_pieces_joins_without_a_seam():
+    """Streamed Griffin-Lim: pieces of the asked sizes that add up to the mel's audio, as
+    close to its spectrum as Griffin-Lim on the whole, and no jump where they join."""
+    sr, hop = DEFAULT_AUDIO.sample_rate, DEFAULT_AUDIO.hop_length
+    t = np.arange(sr) / sr
+    x = sum(0.3 / k * np.sin(2 * np.pi * 140 * k * t) for k in range(1, 8)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+    mel = mel_spectrogram(x.astype(np.float32))[: sr // hop]
+    pieces = list(griffin_lim_stream(mel, seed=0, first_frames=8, frames=20, lookahead=8))
+    assert [len(p) // hop for p in pieces] == [8, 20, 20, 20, 12]
+    audio = np.concatenate(pieces)
+    error = np.abs(mel_spectrogram(audio)[: len(mel)] - mel)[4:-4].mean()
+    assert error < 1.2 * np.abs(mel_spectrogram(griffin_lim(mel, seed=0))[: len(mel)] - mel)[4:-4].mean()
+    steps = np.abs(np.diff(audio))
+    joins = np.cumsum([len(p) for p in pieces])[:-1]
+    assert steps[joins - 1].max() < 2 * np.percentile(steps, 99)
+    assert np.array_equal(np.concatenate(list(griffin_lim_stream(mel, seed=0, first_frames=8, frames=20,
+                                                                 lookahead=8))), audio)
+    assert list(griffin_lim_stream(mel[:0])) == []
+    assert np.concatenate(list(griffin_lim_stream(mel[:1]))).shape == (hop,)
+    with pytest.raises(ValueError, match="first_frames"):
+        next(griffin_lim_stream(mel, frames=0))
 
 
 def test_the_synthesizer_speaks_with_griffin_lim(voice):

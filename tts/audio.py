@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import scipy.signal
@@ -240,6 +241,54 @@ def griffin_lim(mel: np.ndarray, config: AudioConfig = DEFAULT_AUDIO, n_iter: in
     # Frame i stands for samples [i * hop, (i + 1) * hop), as in the vocoder.
     audio = np.pad(audio, (0, max(0, frames * config.hop_length - len(audio))))[: frames * config.hop_length]
     return np.clip(audio, -1.0, 1.0).astype(np.float32)
+
+
+
+def griffin_lim_stream(mel: np.ndarray, config: AudioConfig = DEFAULT_AUDIO, n_iter: int = GRIFFIN_LIM_ITERATIONS,
+                       seed: int = 0, first_frames: int = 8, frames: int = 40, lookahead: int = 16
+                       ) -> Iterator[np.ndarray]:
+    """Griffin-Lim piece by piece, for streaming: the audio of mel frames [0, first_frames),
+    then of each next ``frames`` frames, each piece as soon as it is found.
+
+    Each piece runs ``n_iter`` fast Griffin-Lim iterations over its frames plus ``lookahead``
+    frames ahead and some frames behind; the phases of frames that already shaped audio given
+    out are held fixed (real-time iterative spectrogram inversion with look-ahead), so the
+    pieces join without a seam and a piece never waits for the rest of the sentence."""
+    mel = np.asarray(mel, dtype=np.float32)
+    total, hop = len(mel), config.hop_length
+    if total == 0:
+        return
+    if min(first_frames, frames) < 1 or lookahead < 0:
+        raise ValueError(f"first_frames and frames must be >= 1 and lookahead >= 0, got "
+                         f"{first_frames}, {frames}, {lookahead}")
+    reach = -(-config.win_length // (2 * hop))  # frames on each side whose window covers a sample
+    magnitude = torch.from_numpy(np.maximum(mel_pinv(config) @ mel_amplitude(mel, config).T, 0.0))  # (F, frames)
+    generator = torch.Generator().manual_seed(seed)
+    angles = torch.polar(torch.ones_like(magnitude), 2 * np.pi * torch.rand(magnitude.shape, generator=generator))
+    window = torch.hann_window(config.win_length)
+    stft = dict(n_fft=config.n_fft, hop_length=hop, win_length=config.win_length, window=window, center=True)
+    momentum = 0.99 / 1.99  # fast Griffin-Lim (Perraudin et al.), as librosa's default
+    fixed = start = 0  # phases of frames [0, fixed) are final
+    while start < total:
+        stop = min(total, start + (first_frames if start == 0 else frames))
+        a, b = max(0, start - 2 * reach), min(total, stop + max(lookahead, reach))
+        held = fixed - a  # the piece's first frames, held
+        mag, phase = magnitude[:, a:b], angles[:, a:b].clone()
+        length = (b - a - 1) * hop
+        previous = torch.zeros_like(phase)
+        for _ in range(n_iter if b - a > 1 else 0):
+            rebuilt = torch.stft(torch.istft(mag * phase, length=length, **stft), pad_mode="constant",
+                                 return_complex=True, **stft)
+            update = rebuilt - momentum * previous
+            previous = rebuilt
+            update = update / (update.abs() + 1e-16)
+            phase = torch.cat([phase[:, :held], update[:, held:]], dim=1)
+        angles[:, a:b] = phase
+        audio = torch.istft(mag * phase, length=length, **stft).numpy() if b - a > 1 else np.zeros(0, np.float32)
+        audio = np.pad(audio, (0, (b - a) * hop - len(audio)))  # frame i stands for [i * hop, (i + 1) * hop)
+        fixed = min(total, stop + reach)
+        yield np.clip(audio[(start - a) * hop:(stop - a) * hop], -1.0, 1.0).astype(np.float32)
+        start = stop
 
 
 # --- Mu-law ------------------------------------------------------------------------------

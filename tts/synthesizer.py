@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tts.audio import griffin_lim, mu_law_decode, write_audio
+from tts.audio import griffin_lim_stream, mu_law_decode, write_audio
 from tts.text import NothingToSpeakError, split_sentences, symbols_to_ids, to_phonemes
 from tts.voice import BUNDLED_VOICE, GRIFFIN_LIM, Voice, VoiceError, load_voice
 from vocoder.wavenet import model_to_signal
@@ -188,14 +188,13 @@ class Synthesizer:
             yield audio, start >= frames
 
     def _griffin_lim(self, mel: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, bool]]:
-        """The whole sentence by Griffin-Lim (it needs every frame), handed out in the
-        chunks the WaveNet backends use."""
-        audio = griffin_lim(mel, self.voice.audio, seed=int(rng.integers(2**31)))
-        hop, frames, start = self.voice.audio.hop_length, len(mel), 0
-        while start < frames:
-            stop = min(frames, start + (FIRST_CHUNK_FRAMES if start == 0 else CHUNK_FRAMES))
-            yield audio[start * hop:stop * hop], stop >= frames
-            start = stop
+        """Griffin-Lim piece by piece, in the chunks the WaveNet backends use."""
+        pieces = griffin_lim_stream(mel, self.voice.audio, seed=int(rng.integers(2**31)),
+                                    first_frames=FIRST_CHUNK_FRAMES, frames=CHUNK_FRAMES)
+        done = 0
+        for audio in pieces:
+            done += len(audio) // self.voice.audio.hop_length
+            yield audio, done >= len(mel)
 
     def _speak_sentence(self, text: str, phonemes: list[str], index: int, seed: int, rate: float) -> Iterator[Chunk]:
         mel, alignment = self.sentence_mel(phonemes, rate)
