@@ -155,6 +155,27 @@ def length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
     return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def checked_text(text_ids: torch.Tensor, text_lengths: torch.Tensor | None, n_symbols: int) -> torch.Tensor:
+    """Check a batch of symbol ids (B, N) and their lengths (B,) (default: all N); returns the
+    lengths as int64 on the ids' device. Raises ValueError naming what is wrong."""
+    if text_ids.dim() != 2 or text_ids.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"text_ids must be an integer tensor (B, N), got {text_ids.dtype} "
+                         f"{tuple(text_ids.shape)}")
+    B, N = text_ids.shape
+    if N == 0:
+        raise ValueError("text_ids is empty: nothing to say")
+    if text_lengths is None:
+        text_lengths = torch.full((B,), N, dtype=torch.long, device=text_ids.device)
+    text_lengths = text_lengths.to(device=text_ids.device, dtype=torch.long)
+    if text_lengths.shape != (B,) or text_lengths.min() < 1 or text_lengths.max() > N:
+        raise ValueError(f"text_lengths must be (B,) = ({B},) with values in [1, {N}], "
+                         f"got {text_lengths.tolist()}")
+    if text_ids.min() < 0 or text_ids.max() >= n_symbols:
+        raise ValueError(f"text_ids must be in [0, {n_symbols}), got values in "
+                         f"[{int(text_ids.min())}, {int(text_ids.max())}]")
+    return text_lengths
+
+
 def guided_attention_weights(text_lengths: torch.Tensor, step_lengths: torch.Tensor,
                              n_steps: int, n_text: int, g: float = 0.2) -> torch.Tensor:
     """DCTTS guided-attention penalty, (B, n_steps, n_text):
@@ -243,21 +264,8 @@ class AcousticModel(nn.Module):
 
     def encode(self, text_ids: torch.Tensor, text_lengths: torch.Tensor | None = None) -> EncoderOutput:
         """text_ids (B, N) int64, text_lengths (B,) (default: all N) -> attention keys/values."""
-        if text_ids.dim() != 2 or text_ids.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"text_ids must be an integer tensor (B, N), got {text_ids.dtype} "
-                             f"{tuple(text_ids.shape)}")
-        B, N = text_ids.shape
-        if N == 0:
-            raise ValueError("text_ids is empty: nothing to say")
-        if text_lengths is None:
-            text_lengths = torch.full((B,), N, dtype=torch.long, device=text_ids.device)
-        text_lengths = text_lengths.to(device=text_ids.device, dtype=torch.long)
-        if text_lengths.shape != (B,) or text_lengths.min() < 1 or text_lengths.max() > N:
-            raise ValueError(f"text_lengths must be (B,) = ({B},) with values in [1, {N}], "
-                             f"got {text_lengths.tolist()}")
-        if text_ids.min() < 0 or text_ids.max() >= self.config.n_symbols:
-            raise ValueError(f"text_ids must be in [0, {self.config.n_symbols}), got values in "
-                             f"[{int(text_ids.min())}, {int(text_ids.max())}]")
+        text_lengths = checked_text(text_ids, text_lengths, self.config.n_symbols)
+        N = text_ids.shape[1]
         mask = length_mask(text_lengths, N)[..., None].to(self.attn_key.weight.dtype)  # (B, N, 1)
         keys, values = self.encoder(text_ids.long(), mask)  # (B, N, E) each
         # Positions stay float32 even under autocast: bf16 cannot count past 256 exactly.

@@ -24,12 +24,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from tts.align import (beta_binomial_prior, durations_to_alignment, forward_sum_loss,
                        monotonic_alignment_search)
 from tts.config import JsonConfig
-from tts.model import ConvGLU, Generation, length_mask
+from tts.model import ConvGLU, Generation, checked_text, length_mask
 from tts.text.symbols import PAD_ID, SYMBOLS
 
 
@@ -122,22 +121,8 @@ class ParallelModel(nn.Module):
     def encode(self, text_ids: torch.Tensor, text_lengths: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """text ids (B, N) -> embeddings (B, N, C), encoding (B, N, C), lengths (B,)."""
-        if text_ids.dim() != 2 or text_ids.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"text_ids must be an integer tensor (B, N), got {text_ids.dtype} "
-                             f"{tuple(text_ids.shape)}")
-        B, N = text_ids.shape
-        if N == 0:
-            raise ValueError("text_ids is empty: nothing to say")
-        if text_lengths is None:
-            text_lengths = torch.full((B,), N, dtype=torch.long, device=text_ids.device)
-        text_lengths = text_lengths.to(device=text_ids.device, dtype=torch.long)
-        if text_lengths.shape != (B,) or text_lengths.min() < 1 or text_lengths.max() > N:
-            raise ValueError(f"text_lengths must be (B,) = ({B},) with values in [1, {N}], "
-                             f"got {text_lengths.tolist()}")
-        if text_ids.min() < 0 or text_ids.max() >= self.config.n_symbols:
-            raise ValueError(f"text_ids must be in [0, {self.config.n_symbols}), got values in "
-                             f"[{int(text_ids.min())}, {int(text_ids.max())}]")
-        mask = length_mask(text_lengths, N)[..., None].to(self.embed.weight.dtype)  # (B, N, 1)
+        text_lengths = checked_text(text_ids, text_lengths, self.config.n_symbols)
+        mask = length_mask(text_lengths, text_ids.shape[1])[..., None].to(self.embed.weight.dtype)  # (B, N, 1)
         emb = self.embed(text_ids.long()) * mask
         x = emb
         for conv in self.encoder:

@@ -152,22 +152,7 @@ class AcousticTask(Task):
                  ) -> dict[str, float]:
         """Held-out losses (teacher-forced), and for the first held-out clip: attention and mel
         plots, teacher-forced and free-running."""
-        device = next(model.parameters()).device
-        sums: dict[str, float] = {}
-        count = 0
-        first = None
-        for batch in batches:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            out = model(batch["ids"], batch["id_lengths"], batch["mel"], batch["mel_lengths"])
-            losses = model.loss(out, batch["mel"], batch["mel_lengths"], batch["id_lengths"],
-                                self.config.guided_weight)
-            n = len(batch["ids"])
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * n
-            count += n
-            if first is None:
-                first = (batch, out)
-        metrics = {f"loss_{k}" if k != "total" else "loss": v / count for k, v in sums.items()}
+        metrics, first = held_out_losses(model, batches, guided_weight=self.config.guided_weight)
         if first is not None:
             batch, out = first
             n_ids, n_frames = int(batch["id_lengths"][0]), int(batch["mel_lengths"][0])
@@ -188,6 +173,26 @@ class AcousticTask(Task):
 
     def export(self, model: AcousticModel, voice_dir: Path) -> None:
         save_model(voice_dir, "acoustic", model, DEFAULT_AUDIO)
+
+
+def held_out_losses(model, batches: Iterable[dict[str, torch.Tensor]], **loss_options
+                    ) -> tuple[dict[str, float], tuple[dict, dict] | None]:
+    """The model's losses on held-out batches, averaged over clips (``loss`` for the total,
+    ``loss_NAME`` for the rest), and the first batch with its outputs (None when empty)."""
+    device = next(model.parameters()).device
+    sums: dict[str, float] = {}
+    count, first = 0, None
+    for batch in batches:
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out = model(batch["ids"], batch["id_lengths"], batch["mel"], batch["mel_lengths"])
+        losses = model.loss(out, batch["mel"], batch["mel_lengths"], batch["id_lengths"], **loss_options)
+        n = len(batch["ids"])
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * n
+        count += n
+        if first is None:
+            first = (batch, out)
+    return {f"loss_{k}" if k != "total" else "loss": v / max(count, 1) for k, v in sums.items()}, first
 
 
 @functools.cache

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from train.data import DatasetError, collate_text_mel
-from train.tasks.acoustic import MEL_KEYS, AcousticTask, CachedClips, _figure, _pyplot, open_cache, split_clips
+from train.tasks.acoustic import (MEL_KEYS, AcousticTask, CachedClips, _figure, _pyplot, held_out_losses, open_cache,
+                                  split_clips)
 from tts.audio import DEFAULT_AUDIO
 from tts.parallel_model import ParallelConfig, ParallelModel
 
@@ -81,21 +82,7 @@ class ParallelTask(AcousticTask):
                  ) -> dict[str, float]:
         """Held-out losses on the aligner's durations, the predicted durations' total against
         the truth, and for the first held-out clip: its alignment and mel, aligned and generated."""
-        device = next(model.parameters()).device
-        sums: dict[str, float] = {}
-        count = 0
-        first = None
-        for batch in batches:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            out = model(batch["ids"], batch["id_lengths"], batch["mel"], batch["mel_lengths"])
-            losses = model.loss(out, batch["mel"], batch["mel_lengths"], batch["id_lengths"])
-            n = len(batch["ids"])
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * n
-            count += n
-            if first is None:
-                first = (batch, out)
-        metrics = {f"loss_{k}" if k != "total" else "loss": v / count for k, v in sums.items()}
+        metrics, first = held_out_losses(model, batches)
         if first is not None:
             batch, out = first
             n_ids, n_frames = int(batch["id_lengths"][0]), int(batch["mel_lengths"][0])
