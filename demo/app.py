@@ -179,7 +179,7 @@ def speak(synth, text: str, seed: int, rate: float) -> Iterator[Update]:
             mels.append(chunk.mel)
             timing.sentences += 1
             mel_picture = draw_mel(mels)
-            alignment_picture = draw_alignment(chunk.alignment, chunk.phonemes, chunk.sentence)
+            alignment_picture = draw_alignment(chunk.alignment, chunk.phonemes, chunk.sentence, len(chunk.mel))
         yield Update(to_pcm16(chunk.audio), mel_picture, alignment_picture, timing)
 
 
@@ -218,15 +218,17 @@ def draw_mel(mels: list[np.ndarray]) -> np.ndarray:
     return _pixels(fig)
 
 
-def draw_alignment(alignment: np.ndarray, phonemes: list[str], sentence: int) -> np.ndarray:
-    """Attention of each decoder step over the sentence's symbols: a clean diagonal means the
-    model read the text in order."""
+def draw_alignment(alignment: np.ndarray, phonemes: list[str], sentence: int, frames: int | None = None) -> np.ndarray:
+    """Which symbol each decoder step (the attention model) or each mel frame (the parallel
+    model, whose alignment has one row per frame of the sentence's ``frames``) says: a clean
+    diagonal means the model read the text in order."""
     fig = _figure(8, 3.2)
     ax = fig.add_subplot()
     ax.imshow(alignment.T, origin="lower", aspect="auto", interpolation="none", cmap="viridis",
               vmin=0.0, vmax=1.0)
-    ax.set(title=f"attention alignment, sentence {sentence + 1}", xlabel="decoder step",
-           ylabel="symbol")
+    per_frame = frames is not None and len(alignment) == frames
+    ax.set(title=f"{'durations' if per_frame else 'attention'} alignment, sentence {sentence + 1}",
+           xlabel="mel frame" if per_frame else "decoder step", ylabel="symbol")
     ax.xaxis.get_major_locator().set_params(integer=True)
     if len(phonemes) <= 48:  # beyond that the labels overlap
         labels = [p if p.strip() else "␣" for p in phonemes] + ["EOS"] * (alignment.shape[1] - len(phonemes))

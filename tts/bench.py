@@ -5,9 +5,9 @@ a 300-word paragraph (synthesis seconds over audio seconds; below 1 is faster th
 and the time to first audio of each (from the call to the first streamed chunk), on one
 thread, the way ``synthesize`` runs.
 
-Without ``--voice`` it measures a random-weight voice of the shipped model sizes whose "done"
-head never fires and whose step limit is 2 decoder steps (100 ms) per symbol, close to the
-pace of read speech, so the audio has a realistic length for its text. Speed does not depend
+Without ``--voice`` it measures a random-weight voice of the shipped model sizes (the
+parallel acoustic model) whose every symbol lasts 8 frames (100 ms), close to the pace of
+read speech, so the audio has a realistic length for its text. Speed does not depend
 on the weights' values, only on the sizes and the length of the audio.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tempfile
 import time
@@ -40,6 +41,10 @@ PARAGRAPH_SENTENCES = [
 ]
 
 
+# The random-weight voice's pace: 100 ms per symbol, close to read speech.
+FRAMES_PER_SYMBOL = 8
+
+
 def paragraph(words: int = 300) -> str:
     out, n = [], 0
     while n < words:
@@ -53,17 +58,15 @@ def paragraph(words: int = 300) -> str:
 
 def bench_voice(path: Path) -> Path:
     """A random-weight voice of the shipped sizes with read-speech pacing (see module doc)."""
-    from dataclasses import replace
-
-    from tts.model import AcousticConfig, AcousticModel
+    from tts.parallel_model import ParallelConfig, ParallelModel
     from tts.voice import save_model
     from vocoder.wavenet import WaveNet, WaveNetConfig
 
     torch.manual_seed(0)
-    acoustic = AcousticModel(replace(AcousticConfig(), max_steps_per_symbol=2)).eval()
+    acoustic = ParallelModel(ParallelConfig()).eval()
     with torch.no_grad():
-        acoustic.done_out.weight.zero_()
-        acoustic.done_out.bias.fill_(-30.0)
+        acoustic.duration_out.weight.zero_()
+        acoustic.duration_out.bias.fill_(math.log1p(FRAMES_PER_SYMBOL))
     save_model(path, "acoustic", acoustic)
     save_model(path, "vocoder", WaveNet(WaveNetConfig()))
     return path
