@@ -227,7 +227,7 @@ def draw_alignment(alignment: np.ndarray, phonemes: list[str], sentence: int, fr
     ax.imshow(alignment.T, origin="lower", aspect="auto", interpolation="none", cmap="viridis",
               vmin=0.0, vmax=1.0)
     per_frame = frames is not None and len(alignment) == frames
-    ax.set(title=f"{'durations' if per_frame else 'attention'} alignment, sentence {sentence + 1}",
+    ax.set(title=f"{'symbol of each frame' if per_frame else 'attention alignment'}, sentence {sentence + 1}",
            xlabel="mel frame" if per_frame else "decoder step", ylabel="symbol")
     ax.xaxis.get_major_locator().set_params(integer=True)
     if len(phonemes) <= 48:  # beyond that the labels overlap
