@@ -55,6 +55,29 @@ def test_teacher_forced_generation_matches_forward():
     assert torch.equal(state.last_class, audio[:, -1])
 
 
+def test_sampling_temperature_divides_the_generated_logits_and_every_kernel_follows():
+    from dataclasses import replace
+
+    from kernels import load_backend
+
+    model = tiny_model()
+    cooled = WaveNet(replace(TINY, temperature=0.5)).eval()
+    cooled.load_state_dict(model.state_dict())
+    mel, audio, uniforms = random_inputs()
+    with torch.no_grad():
+        assert torch.equal(cooled(teacher_inputs(audio), mel), model(teacher_inputs(audio), mel))  # training: untouched
+    cond = model.conditioning(mel).detach()
+    _, _, logits = model.generate(cond, None, model.init_state(2), teacher=audio, return_logits=True)
+    _, _, cooled_logits = cooled.generate(cond, None, cooled.init_state(2), teacher=audio, return_logits=True)
+    torch.testing.assert_close(cooled_logits, 2 * logits, atol=1e-5, rtol=1e-5)
+    reference, _ = cooled.generate(cond, uniforms, cooled.init_state(2))
+    kernel = load_backend("numba", cooled)
+    classes, _ = kernel.generate(cond.numpy(), uniforms.numpy(), kernel.init_state(2))
+    assert np.array_equal(np.asarray(classes), reference.numpy())
+    with pytest.raises(ValueError, match="temperature"):
+        WaveNetConfig(temperature=0.0)
+
+
 def test_forward_is_causal_with_the_stated_receptive_field():
     model = tiny_model()
     mel, audio, _ = random_inputs(batch=1)

@@ -65,6 +65,11 @@ class WaveNetConfig(JsonConfig):
     # coefficients come from the mel (vocoder/lpc.py), and the synthesis filter makes speech
     # of its samples. 0: the network models the audio itself.
     lpc_order: int = 0
+    # Sampling temperature: generation samples from softmax(logits / temperature). Below 1 it
+    # draws fewer unlikely classes, which an undertrained network hears as noise. Folded into
+    # the output layer of the weights every kernel takes (`export_weights`), so each backend
+    # still equals the reference; training never sees it.
+    temperature: float = 1.0
 
     def __post_init__(self):
         # JSON has no tuples; accept a list so that from_dict(to_dict()) round-trips.
@@ -80,6 +85,8 @@ class WaveNetConfig(JsonConfig):
             raise ValueError(f"WaveNetConfig.n_classes must be 256 (8-bit mu-law), got {self.n_classes}")
         if not 0.0 <= self.pre_emphasis < 1.0:
             raise ValueError(f"WaveNetConfig.pre_emphasis must be in [0, 1), got {self.pre_emphasis}")
+        if not 0.0 < self.temperature <= 10.0:
+            raise ValueError(f"WaveNetConfig.temperature must be in (0, 10], got {self.temperature}")
         if self.lpc_order < 0:
             raise ValueError(f"WaveNetConfig.lpc_order must be >= 0, got {self.lpc_order}")
         if self.lpc_order and self.pre_emphasis:
@@ -277,8 +284,9 @@ class WaveNet(nn.Module):
             "skip_b": torch.stack([conv.bias for conv in self.skip]),  # (L, S)
             "out1_w": self.out1.weight[:, :, 0],  # (A, S)
             "out1_b": self.out1.bias,  # (A,)
-            "out2_w": self.out2.weight[:, :, 0],  # (n_classes, A)
-            "out2_b": self.out2.bias,  # (n_classes,)
+            # Divided by the sampling temperature: the logits come out already scaled.
+            "out2_w": self.out2.weight[:, :, 0] / self.config.temperature,  # (n_classes, A)
+            "out2_b": self.out2.bias / self.config.temperature,  # (n_classes,)
             "dilations": torch.tensor(self.config.dilations, dtype=torch.int32),  # (L,)
         }
 
@@ -400,7 +408,7 @@ class WaveNet(nn.Module):
                          z = tanh(h[:R]) * sigmoid(h[R:])
                          x = x + res_w[l] z + res_b[l];  skip += skip_w[l] z + skip_b[l]
             logits = out2_w relu(out1_w relu(skip) + out1_b) + out2_b
-        where x[t-d] is layer l's own input d samples ago (zero before the first sample), and
+        (out2 already divided by the config's sampling temperature) where x[t-d] is layer l's own input d samples ago (zero before the first sample), and
         the first previous class is START_CLASS.
         """
         out = {}
