@@ -452,6 +452,40 @@ def test_a_fault_on_one_rank_skips_the_step_on_every_rank(corpus, tmp_path):
     assert_same_weights(rank0, step4, atol=0)
 
 
+GROUP_FREED = """
+import sys, weakref
+import torch.distributed as dist
+from train.tasks.acoustic import AcousticTask
+from train.config import resolve_config
+from train.trainer import Trainer
+
+class Watched(AcousticTask):
+    group = None
+
+    def loss(self, model, batch):
+        if Watched.group is None:
+            Watched.group = weakref.ref(dist.group.WORLD)
+        return super().loss(model, batch)
+
+train, task = resolve_config(AcousticTask, overrides={sets!r})
+trainer = Trainer(Watched(task), train, sys.argv[1], sys.argv[2])
+trainer.fit()
+assert Watched.group is not None and Watched.group() is None, "the process group outlived fit()"
+"""
+
+
+def test_fit_frees_the_process_group_it_created(corpus, tmp_path):
+    # A group still referenced at exit is torn down while the interpreter shuts down, where gloo's
+    # teardown can abort a process whose run succeeded. The trainer is kept: close() must free it.
+    script = tmp_path / "group_freed.py"
+    script.write_text(GROUP_FREED.format(sets=COMMON + ACOUSTIC + ["max_steps=1"]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+                           str(script), str(corpus), str(tmp_path / "run")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 # --- faults and learning -----------------------------------------------------------------------
 
 class NanAtStep2(AcousticTask):

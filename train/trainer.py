@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import json
 import math
 import os
@@ -102,6 +103,11 @@ def setup_distributed(device: str = "auto") -> DistInfo:
     else:
         dev = torch.device("cpu")
     if not dist.is_initialized():
+        # DDP imports torch._dynamo, and with it torch.distributed.nn, whose functions take
+        # group.WORLD as a default argument. Imported after init_process_group, they would hold the
+        # default group for the rest of the process: destroy_process_group() could not free it, and
+        # its backend would be torn down only while the interpreter shuts down (see `Trainer.close`).
+        from torch import _dynamo  # noqa: F401
         dist.init_process_group("nccl" if use_cuda else "gloo", device_id=dev if use_cuda else None)
     return DistInfo(rank, world, local_rank, dev)
 
@@ -555,6 +561,16 @@ class Trainer:
                 thing.close()
         self.progress = self.writer = self.log = self.eval_log = None
         if self._owns_group and dist.is_initialized():
+            # The group is freed (its backend's worker threads joined, its connections closed) when
+            # its last reference goes. DDP's reducer holds one: drop it first, so that this happens
+            # here, after every collective has completed on this rank, and not while the
+            # interpreter shuts down, where gloo's teardown can abort the process
+            # ("terminate called without an active exception").
+            forward = getattr(self, "forward", None)
+            if isinstance(forward, torch.nn.parallel.DistributedDataParallel):
+                self.forward = forward.module
+            del forward
+            gc.collect()
             dist.destroy_process_group()
             self._owns_group = False
 
