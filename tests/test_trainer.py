@@ -475,8 +475,9 @@ assert Watched.group is not None and Watched.group() is None, "the process group
 
 
 def test_fit_frees_the_process_group_it_created(corpus, tmp_path):
-    # A group still referenced at exit is torn down while the interpreter shuts down, where gloo's
-    # teardown can abort a process whose run succeeded. The trainer is kept: close() must free it.
+    # A group that outlives fit() still has gloo worker threads while the interpreter shuts down,
+    # where one of them can abort a process whose run succeeded. The trainer is kept alive here:
+    # close() itself must free the group.
     script = tmp_path / "group_freed.py"
     script.write_text(GROUP_FREED.format(sets=COMMON + ACOUSTIC + ["max_steps=1"]))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}

@@ -561,11 +561,11 @@ class Trainer:
                 thing.close()
         self.progress = self.writer = self.log = self.eval_log = None
         if self._owns_group and dist.is_initialized():
-            # The group is freed (its backend's worker threads joined, its connections closed) when
-            # its last reference goes. DDP's reducer holds one: drop it first, so that this happens
-            # here, after every collective has completed on this rank, and not while the
-            # interpreter shuts down, where gloo's teardown can abort the process
-            # ("terminate called without an active exception").
+            # Freeing the group joins its backend's worker threads. A gloo worker can let go of a
+            # finished collective's tensors after this rank has moved on, and that takes the GIL:
+            # during interpreter shutdown it would end the thread inside a destructor and abort the
+            # process ("terminate called without an active exception"). DDP's reducer holds the
+            # group, so it goes first, and the group is freed here, while that can still run.
             forward = getattr(self, "forward", None)
             if isinstance(forward, torch.nn.parallel.DistributedDataParallel):
                 self.forward = forward.module
