@@ -37,6 +37,56 @@ def random_inputs(batch: int = 2, seed: int = 1):
     return mel, audio, uniforms
 
 
+# ---- the training forward against the plain convolutional network ---------------------
+
+
+def conv_reference(model: WaveNet, audio_classes_in: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    """The network written as its definition reads, channel-major with conv1d throughout: the
+    upsampler repeats and smooths, each layer runs its dilated, residual and skip convolutions
+    one by one. `WaveNet.forward` must give the same logits and gradients."""
+    import torch.nn.functional as F
+
+    h = F.leaky_relu(model.frame_conv(mel.transpose(1, 2)), 0.2)  # (B, C_cond, T_frames)
+    for scale, conv in zip(model.config.upsample_scales, model.upsample_convs):
+        h = conv(F.pad(torch.repeat_interleave(h, scale, dim=2), (scale, scale), mode="replicate"))
+    x = model.embedding(audio_classes_in).transpose(1, 2)  # (B, R, T)
+    R, skip = model.config.residual_channels, 0
+    for l, d in enumerate(model.config.dilations):
+        g = model.dilated[l](F.pad(x, (d, 0))) + model.cond_proj[l](h)  # (B, 2R, T)
+        z = torch.tanh(g[:, :R]) * torch.sigmoid(g[:, R:])
+        skip = skip + model.skip[l](z)
+        x = x + model.res[l](z)
+    return model.out2(F.relu(model.out1(F.relu(skip)))).transpose(1, 2)  # (B, T, n_classes)
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_training_forward_and_gradients_equal_the_convolutional_network(frames):
+    torch.manual_seed(0)
+    # Upsampling with three stages, a dilation longer than the crop, and a smoothing that is
+    # not the initial moving average: every place where the reformulation could slip shows.
+    config = WaveNetConfig(n_layers=5, residual_channels=8, skip_channels=16, output_channels=16,
+                           max_dilation=512, cond_channels=8, upsample_scales=(2, 5, 20))
+    model = WaveNet(config)
+    with torch.no_grad():
+        for conv in model.upsample_convs:
+            conv.weight.normal_()
+    mel = torch.rand(2, frames, 80)
+    audio = torch.randint(0, 256, (2, frames * 200))
+    inputs = teacher_inputs(audio)
+    expected = conv_reference(model, inputs, mel)
+    got = model(inputs, mel)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    weights = torch.randn_like(expected)  # a loss that weighs every logit differently
+    params = list(model.parameters())
+    grads = torch.autograd.grad((expected * weights).sum(), params, allow_unused=True)
+    new_grads = torch.autograd.grad((got * weights).sum(), params, allow_unused=True)
+    for (name, p), g, n in zip(model.named_parameters(), grads, new_grads):
+        # The last layer's residual conv feeds nothing, in both: no gradient at all.
+        assert (g is None) == (n is None) == name.startswith(f"res.{config.n_layers - 1}."), name
+        if g is not None:
+            torch.testing.assert_close(n, g, atol=1e-4, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+
+
 # ---- incremental vs teacher-forced ------------------------------------------------------
 
 
@@ -341,7 +391,7 @@ def test_upsample_frames_matches_whole_utterance():
         mel = torch.rand(1, 23, 80)
         whole = model.upsample(mel)
         pieces = [model.upsample_frames(mel, a, b) for a, b in [(0, 1), (1, 8), (8, 9), (9, 20), (20, 23)]]
-        torch.testing.assert_close(torch.cat(pieces, dim=2), whole, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(torch.cat(pieces, dim=1), whole, atol=1e-5, rtol=1e-5)
         # Too little context would show: a window without margin differs at its edges.
-        assert not torch.allclose(model.upsample(mel[:, 8:9]), whole[:, :, 1600:1800], atol=1e-5)
+        assert not torch.allclose(model.upsample(mel[:, 8:9]), whole[:, 1600:1800], atol=1e-5)
         torch.testing.assert_close(model.project(whole), model.conditioning(mel))
