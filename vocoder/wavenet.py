@@ -116,6 +116,16 @@ class WaveNetConfig(JsonConfig):
 
 
 
+def _gate(h: torch.Tensor, R: int) -> torch.Tensor:
+    """The gated unit tanh(h[..., :R]) * sigmoid(h[..., R:]), with tanh(a) = 2 sigmoid(2a) - 1:
+    one sigmoid over all 2R channels, because PyTorch's CPU tanh is several times slower
+    than its sigmoid."""
+    scale = torch.ones(2 * R, dtype=h.dtype, device=h.device)
+    scale[:R] = 2.0
+    s = torch.sigmoid(h * scale)  # (..., 2R)
+    return (2.0 * s[..., :R] - 1.0) * s[..., R:]
+
+
 def _polyphase(weight: torch.Tensor, scale: int) -> torch.Tensor:
     """A depthwise (2 * scale + 1)-tap filter (C, 2 * scale + 1) run over steps repeated `scale`
     times -> its (C, scale, 3) equivalent on the steps before the repeat: output phase p of
@@ -279,7 +289,7 @@ class WaveNet(nn.Module):
             taps = self.dilated[l].weight  # (2R, R, 2): tap 0 x[t-d], tap 1 x[t]
             h = F.linear(torch.cat([past, x], dim=-1), torch.cat([taps[:, :, 0], taps[:, :, 1]], dim=1),
                          self.dilated[l].bias) + F.linear(up, self.cond_proj[l].weight[:, :, 0])  # (B, T, 2R)
-            z = torch.tanh(h[..., :R]) * torch.sigmoid(h[..., R:])  # (B, T, R)
+            z = _gate(h, R)  # (B, T, R)
             gated.append(z)
             if l < L - 1:  # the last layer's residual output feeds nothing
                 x = x + F.linear(z, self.res[l].weight[:, :, 0], self.res[l].bias)  # (B, T, R)
