@@ -3,6 +3,7 @@ the CPU, starting a run from a shipped voice, the acoustic model's exposure-bias
 pre-emphasis in the vocoder."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from test_trainer import ACOUSTIC, COMMON, VOCODER, corpus, fit  # noqa: F401 (c
 from voices import TINY_VOCODER, make_tiny_voice
 
 from train.__main__ import main
-from train.config import resolve_config
+from train.config import config_dict, resolve_config
 from train.tasks import get_task
 from train.tasks.acoustic import AcousticTask
 from train.tasks.vocoder import Crops
@@ -27,7 +28,7 @@ from vocoder.wavenet import WaveNet, model_to_signal, signal_to_model
 def test_cpu_presets_size_the_schedule(capsys):
     assert main(["vocoder", "--data", ".", "--out", "x", "--preset", "cpu", "--print-config"]) == 0
     printed = capsys.readouterr().out
-    assert '"warmup_steps": 200' in printed and '"cpu_bf16": true' in printed
+    assert '"warmup_steps": 200' in printed and '"cpu_format": "auto"' in printed
     assert main(["acoustic", "--data", ".", "--out", "x", "--preset", "cpu", "--set", "warmup_steps=7",
                  "--print-config"]) == 0
     assert '"warmup_steps": 7' in capsys.readouterr().out  # --set still wins over the preset
@@ -38,12 +39,61 @@ def test_cpu_presets_size_the_schedule(capsys):
 
 def test_cpu_bf16_autocasts_and_still_trains(corpus, tmp_path):
     cls = get_task("vocoder")
-    train_config, task_config = resolve_config(cls, overrides=[*COMMON, *VOCODER, "max_steps=3", "cpu_bf16=true"])
+    train_config, task_config = resolve_config(cls, overrides=[*COMMON, *VOCODER, "max_steps=3", "cpu_format=bf16"])
     trainer = Trainer(cls(task_config), train_config, corpus, tmp_path / "run")
     record = trainer.fit()
     with trainer.autocast():
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
     assert record["step"] == 3 and np.isfinite(record["loss"]) and record["skipped_total"] == 0
+
+
+def test_cpu_format_auto_measures_once_then_reads_the_cache(corpus, tmp_path, capsys):
+    from train import precision
+
+    cls = get_task("vocoder")
+    train_config, task_config = resolve_config(cls, overrides=[*COMMON, *VOCODER, "max_steps=1"])
+    assert train_config.cpu_format == "auto"
+    Trainer(cls(task_config), train_config, corpus, tmp_path / "first").fit()
+    said = capsys.readouterr().err
+    assert "cpu format: " in said and "measured, cached in" in said
+    entries = json.loads(precision.cache_path().read_text())
+    key = precision.cache_key("vocoder", config_dict(task_config))
+    entry = entries[key]
+    assert entry["fp32"] > 0 and entry["bf16"] > 0
+    assert entry["format"] == ("bf16" if entry["bf16"] < precision.MARGIN * entry["fp32"] else "fp32")
+    # The second run does not measure: a cached choice of bf16 is taken as it stands.
+    entries[key] = {**entry, "format": "bf16"}
+    precision.cache_path().write_text(json.dumps(entries))
+    trainer = Trainer(cls(task_config), train_config, corpus, tmp_path / "second")
+    trainer.fit()
+    assert f"cached in {precision.cache_path()}" in capsys.readouterr().err
+    with trainer.autocast():
+        assert torch.is_autocast_enabled("cpu")
+
+
+def test_choose_cpu_format_picks_the_faster_and_keeps_the_rng(tmp_path, monkeypatch):
+    from train import precision
+
+    model = torch.nn.Linear(4, 4)
+    loss = lambda: model(torch.ones(2, 4)).square().sum()  # noqa: E731
+    for bf16_seconds, expected in ((0.5, "bf16"), (0.95, "fp32"), (3.0, "fp32")):
+        monkeypatch.setattr(precision, "measure", lambda *_: {"fp32": 1.0, "bf16": bf16_seconds})
+        fmt, why = precision.choose_cpu_format("t", {"bf16": bf16_seconds}, loss, model, tmp_path / "c.json")
+        assert fmt == expected and f"cpu format: {expected}" in why
+    monkeypatch.undo()
+    state = torch.get_rng_state()
+    times = precision.measure(loss, model)
+    assert set(times) == {"fp32", "bf16"} and torch.equal(torch.get_rng_state(), state)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_nominal_peak_follows_the_flags():
+    from train.precision import nominal_peak
+
+    avx2 = nominal_peak({"avx2", "fma"}, 1e9)
+    assert avx2 == {"fp32": 32e9, "bf16": 32e9}
+    assert nominal_peak({"avx2", "avx512f", "avx512_bf16"}, 1e9) == {"fp32": 64e9, "bf16": 128e9}
+    assert nominal_peak({"avx512f", "amx_bf16"}, 1e9)["bf16"] == 2048e9
 
 
 def test_init_starts_a_new_run_from_a_voice(corpus, tmp_path, capsys):

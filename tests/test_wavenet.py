@@ -40,25 +40,6 @@ def random_inputs(batch: int = 2, seed: int = 1):
 # ---- the training forward against the plain convolutional network ---------------------
 
 
-def conv_reference(model: WaveNet, audio_classes_in: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
-    """The network written as its definition reads, channel-major with conv1d throughout: the
-    upsampler repeats and smooths, each layer runs its dilated, residual and skip convolutions
-    one by one. `WaveNet.forward` must give the same logits and gradients."""
-    import torch.nn.functional as F
-
-    h = F.leaky_relu(model.frame_conv(mel.transpose(1, 2)), 0.2)  # (B, C_cond, T_frames)
-    for scale, conv in zip(model.config.upsample_scales, model.upsample_convs):
-        h = conv(F.pad(torch.repeat_interleave(h, scale, dim=2), (scale, scale), mode="replicate"))
-    x = model.embedding(audio_classes_in).transpose(1, 2)  # (B, R, T)
-    R, skip = model.config.residual_channels, 0
-    for l, d in enumerate(model.config.dilations):
-        g = model.dilated[l](F.pad(x, (d, 0))) + model.cond_proj[l](h)  # (B, 2R, T)
-        z = torch.tanh(g[:, :R]) * torch.sigmoid(g[:, R:])
-        skip = skip + model.skip[l](z)
-        x = x + model.res[l](z)
-    return model.out2(F.relu(model.out1(F.relu(skip)))).transpose(1, 2)  # (B, T, n_classes)
-
-
 @pytest.mark.parametrize("frames", [1, 3])
 def test_training_forward_and_gradients_equal_the_convolutional_network(frames):
     torch.manual_seed(0)
@@ -73,7 +54,7 @@ def test_training_forward_and_gradients_equal_the_convolutional_network(frames):
     mel = torch.rand(2, frames, 80)
     audio = torch.randint(0, 256, (2, frames * 200))
     inputs = teacher_inputs(audio)
-    expected = conv_reference(model, inputs, mel)
+    expected = model.forward_reference(inputs, mel)
     got = model(inputs, mel)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     weights = torch.randn_like(expected)  # a loss that weighs every logit differently

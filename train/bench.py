@@ -50,8 +50,47 @@ def make_corpus(root: Path, clips: int, seconds: float, seed: int = 0) -> Path:
 
 
 # Ways to run the same training step: the trainer's settings for each.
-VARIANTS = {"fp32": [], "bf16": ["cpu_bf16=true", "bf16=true"], "compile": ["compile=true"],
-            "bf16+compile": ["cpu_bf16=true", "bf16=true", "compile=true"]}
+VARIANTS = {"fp32": ["cpu_format=fp32"], "bf16": ["cpu_format=bf16", "bf16=true"],
+            "compile": ["cpu_format=fp32", "compile=true"],
+            "bf16+compile": ["cpu_format=bf16", "bf16=true", "compile=true"],
+            # The vocoder's training forward as the network's definition reads (conv1d,
+            # channel-major): the baseline its time-major forward is measured against.
+            "reference-fp32": ["cpu_format=fp32", "forward=reference"],
+            "reference-bf16": ["cpu_format=bf16", "bf16=true", "forward=reference"]}
+ONLY = {"reference-fp32": {"vocoder"}, "reference-bf16": {"vocoder"}}
+
+
+def vocoder_training_flops_per_sample() -> int:
+    """FLOPs of one training sample of the default WaveNet: the forward (the kernels' count
+    per sample, plus every layer's conditioning projection, the 3-tap upsampling phases and
+    the frame convolution's share) and a backward of twice that."""
+    from kernels.bench import flops_per_sample
+    from vocoder.wavenet import WaveNetConfig
+
+    c = WaveNetConfig()
+    forward = (flops_per_sample(c) + 2 * c.n_layers * 2 * c.residual_channels * c.cond_channels
+               + 2 * 3 * c.cond_channels * len(c.upsample_scales)
+               + 2 * 3 * c.n_mels * c.cond_channels / c.hop_length)
+    return int(3 * forward)
+
+
+def cpu_peaks() -> tuple[str, dict[str, float], dict[str, float]]:
+    """(the CPU in words, one core's nominal FLOP/s per format from its flags and clock,
+    the same measured: a 1024^3 matrix product in torch, one thread)."""
+    import torch
+
+    from kernels.bench import _fast_time
+    from train.precision import FLAGS, clock_hz, cpu_name_and_flags, nominal_peak
+
+    name, flags = cpu_name_and_flags()
+    clock = clock_hz()
+    torch.set_num_threads(1)
+    measured = {}
+    for fmt, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        a, b = torch.rand(1024, 1024, dtype=dtype), torch.rand(1024, 1024, dtype=dtype)
+        measured[fmt] = 2 * 1024 ** 3 / _fast_time(lambda: torch.mm(a, b), 10)
+    words = f"{name}, {os.cpu_count()} cores at {clock / 1e9:.2f} GHz, flags {' '.join(f for f in FLAGS if f in flags)}"
+    return words, nominal_peak(flags, clock), measured
 
 
 def run(task: str, procs: int, threads: int, data: Path, out: Path, steps: int, variant: str = "fp32") -> list[dict]:
@@ -87,24 +126,38 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         p.error("--runs takes PROCESSESxTHREADS, e.g. 2x1")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"# {os.cpu_count()} CPU cores, load average {load:.2f} at start; {args.clips} synthetic clips of "
+    machine, nominal, measured = cpu_peaks()
+    print(f"# {machine}; load average {load:.2f} at start; {args.clips} synthetic clips of "
           f"~{args.seconds:g} s; default model configs; steps {args.warmup + 1}-{args.steps} timed")
+    print("# one core's peak, nominal (flags x clock) / measured (1024^3 matrix product): "
+          + ", ".join(f"{f} {nominal[f] / 1e9:.0f} / {measured[f] / 1e9:.0f} GFLOP/s" for f in nominal))
+    flops = vocoder_training_flops_per_sample()
+    print(f"# vocoder training: {flops / 1e6:.2f} MFLOP per sample (forward and backward)")
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         data = make_corpus(Path(tmp) / "corpus", args.clips, args.seconds)
         from train.data import FeatureCache
 
         FeatureCache(data).build(workers=os.cpu_count() or 1, progress=False)
-        print("| task | variant | processes x threads | global batch | step (s) | items/s | throughput |")
-        print("|---|---|---:|---:|---:|---:|---:|")
+        print("| task | variant | processes x threads | global batch | step (s) | items/s | throughput "
+              "| GFLOP/s per core | of nominal peak | of measured peak |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for task, variant, (procs, threads) in itertools.product(args.tasks, args.variants, runs):
+            if task not in ONLY.get(variant, {task}):
+                continue
             out = Path(tmp) / f"{task}-{variant}-{procs}x{threads}"
             log = run(task, procs, threads, data, out, args.steps, variant)[args.warmup:]
             seconds = sum(r["seconds"] for r in log)
             items = sum(r["items"] for r in log)
             units = sum(r["units"] for r in log)
             unit = "frames" if task == "acoustic" else "samples"
+            light = "| - | - | - |"
+            if task == "vocoder":
+                fmt = "bf16" if "bf16" in variant else "fp32"
+                per_core = flops * units / seconds / (procs * threads)
+                light = (f"| {per_core / 1e9:.1f} | {per_core / nominal[fmt]:.0%} | "
+                         f"{per_core / measured[fmt]:.0%} |")
             print(f"| {task} | {variant} | {procs} x {threads} | {BATCH[task]} | {seconds / len(log):.3f} | "
-                  f"{items / seconds:.1f} | {units / seconds:,.0f} {unit}/s |", flush=True)
+                  f"{items / seconds:.1f} | {units / seconds:,.0f} {unit}/s {light}", flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# load average {load:.2f} at the end")
     return 0

@@ -47,9 +47,10 @@ class TrainConfig:
     seed: int = 1234
     device: str = "auto"  # auto (the local GPU when there is one) | cpu | cuda
     bf16: bool = True  # autocast to bfloat16 on GPUs that support it
-    # ... and on the CPU: worth it where the cores have bf16 arithmetic (AVX-512 BF16, AMX),
-    # ~1.7x for the vocoder on Zen 4; off by default because older CPUs only emulate it.
-    cpu_bf16: bool = False
+    # On the CPU: fp32, bf16 (autocast), or auto: whichever one probe step of the task measures
+    # faster on this CPU (train/precision.py). bf16 pays where the cores have bf16 arithmetic
+    # (AVX-512 BF16, AMX) and costs several times over where they only emulate it (AVX2).
+    cpu_format: str = "auto"
     compile: bool = False  # torch.compile the task's forward and loss (fixed-shape tasks gain most)
 
     def __post_init__(self):
@@ -72,6 +73,8 @@ class TrainConfig:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
         if not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError(f"betas must be in [0, 1), got {self.betas}")
+        if self.cpu_format not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"cpu_format must be auto, fp32 or bf16, got {self.cpu_format!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.batch_size % self.accumulation_steps:

@@ -30,6 +30,7 @@ import math
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -297,7 +298,7 @@ class Trainer:
         if info.device.type == "cuda":
             use_bf16 = c.bf16 and torch.cuda.is_bf16_supported()
         else:
-            use_bf16 = c.cpu_bf16
+            use_bf16 = self._cpu_format() == "bf16"
         kind = info.device.type
         self.autocast = (lambda: torch.autocast(kind, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
 
@@ -313,6 +314,28 @@ class Trainer:
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if self.step else None)
             self.progress = tqdm(total=c.max_steps, initial=self.step, desc=getattr(task, "name", "train"),
                                  unit="step", dynamic_ncols=True)
+
+    def _cpu_format(self) -> str:
+        """fp32 or bf16 on the CPU: as configured, or (auto) as rank 0 measures it on this
+        machine with the task's own loss, once (train/precision.py), for every rank alike."""
+        c, info = self.config, self.info
+        if c.cpu_format != "auto":
+            return c.cpu_format
+        choice = 0.0
+        if info.is_main:
+            from train.precision import choose_cpu_format
+
+            items = [self.train_set[i] for i in range(min(2, len(self.train_set)))]
+            probe = _to_device(self.task.collate(items), info.device)
+            fmt, why = choose_cpu_format(getattr(self.task, "name", type(self.task).__name__), config_dict(self.task.config),
+                                         lambda: self.task.loss(self.model, probe)[0], self.model)
+            print(why, file=sys.stderr, flush=True)
+            choice = 1.0 if fmt == "bf16" else 0.0
+        if info.distributed:
+            flag = torch.tensor([choice], device=info.device)
+            dist.broadcast(flag, src=0)
+            choice = flag.item()
+        return "bf16" if choice else "fp32"
 
     def _init_from_voice(self) -> None:
         """Start a new run from the weights of the task's model in a voice folder (the

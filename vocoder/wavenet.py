@@ -299,10 +299,29 @@ class WaveNet(nn.Module):
         hidden = F.relu(F.linear(F.relu(skip), self.out1.weight[:, :, 0], self.out1.bias))  # (B, T, A)
         return F.linear(hidden, self.out2.weight[:, :, 0], self.out2.bias)  # (B, T, n_classes)
 
-    def loss(self, audio_classes: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    def forward_reference(self, audio_classes_in: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        """`forward` written as the network's definition reads, channel-major (B, C, T) with
+        conv1d throughout: the upsampler repeats and smooths, each layer runs its dilated,
+        residual and skip convolutions one by one. The reference `forward` is tested against
+        (logits and gradients), and the baseline `python -m train.bench` measures it by."""
+        h = F.leaky_relu(self.frame_conv(mel.transpose(1, 2)), 0.2)  # (B, C_cond, T_frames)
+        for scale, conv in zip(self.config.upsample_scales, self.upsample_convs):
+            h = conv(F.pad(torch.repeat_interleave(h, scale, dim=2), (scale, scale), mode="replicate"))
+        x = self.embedding(audio_classes_in).transpose(1, 2)  # (B, R, T)
+        R, skip = self.config.residual_channels, 0
+        for l, d in enumerate(self.config.dilations):
+            g = self.dilated[l](F.pad(x, (d, 0))) + self.cond_proj[l](h)  # (B, 2R, T)
+            z = torch.tanh(g[:, :R]) * torch.sigmoid(g[:, R:])  # (B, R, T)
+            skip = skip + self.skip[l](z)  # (B, S, T)
+            x = x + self.res[l](z)  # (B, R, T)
+        return self.out2(F.relu(self.out1(F.relu(skip)))).transpose(1, 2)  # (B, T, n_classes)
+
+    def loss(self, audio_classes: torch.Tensor, mel: torch.Tensor, reference: bool = False) -> torch.Tensor:
         """Mean cross-entropy of predicting each sample from the ones before: audio_classes
-        (B, T) int64, mel (B, T / hop_length, n_mels) -> scalar."""
-        logits = self(teacher_inputs(audio_classes), mel)  # (B, T, n_classes)
+        (B, T) int64, mel (B, T / hop_length, n_mels) -> scalar. ``reference``: through
+        `forward_reference` (the same numbers, slower)."""
+        forward = self.forward_reference if reference else self.forward
+        logits = forward(teacher_inputs(audio_classes), mel)  # (B, T, n_classes)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), audio_classes.reshape(-1))
 
     # ---- reference incremental generation ---------------------------------------------

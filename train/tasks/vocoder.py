@@ -34,11 +34,17 @@ class VocoderTaskConfig:
     sample_frames: int = 8  # the evaluation's generated sample: the reference generator is slow
     cache_dir: str = ""  # feature cache; "" puts it in the data folder's .cache
     trim_db: float | None = 40.0  # see AcousticTaskConfig
+    # The training forward: "time-major" (WaveNet.forward, matrix products over all samples)
+    # or "reference" (WaveNet.forward_reference, conv1d as the definition reads; the same
+    # numbers, slower: the baseline train.bench compares against).
+    forward: str = "time-major"
 
     def __post_init__(self):
         for name in ("segment_frames", "eval_clips", "sample_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.forward not in ("time-major", "reference"):
+            raise ValueError(f"forward must be time-major or reference, got {self.forward!r}")
         if self.model.n_mels != DEFAULT_AUDIO.n_mels or self.model.hop_length != DEFAULT_AUDIO.hop_length:
             raise ValueError(f"model.n_mels and model.hop_length must match the audio config "
                              f"({DEFAULT_AUDIO.n_mels}, {DEFAULT_AUDIO.hop_length}), got "
@@ -116,7 +122,7 @@ class VocoderTask(Task):
         return batch["classes"].numel()
 
     def loss(self, model: WaveNet, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
-        return model.loss(batch["classes"], batch["mel"]), {}
+        return model.loss(batch["classes"], batch["mel"], reference=self.config.forward == "reference"), {}
 
     @torch.no_grad()
     def evaluate(self, model: WaveNet, batches: Iterable[dict[str, torch.Tensor]], writer, step: int
