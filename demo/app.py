@@ -155,6 +155,17 @@ def check_request(text: str, seed, rate, backend: str, synths: dict, max_chars: 
     return text, seed, rate
 
 
+def describe(synth) -> str:
+    """The loaded voice's models in words, for the page's heading."""
+    from tts.parallel_model import ParallelModel
+
+    acoustic = ("parallel acoustic model (predicted durations)" if isinstance(synth.acoustic, ParallelModel)
+                else "attention acoustic model")
+    vocoder = ("Griffin-Lim (phase from the mel alone)" if synth.backend == "griffin-lim"
+               else f"autoregressive WaveNet vocoder ({synth.backend} kernel)")
+    return f"{acoustic} + {vocoder}"
+
+
 def speak(synth, text: str, seed: int, rate: float) -> Iterator[Update]:
     """Stream one request: an Update per audio chunk, pictures when a sentence finishes.
 
@@ -255,9 +266,10 @@ def build_app(synths: dict, max_chars: int = MAX_CHARS):
             updates = speak(synths[backend], text, seed, rate)
             first = next(updates, None)  # a text with nothing to say fails here, before any output
         except (DemoInputError, NothingToSpeakError) as e:
-            raise gr.Error(str(e)) from None
+            # The user's mistake, shown on the page: not a fault for the console's log.
+            raise gr.Error(str(e), print_exception=False) from None
         if first is None:
-            raise gr.Error("the text holds nothing that can be said aloud")
+            raise gr.Error("the text holds nothing that can be said aloud", print_exception=False)
         pieces, update = [], first
         while update is not None:
             pieces.append(update.audio)
@@ -271,7 +283,7 @@ def build_app(synths: dict, max_chars: int = MAX_CHARS):
 
     with gr.Blocks(title="Text to speech", analytics_enabled=False) as app:
         gr.Markdown("# Text to speech\nEnglish text in, 16 kHz speech out, streamed as it is "
-                    "generated: attention acoustic model + autoregressive WaveNet vocoder.")
+                    f"generated: {describe(next(iter(synths.values())))}.")
         with gr.Row():
             with gr.Column():
                 text = gr.Textbox(label="Text", lines=5, value=EXAMPLES[0],
@@ -289,7 +301,7 @@ def build_app(synths: dict, max_chars: int = MAX_CHARS):
                                 interactive=False, elem_id="full-audio")
                 timing = gr.Markdown()
         mel = gr.Image(label="Mel spectrogram", type="numpy", format="png", interactive=False)
-        alignment = gr.Image(label="Attention alignment", type="numpy", format="png", interactive=False)
+        alignment = gr.Image(label="Alignment", type="numpy", format="png", interactive=False)
         button.click(generate, inputs=[text, seed, rate, backend],
                      outputs=[streamed, full, mel, alignment, timing], api_name="generate")
     return app

@@ -84,6 +84,10 @@ def test_seed_and_rate(synth):
         synth.synthesize("Hi there.", rate=3)
     with pytest.raises(NothingToSpeakError):
         synth.synthesize("?!  ...")
+    for seed in (-1, 2 ** 63, 1.5, "3", True):
+        with pytest.raises(ValueError, match=r"seed must be an integer from 0 to 9223372036854775807"):
+            next(synth.stream("Hi there.", seed=seed))
+    synth.synthesize("Hi.", seed=np.int64(2 ** 63 - 1))  # the largest seed, as numpy gives it
 
 
 def test_synthesize_to_file(synth, tmp_path):
@@ -169,6 +173,8 @@ def test_load_errors(tmp_path):
         Synthesizer.load(tmp_path / "nowhere")
     with pytest.raises(SynthesisError, match="unknown device"):
         Synthesizer.load(make_tiny_voice(tmp_path / "v"), device="tpu")
+    with pytest.raises(SynthesisError, match="unknown vocoder 'bogus'; choose from auto, torch, numba, cuda, griffin-lim"):
+        Synthesizer.load(tmp_path / "v", vocoder="bogus")
     if not __import__("torch").cuda.is_available():
         with pytest.raises(SynthesisError, match="no CUDA GPU"):
             Synthesizer.load(tmp_path / "v", device="cuda")

@@ -19,6 +19,20 @@ def voice(tmp_path_factory):
     return make_tiny_voice(tmp_path_factory.mktemp("voice") / "tiny")
 
 
+@pytest.fixture(scope="module")
+def gl_voice(voice, tmp_path_factory):
+    """The tiny voice, naming Griffin-Lim its default vocoder (as the bundled voice may)."""
+    import json
+    import shutil
+
+    copy = tmp_path_factory.mktemp("gl") / "tiny-gl"
+    shutil.copytree(voice, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["default_vocoder"] = "griffin-lim"
+    (copy / "config.json").write_text(json.dumps(config))
+    return copy
+
+
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 # The CLI with a gate in front of its vocoder: before the vocoder's second chunk it says
 # "gate" on stderr and waits for a line on stdin: "go" lets it run on, "fail" makes the
@@ -136,7 +150,7 @@ def test_raw_pcm_arrives_before_the_sentence_is_done(voice, tmp_path):
     np.testing.assert_array_equal(pcm, sf.read(wav, dtype="int16")[0])
 
 
-@pytest.mark.parametrize("how", ["vocoder error", "SIGINT"])
+@pytest.mark.parametrize("how", ["vocoder error", "SIGINT", "SIGTERM", "SIGHUP"])
 def test_a_stream_stopped_midway_leaves_no_file(voice, tmp_path, how):
     folder = tmp_path / "out"
     folder.mkdir()
@@ -146,8 +160,8 @@ def test_a_stream_stopped_midway_leaves_no_file(voice, tmp_path, how):
         wait_for_gate(proc)
         # Midway: the first chunk is in the temporary file beside the target.
         assert [p.name for p in folder.iterdir() if p.name.endswith(".part")] and not out.exists()
-        if how == "SIGINT":
-            proc.send_signal(signal.SIGINT)
+        if how.startswith("SIG"):
+            proc.send_signal(getattr(signal, how))
         else:
             proc.stdin.write(b"fail\n")
             proc.stdin.flush()
@@ -158,6 +172,9 @@ def test_a_stream_stopped_midway_leaves_no_file(voice, tmp_path, how):
     err = err.decode()
     if how == "SIGINT":
         assert proc.returncode == 130 and err.strip().splitlines()[-1] == "synthesize: interrupted", err
+    elif how.startswith("SIG"):
+        signum = getattr(signal, how)
+        assert proc.returncode == 128 + signum and err.strip().splitlines()[-1] == f"synthesize: stopped by {how}", err
     else:
         assert proc.returncode != 0 and "the vocoder failed" in err, err
     assert list(folder.iterdir()) == [], "a partial or temporary file was left"
@@ -191,8 +208,14 @@ def test_list_backends():
     ("cuda absent", 1, "no CUDA GPU"),
     ("broken voice", 1, "config.json"),
     ("missing voice", 1, "not found"),
+    ("negative seed", 2, "--seed: seed must be an integer from 0"),
+    ("output is a folder", 2, "is a folder"),
+    ("unwritable folder", 2, "cannot write"),
+    ("random bytes", 2, "the text is mostly not speakable"),
+    ("unknown device", 1, "unknown device 'tpu'"),
+    ("bf16 where the voice speaks through griffin-lim", 1, "--vocoder numba"),
 ])
-def test_bad_input_one_line_and_exit_code(voice, tmp_path, case, code, message):
+def test_bad_input_one_line_and_exit_code(voice, gl_voice, tmp_path, case, code, message):
     out = tmp_path / "out.wav"
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -208,11 +231,44 @@ def test_bad_input_one_line_and_exit_code(voice, tmp_path, case, code, message):
         "cuda absent": ["Hello.", "-o", out, "--voice", voice, "--device", "cuda"],
         "broken voice": ["Hello.", "-o", out, "--voice", broken],
         "missing voice": ["Hello.", "-o", out, "--voice", tmp_path / "nowhere"],
+        "negative seed": ["Hello.", "-o", out, "--voice", voice, "--seed", "-1"],
+        "output is a folder": ["Hello.", "-o", tmp_path / "folder.wav", "--voice", voice],
+        "unwritable folder": ["Hello.", "-o", "/proc/out.wav", "--voice", voice],
+        "random bytes": ["-o", out, "--voice", voice],
+        "unknown device": ["Hello.", "-o", out, "--voice", voice, "--device", "tpu"],
+        "bf16 where the voice speaks through griffin-lim": ["Hello.", "-o", out, "--voice", gl_voice,
+                                                            "--weights", "bf16"],
     }[case]
     if case == "cuda absent" and __import__("torch").cuda.is_available():
         pytest.skip("a GPU is present")
-    r = synthesize(*args, stdin=subprocess.DEVNULL)
+    (tmp_path / "folder.wav").mkdir()
+    if case == "unwritable folder" and not os.path.isdir("/proc"):
+        pytest.skip("no /proc here")
+    if case == "random bytes":
+        r = synthesize(*args, input=np.random.default_rng(0).integers(0, 256, 2000, dtype=np.uint8).tobytes())
+    else:
+        r = synthesize(*args, stdin=subprocess.DEVNULL)
     err = r.stderr.decode().strip()
     assert r.returncode == code, err
     assert len(err.splitlines()) == 1 and message in err and "Traceback" not in err
     assert not out.exists() and not list(tmp_path.glob("*.part"))
+
+
+def test_text_with_some_unspeakable_characters_speaks_with_one_warning(voice, tmp_path):
+    out = tmp_path / "out.wav"
+    r = synthesize("Hello \U0001F600 world.", "-o", out, "--voice", voice)
+    err = r.stderr.decode().strip()
+    assert r.returncode == 0 and out.exists(), err
+    assert err.splitlines() == ["synthesize: warning: skipping 1 character(s) with no English reading: "
+                                "'\U0001F600' (U+1F600)"]
+
+
+def test_help_and_usage_errors_answer_without_importing_torch(tmp_path):
+    script = ("import sys\nfrom tts import cli\n"
+              "code = cli.main(sys.argv[1:])\n"
+              "assert 'torch' not in sys.modules, 'torch was imported'\n"
+              "sys.exit(code)\n")
+    for args, code in ((["--help"], 0), (["Hello.", "--seed", "-1"], 2), (["Hello.", "--rate", "9"], 2),
+                       (["Hello.", "-o", str(tmp_path / "no" / "x.wav")], 2)):
+        r = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, timeout=60, env=ENV)
+        assert r.returncode == code, r.stderr.decode()

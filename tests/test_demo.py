@@ -231,7 +231,8 @@ def test_a_request_past_the_queue_bound_is_refused_at_once(served, synth):
 
 
 @needs_ffmpeg
-def test_refused_requests_say_why(server, synth):
+def test_refused_requests_say_why(served, synth):
+    server, hold = served
     client = _client(server)
     with pytest.raises(AppError, match="2001 characters long.*at most 2000"):
         client.predict("a" * 2001, 0, 1.0, synth.backend, api_name="/generate")
@@ -239,8 +240,19 @@ def test_refused_requests_say_why(server, synth):
         client.predict("?! ...", 0, 1.0, synth.backend, api_name="/generate")
     with pytest.raises(AppError, match="type some text"):
         client.predict("   ", 0, 1.0, synth.backend, api_name="/generate")
-    with pytest.raises(AppError, match=r"greater than maximum value 2\.0"):  # the slider checks it
+    # The user's mistakes are told on the page, not logged as faults in the console.
+    log = (hold.parent / "server.log").read_text()
+    assert "Traceback" not in log, log
+    with pytest.raises(AppError, match=r"greater than maximum value 2\.0"):  # gradio's slider checks it
         client.predict("Hi.", 0, 3.0, synth.backend, api_name="/generate")
+
+
+@needs_ffmpeg
+def test_the_heading_names_the_loaded_models(server, synth):
+    from demo.app import describe
+
+    assert describe(synth) == "attention acoustic model + autoregressive WaveNet vocoder (numba kernel)"
+    assert describe(synth) in _fetch(f"{server}config").decode()
 
 
 def test_missing_voice_is_one_line_and_exit_code_1(tmp_path):

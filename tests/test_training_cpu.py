@@ -71,6 +71,17 @@ def test_cpu_format_auto_measures_once_then_reads_the_cache(corpus, tmp_path, ca
         assert torch.is_autocast_enabled("cpu")
 
 
+def test_settings_stored_before_cpu_format_still_load(tmp_path):
+    cls = get_task("vocoder")
+    stored = config_dict(resolve_config(cls)[0]) | config_dict(resolve_config(cls)[1])
+    stored.pop("cpu_format")
+    for legacy, expected in ((True, "bf16"), (False, "fp32")):
+        train_config, _ = resolve_config(cls, base={**stored, "cpu_bf16": legacy})
+        assert train_config.cpu_format == expected
+    (tmp_path / "old.json").write_text(json.dumps({"cpu_bf16": True}))
+    assert resolve_config(cls, file=tmp_path / "old.json")[0].cpu_format == "bf16"
+
+
 def test_choose_cpu_format_picks_the_faster_and_keeps_the_rng(tmp_path, monkeypatch):
     from train import precision
 

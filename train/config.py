@@ -189,6 +189,16 @@ def _deep_merge(base: dict, update: dict) -> dict:
     return out
 
 
+def _upgraded(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings as stored by an earlier version, in today's names: the boolean ``cpu_bf16``
+    became ``cpu_format``, so runs and files from before still resume and load."""
+    settings = dict(settings)
+    if "cpu_bf16" in settings:
+        legacy = settings.pop("cpu_bf16")
+        settings.setdefault("cpu_format", "bf16" if legacy in (True, "true") else "fp32")
+    return settings
+
+
 def resolve_config(task_cls: type[Task], base: dict[str, Any] | None = None,
                    file: str | os.PathLike | list | None = None,
                    overrides: list[str] = ()) -> tuple[TrainConfig, Any]:
@@ -207,7 +217,7 @@ def resolve_config(task_cls: type[Task], base: dict[str, Any] | None = None,
     if base is None:
         base = {**config_dict(build_config(TrainConfig, dict(task_cls.train_defaults))),
                 **config_dict(task_cls_config())}
-    merged = dict(base)
+    merged = _upgraded(base)
     for path in [Path(f) for f in (file if isinstance(file, (list, tuple)) else [file]) if f is not None]:
         try:
             loaded = json.loads(path.read_text(encoding="utf-8"))
@@ -218,7 +228,7 @@ def resolve_config(task_cls: type[Task], base: dict[str, Any] | None = None,
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path} must hold a JSON object of settings")
         loaded.pop("task", None)  # a copied RUN_DIR/config.json names its task
-        merged = _deep_merge(merged, loaded)
+        merged = _deep_merge(merged, _upgraded(loaded))
     for item in overrides:
         key, sep, text = item.partition("=")
         key = key.strip()

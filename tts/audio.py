@@ -20,10 +20,7 @@ import soundfile as sf
 import torch
 
 from tts.config import JsonConfig
-
-
-class AudioFileError(ValueError):
-    """An audio file that cannot be read or written."""
+from tts.errors import AudioFileError
 
 
 @dataclass(frozen=True)
@@ -91,6 +88,28 @@ def to_pcm16(audio: np.ndarray) -> np.ndarray:
     return np.round(np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
+def _temporary_beside(path: Path) -> str:
+    """An empty temporary file in the folder of ``path`` (so that a rename puts it in place
+    at once), or AudioFileError saying why none can be made there."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as e:
+        raise AudioFileError(f"cannot write {path}: {e.strerror or e}") from None
+    os.close(fd)
+    return tmp
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """AudioFileError unless an audio file can be written at ``path``: its folder exists, is
+    not a file, lets us create a file, and ``path`` itself is not a folder."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise AudioFileError(f"output folder does not exist: {path.parent}")
+    if path.is_dir():
+        raise AudioFileError(f"output {path} is a folder")
+    Path(_temporary_beside(path)).unlink(missing_ok=True)
+
+
 class AudioWriter:
     """Write 16-bit WAV or FLAC (by extension) piece by piece, atomically.
 
@@ -104,26 +123,32 @@ class AudioWriter:
         self.format = {".wav": "WAV", ".flac": "FLAC"}.get(self.path.suffix.lower())
         if self.format is None:
             raise AudioFileError(f"unsupported output format {self.path.suffix!r}: use .wav or .flac")
-        if not self.path.parent.is_dir():
-            raise AudioFileError(f"output folder does not exist: {self.path.parent}")
+        check_writable(self.path)
         self.sample_rate = sample_rate
 
     def __enter__(self) -> "AudioWriter":
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
-        os.close(fd)
-        os.chmod(self._tmp, FILE_MODE)  # mkstemp's 0600 would survive the rename
-        self._file = sf.SoundFile(self._tmp, "w", self.sample_rate, 1, subtype="PCM_16", format=self.format)
+        self._tmp = _temporary_beside(self.path)
+        try:
+            os.chmod(self._tmp, FILE_MODE)  # mkstemp's 0600 would survive the rename
+            self._file = sf.SoundFile(self._tmp, "w", self.sample_rate, 1, subtype="PCM_16", format=self.format)
+        except (OSError, sf.LibsndfileError) as e:
+            Path(self._tmp).unlink(missing_ok=True)
+            raise AudioFileError(f"cannot write {self.path}: {getattr(e, 'strerror', None) or e}") from None
         return self
 
     def write(self, audio: np.ndarray) -> None:
         self._file.write(to_pcm16(audio))
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._file.close()
-        if exc_type is None:
-            os.replace(self._tmp, self.path)
-        else:
-            Path(self._tmp).unlink(missing_ok=True)
+        try:
+            self._file.close()
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+        except OSError as e:
+            if exc_type is None:
+                raise AudioFileError(f"cannot write {self.path}: {e.strerror or e}") from None
+        finally:
+            Path(self._tmp).unlink(missing_ok=True)  # gone already once renamed into place
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = DEFAULT_AUDIO.sample_rate) -> Path:

@@ -1,15 +1,22 @@
 """The ``synthesize`` command (also ``python -m tts``).
 
 Exit codes: 0 success; 2 bad usage or input (no text, nothing speakable, unreadable text
-file, missing output folder, unknown backend); 1 runtime failure (CUDA asked for but absent,
-broken or missing voice). Every error is one line on stderr.
+file, an output that cannot be written, unknown backend); 1 runtime failure (CUDA asked for
+but absent, an unknown device, broken or missing voice); 130 on Ctrl-C, 143 on SIGTERM, 129 on
+SIGHUP, leaving no partial output file. Every error is one line on stderr.
+
+Arguments and text are checked before torch and the models are imported, so that --help and
+every usage error answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
+
+from tts.errors import MAX_RATE, MIN_RATE, AudioFileError, SynthesisError, check_seed
 
 USAGE_ERROR, RUNTIME_ERROR = 2, 1
 BACKEND_CHOICES = ("auto", "torch", "numba", "cuda", "griffin-lim")
@@ -17,6 +24,18 @@ BACKEND_CHOICES = ("auto", "torch", "numba", "cuda", "griffin-lim")
 
 class UsageError(Exception):
     pass
+
+
+class Terminated(Exception):
+    """SIGTERM or SIGHUP arrived: unwind (removing a partial output file) and exit."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -57,7 +76,29 @@ def _read_text(args) -> str:
         return args.text
     if sys.stdin is None or sys.stdin.isatty():
         raise UsageError("no text given: pass TEXT, --text-file or pipe text to standard input")
-    return sys.stdin.read()
+    # Bytes that are not UTF-8 become U+FFFD, which the check of speakable text then counts.
+    return sys.stdin.buffer.read().decode("utf-8", errors="replace")
+
+
+def _shown(chars: list[str], most: int = 3) -> str:
+    distinct = list(dict.fromkeys(chars))[:most]
+    return ", ".join(f"{ch!r} (U+{ord(ch):04X})" if ch.isprintable() else f"U+{ord(ch):04X}" for ch in distinct)
+
+
+def _check_speakable(text: str) -> None:
+    """Refuse text that is mostly characters the frontend cannot say (binary data, another
+    script); warn, in one line, of any it will skip."""
+    from tts.text import unspeakable
+
+    dropped = unspeakable(text)
+    if not dropped:
+        return
+    visible = sum(not ch.isspace() for ch in text)
+    if 2 * len(dropped) > visible:
+        raise UsageError(f"the text is mostly not speakable: {len(dropped)} of {visible} characters "
+                         f"have no English reading (such as {_shown(dropped)})")
+    print(f"synthesize: warning: skipping {len(dropped)} character(s) with no English reading: "
+          f"{_shown(dropped)}", file=sys.stderr)
 
 
 def _list_backends() -> int:
@@ -70,19 +111,39 @@ def _list_backends() -> int:
     return 0
 
 
+def _check_output(path: Path) -> None:
+    """The checks `tts.audio.check_writable` makes, here without importing torch."""
+    import os
+    import tempfile
+
+    if path.suffix.lower() not in (".wav", ".flac"):
+        raise UsageError(f"output {path} must end in .wav or .flac")
+    if not path.parent.is_dir():
+        raise UsageError(f"output folder does not exist: {path.parent}")
+    if path.is_dir():
+        raise UsageError(f"output {path} is a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def _check_inputs(args) -> str:
     """Everything that can be checked before the (slow) voice load."""
-    from tts.synthesizer import MAX_RATE, MIN_RATE
     from tts.text import split_sentences
 
     text = _read_text(args)
     if not MIN_RATE <= args.rate <= MAX_RATE:
         raise UsageError(f"--rate {args.rate} is outside [{MIN_RATE}, {MAX_RATE}]")
+    try:
+        check_seed(args.seed)
+    except ValueError as e:
+        raise UsageError(f"--seed: {e}") from None
     if not args.raw:
-        if args.output.suffix.lower() not in (".wav", ".flac"):
-            raise UsageError(f"output {args.output} must end in .wav or .flac")
-        if not args.output.parent.is_dir():
-            raise UsageError(f"output folder does not exist: {args.output.parent}")
+        _check_output(args.output)
+    _check_speakable(text)
     try:
         split_sentences(text)
     except ValueError as e:  # NothingToSpeakError
@@ -97,11 +158,10 @@ def _progress(total_chars: int):
     return tqdm(total=total_chars, unit="char", desc="synthesize", disable=not show, leave=False)
 
 
-def run(args) -> int:
+def run(args, text: str) -> int:
     from tts.audio import AudioWriter, to_pcm16
     from tts.synthesizer import Synthesizer
 
-    text = _check_inputs(args)
     synth = Synthesizer.load(args.voice, device=args.device, vocoder=args.vocoder, weights=args.weights)
     chunks = synth.stream(text, seed=args.seed, rate=args.rate)
     with _progress(len(text)) as bar:
@@ -122,14 +182,14 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tts.audio import AudioFileError
-    from tts.synthesizer import SynthesisError
-
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        previous[sig] = signal.signal(sig, _raise_terminated)
     try:
         args = build_parser().parse_args(argv)
         if args.list_backends:
             return _list_backends()
-        return run(args)
+        return run(args, _check_inputs(args))
     except (UsageError, AudioFileError) as e:
         print(f"synthesize: error: {e}", file=sys.stderr)
         return USAGE_ERROR
@@ -141,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("synthesize: interrupted", file=sys.stderr)
         return 130
+    except Terminated as e:
+        print(f"synthesize: stopped by {e}", file=sys.stderr)
+        return 128 + e.signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

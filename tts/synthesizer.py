@@ -28,19 +28,17 @@ import torch
 import torch.nn.functional as F
 
 from tts.audio import griffin_lim_stream, mu_law_decode, write_audio
+from tts.errors import MAX_RATE, MIN_RATE, SynthesisError, check_seed
 from tts.text import NothingToSpeakError, split_sentences, symbols_to_ids, to_phonemes
 from tts.voice import BUNDLED_VOICE, GRIFFIN_LIM, Voice, VoiceError, load_voice
 from vocoder.wavenet import model_to_signal
 
-MIN_RATE, MAX_RATE = 0.5, 2.0
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 # Small first chunk so playback starts quickly; larger ones after amortize per-call costs.
 FIRST_CHUNK_FRAMES = 8  # 100 ms
 CHUNK_FRAMES = 40  # 500 ms
 
 
-class SynthesisError(RuntimeError):
-    """The engine cannot run as asked: no voice, an unusable device or vocoder backend."""
 
 
 @dataclass
@@ -72,18 +70,24 @@ class Synthesizer:
     all generation state lives in each call."""
 
     def __init__(self, voice: Voice, device: str = "auto", vocoder: str = "auto", weights: str = "fp32"):
-        from kernels import BackendUnavailableError, backend_status, load_backend
+        from kernels import BACKENDS, BackendUnavailableError, backend_status, load_backend
 
         self.voice = voice
         self.device = _resolve_device(device)
         self.acoustic = voice.acoustic.to(self.device).eval()
         self.wavenet = voice.vocoder.to(self.device).eval()
         self.sample_rate = voice.audio.sample_rate
+        choices = ("auto", *BACKENDS, GRIFFIN_LIM)
+        if vocoder not in choices:
+            raise SynthesisError(f"unknown vocoder {vocoder!r}; choose from {', '.join(choices)}")
+        asked = vocoder
         if vocoder == "auto" and voice.default_vocoder == GRIFFIN_LIM:
             vocoder = GRIFFIN_LIM  # the voice's WaveNet has not yet beaten Griffin-Lim
         if vocoder == GRIFFIN_LIM:
             if weights != "fp32":
-                raise SynthesisError(f"weights={weights!r} applies to the WaveNet backends, not to {GRIFFIN_LIM}")
+                why = (f"this voice speaks through {GRIFFIN_LIM} by default; ask for a WaveNet backend too "
+                       "(vocoder='numba', --vocoder numba)") if asked == "auto" else f"not to {GRIFFIN_LIM}"
+                raise SynthesisError(f"weights={weights!r} applies to the WaveNet backends: {why}")
             self.kernel, self.backend = None, GRIFFIN_LIM
             return
         if vocoder == "auto" and self.device.type == "cpu" and backend_status("numba")[0]:
@@ -131,6 +135,7 @@ class Synthesizer:
         """
         if not MIN_RATE <= rate <= MAX_RATE:
             raise ValueError(f"speaking rate {rate} is outside [{MIN_RATE}, {MAX_RATE}]")
+        check_seed(seed)
         index = first_sentence
         # Paragraph by paragraph, so a book starts speaking without normalizing all of it first.
         for paragraph in _PARAGRAPH_BREAK.split(text):

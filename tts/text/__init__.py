@@ -9,7 +9,7 @@ the pronouncing dictionary loads on first use.
 import re
 
 from .g2p import G2P, default_g2p, word_to_phonemes
-from .normalize import NothingToSpeakError, normalize
+from .normalize import NothingToSpeakError, normalize, unspeakable
 from .sentences import MAX_CHARS, SentenceBuffer, split_sentences
 from .symbols import (
     EOS,
@@ -27,7 +27,7 @@ from .symbols import (
 
 __all__ = [
     "EOS", "EOS_ID", "G2P", "MAX_CHARS", "NothingToSpeakError", "PAD", "PAD_ID", "PHONEMES",
-    "PUNCTUATION", "SYMBOLS", "SentenceBuffer", "SYMBOL_TO_ID", "WORD", "default_g2p", "ids_to_symbols",
+    "PUNCTUATION", "SYMBOLS", "SentenceBuffer", "SYMBOL_TO_ID", "WORD", "default_g2p", "ids_to_symbols", "unspeakable",
     "normalize", "phonemize", "split_sentences", "symbols_to_ids", "text_to_ids",
     "to_phonemes", "word_to_phonemes",
 ]

@@ -128,6 +128,13 @@ def _clean_char(ch: str) -> str:
     return " "
 
 
+def unspeakable(text: str) -> list[str]:
+    """The characters of ``text`` that the frontend drops unsaid: emoji and other symbols it
+    has no reading for, letters of scripts it does not transliterate, control characters and
+    undecodable bytes. Whitespace is not among them."""
+    return [ch for ch in text if not ch.isspace() and not _clean_char(ch).strip()]
+
+
 def _greek_letter_name(m: re.Match[str]) -> str:
     """A Greek letter on its own is said by name: "β-blocker" -> "beta blocker"."""
     words = unicodedata.name(m.group(0), "").split()
