@@ -50,7 +50,6 @@ from __future__ import annotations
 import threading
 from typing import NamedTuple
 
-import numba
 import numpy as np
 import torch
 from llvmlite import ir
@@ -61,6 +60,7 @@ from numba.extending import intrinsic
 from kernels import WEIGHT_FORMATS
 from kernels.state import KernelState, check_state
 from vocoder.wavenet import validate_exported
+from tts._numba import numba  # caches compiled code in the user cache folder
 
 BLOCK = 32  # output rows per register block: two AVX-512 registers per accumulator set
 N_CLASSES = 256

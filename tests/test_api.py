@@ -189,3 +189,24 @@ def test_bfloat16_vocoder_weights(tmp_path):
         Synthesizer.load(voice, device="cpu", vocoder="torch", weights="bf16")
     with pytest.raises(SynthesisError, match="unknown weight format"):
         Synthesizer.load(voice, device="cpu", weights="fp8")
+
+
+def test_threads_default_to_one_unless_asked(voice, monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        torch.set_num_threads(2)
+        Synthesizer.load(voice, device="cpu")
+        assert torch.get_num_threads() == 1
+        Synthesizer.load(voice, device="cpu", threads=2)
+        assert torch.get_num_threads() == 2
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        torch.set_num_threads(1)
+        Synthesizer.load(voice, device="cpu")
+        assert torch.get_num_threads() == 2
+        with pytest.raises(SynthesisError, match="threads must be a positive integer, got 0"):
+            Synthesizer.load(voice, device="cpu", threads=0)
+    finally:
+        torch.set_num_threads(before)

@@ -11,6 +11,7 @@ standard deviation of 0.2 to 0.5, move by up to 5e-3).
 """
 
 import importlib.util
+import os
 import warnings
 
 import numpy as np
@@ -398,3 +399,21 @@ def test_auto_does_not_warn_when_a_fast_backend_runs():
         warnings.simplefilter("error")
         kernel = load_backend("auto", make_model(TINY))
     assert kernel.name in ("numba", "cuda")
+
+
+def test_compiled_code_is_cached_in_the_user_cache_folder_not_the_package(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    script = ("import numpy as np\n"
+              "from vocoder.lpc import lpc_synthesis, lpc_from_mel\n"
+              "mel = np.random.default_rng(0).random((3, 80)).astype(np.float32)\n"
+              "lpc_synthesis(np.zeros(600, np.float32), lpc_from_mel(mel, 16), 200)\n")
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()
+    cached = list((tmp_path / "tts-engine" / "numba").rglob("*.nbi"))
+    assert cached and any("lpc" in p.name for p in cached), cached

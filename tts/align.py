@@ -15,12 +15,12 @@ Layout: (B, T, N) for frames x symbols, as everywhere in the engine.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from tts.model import length_mask
+from tts._numba import numba  # caches compiled code in the user cache folder
 
 # The log-probability of CTC's blank, which the forward-sum pads every frame with: a frame
 # that fits no symbol well can go to it rather than distort the alignment.

@@ -65,6 +65,18 @@ def _resolve_device(device: str) -> torch.device:
         raise SynthesisError(f"unknown device {device!r} (expected cpu, cuda or auto)") from None
 
 
+def set_threads(threads: int | None = None) -> int:
+    """Set PyTorch's intra-op threads: ``threads``, else OMP_NUM_THREADS when the environment
+    sets it, else 1. Returns the number set."""
+    if threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "").strip()
+        threads = int(env) if env.isdigit() and int(env) > 0 else 1
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise SynthesisError(f"threads must be a positive integer, got {threads!r}")
+    torch.set_num_threads(threads)
+    return threads
+
+
 class Synthesizer:
     """A loaded voice and a vocoder backend, ready to speak. Safe to share between threads:
     all generation state lives in each call."""
@@ -100,9 +112,16 @@ class Synthesizer:
 
     @classmethod
     def load(cls, voice: str | os.PathLike | None = None, device: str = "auto", vocoder: str = "auto",
-             weights: str = "fp32") -> "Synthesizer":
+             weights: str = "fp32", threads: int | None = None) -> "Synthesizer":
         """Load a voice folder (default: the voice bundled with the package). ``weights="bf16"``
-        runs the numba vocoder on bfloat16 weights: faster, slightly different audio."""
+        runs the numba vocoder on bfloat16 weights: faster, slightly different audio.
+
+        ``threads``: PyTorch's threads per operation for the acoustic model and Griffin-Lim
+        (process-wide). By default 1, unless OMP_NUM_THREADS says otherwise: a sentence's
+        operations are too small to split, and on a machine busy with other work more threads
+        wait on each other (BENCHMARKS.md: a paragraph in 44 s with PyTorch's default, 24 s
+        with one). Requests in parallel still use every core, one thread each."""
+        set_threads(threads)
         path = Path(voice) if voice is not None else BUNDLED_VOICE
         if voice is None and not (path / "config.json").is_file():
             raise SynthesisError("no voice installed yet: pass a voice folder")

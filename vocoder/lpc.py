@@ -19,10 +19,10 @@ Layout: mel (frames, n_mels), coefficients (frames, p), audio (T,) with T = fram
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from tts.audio import DEFAULT_AUDIO, AudioConfig, mel_amplitude, mel_pinv
+from tts._numba import numba  # caches compiled code in the user cache folder
 
 LAG_WINDOW_HZ = 60.0  # Gaussian lag window: smooths the envelope over pitch harmonics
 WHITE_NOISE = 1e-4  # added to r[0] (-40 dB): keeps Levinson-Durbin well conditioned

@@ -1,0 +1,20 @@
+"""numba, with its cache of compiled code in the user's cache folder.
+
+By default numba caches next to the source, in the installed package's ``__pycache__``:
+impossible where site-packages is read-only, and left behind by ``pip uninstall`` as empty
+folders that then shadow the reinstalled package. Every module of the engine that compiles
+with ``cache=True`` imports numba from here, so the cache goes to
+``$XDG_CACHE_HOME/tts-engine/numba`` (``~/.cache`` by default) unless NUMBA_CACHE_DIR says
+where.
+"""
+
+import os
+from pathlib import Path
+
+import numba
+
+if not os.environ.get("NUMBA_CACHE_DIR"):
+    numba.config.CACHE_DIR = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                                 / "tts-engine" / "numba")
+
+__all__ = ["numba"]
