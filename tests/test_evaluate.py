@@ -223,3 +223,41 @@ def test_judges_run():
     scores = DNSMOS()(speech)
     assert set(scores) == {"sig", "bak", "ovrl", "p808"} and all(1 <= v <= 5 for v in scores.values())
     assert all(math.isnan(v) for v in DNSMOS()(np.zeros(0, np.float32)).values())
+
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_lines():
+    from tts.evaluate.metrics import bootstrap_interval, mean_statistic, wer_statistic
+
+    rng = np.random.default_rng(0)
+    few, many = rng.normal(2.0, 0.5, 10), rng.normal(2.0, 0.5, 400)
+    lo_few, hi_few = bootstrap_interval(mean_statistic(few), len(few))
+    lo_many, hi_many = bootstrap_interval(mean_statistic(many), len(many))
+    assert lo_few < few.mean() < hi_few and lo_many < many.mean() < hi_many
+    assert hi_many - lo_many < 0.5 * (hi_few - lo_few)
+    lo, hi = bootstrap_interval(wer_statistic([0, 1, 2, 0], [10, 10, 10, 10]), 4)
+    assert 0.0 <= lo < 3 / 40 < hi <= 2 / 10
+
+
+def _report(path, ovrl, errors):
+    clips = [{"id": f"c{i}", "ovrl": o, "errors": e, "words": 10} for i, (o, e) in enumerate(zip(ovrl, errors))]
+    systems = {"copy_synthesis": {"ovrl": float(np.mean(ovrl)), "wer": sum(errors) / (10 * len(errors)),
+                                  "clips": clips}}
+    path.write_text(__import__("json").dumps({"systems": systems}))
+    return path
+
+
+def test_compare_calls_a_paired_difference_only_beyond_chance(tmp_path, capsys):
+    from tts.evaluate.compare import main
+
+    rng = np.random.default_rng(1)
+    line_quality = rng.normal(2.0, 0.6, 50)  # lines differ far more than the systems do
+    base = _report(tmp_path / "base.json", line_quality, [2] * 50)
+    better = _report(tmp_path / "better.json", line_quality + 0.1 + rng.normal(0, 0.05, 50), [1] * 50)
+    same = _report(tmp_path / "same.json", line_quality + rng.normal(0, 0.05, 50), [2] * 50)
+    assert main([str(base), str(better)]) == 0
+    out = capsys.readouterr().out
+    assert "| copy_synthesis | DNSMOS OVRL | 50 |" in out and out.count("| better |") == 2
+    assert main([str(base), str(same)]) == 0
+    assert "| no difference |" in capsys.readouterr().out
+    assert main([str(base), str(tmp_path / "missing.json")]) == 2
+    assert capsys.readouterr().err.startswith("compare: error: cannot read report")

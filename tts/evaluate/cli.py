@@ -152,15 +152,22 @@ def judge(audio: np.ndarray, reference: list[str], teacher: np.ndarray, judges: 
 
 
 def aggregate(clips: list[dict]) -> dict:
-    """One system's numbers over all lines: corpus WER, mean DNSMOS and MCD."""
+    """One system's numbers over all lines: corpus WER, mean DNSMOS and MCD, and for WER and
+    OVRL the 95% bootstrap interval over lines (``wer_ci``, ``ovrl_ci``)."""
+    from tts.evaluate.metrics import bootstrap_interval, mean_statistic, wer_statistic
+
     out = {}
     if clips and "errors" in clips[0]:
         words = sum(c["words"] for c in clips)
         out["wer"] = sum(c["errors"] for c in clips) / words if words else float("nan")
+        out["wer_ci"] = bootstrap_interval(wer_statistic([c["errors"] for c in clips], [c["words"] for c in clips]),
+                                           len(clips))
     for key in ("sig", "bak", "ovrl", "p808", "mcd"):
         values = [c[key] for c in clips if key in c and not math.isnan(c[key])]
         if clips and key in clips[0]:
             out[key] = float(np.mean(values)) if values else float("nan")
+            if key == "ovrl":
+                out["ovrl_ci"] = bootstrap_interval(mean_statistic(values), len(values))
     return out
 
 
@@ -260,6 +267,14 @@ def _fmt(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def _fmt_ci(system: dict, key: str, digits: int) -> str:
+    """The value, with its 95% bootstrap interval where there is one: "0.086 [0.061-0.114]"."""
+    ci = system.get(f"{key}_ci")
+    if ci is None or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in ci):
+        return _fmt(system.get(key), digits)
+    return f"{_fmt(system.get(key), digits)} [{ci[0]:.{digits}f}-{ci[1]:.{digits}f}]"
+
+
 def format_table(report: dict) -> str:
     systems = report.get("systems", {})
     rows: list[tuple[str, str, str]] = []
@@ -272,7 +287,7 @@ def format_table(report: dict) -> str:
         for key, label, digits in [("wer", "WER", 3), ("sig", "DNSMOS SIG", 2), ("bak", "DNSMOS BAK", 2),
                                    ("ovrl", "DNSMOS OVRL", 2), ("p808", "DNSMOS P.808", 2), ("mcd", "MCD dB", 2)]:
             if key in e or key in t:
-                rows.append((f"  {label}", _fmt(e.get(key), digits) if e else "", _fmt(t.get(key), digits) if t else ""))
+                rows.append((f"  {label}", _fmt_ci(e, key, digits) if e else "", _fmt_ci(t, key, digits) if t else ""))
 
     section("end to end (engine; teacher: corpus audio)", "engine", "teacher")
     ratio = report.get("duration_ratio")
@@ -298,8 +313,9 @@ def format_table(report: dict) -> str:
             rows.append((f"  first audio ms, {run['text']}", _fmt(run["first_audio_ms"], 0), ""))
     width = max(len(r[0]) for r in rows) if rows else 10
     lines = [f"{report['lines']} held-out lines, voice {report['voice']}",
-             f"{'':{width}s}  {'engine':>14s}  {'teacher':>8s}"]
-    lines += [f"{a:{width}s}  {b:>14s}  {c:>8s}" for a, b, c in rows]
+             f"{'':{width}s}  {'engine':>22s}  {'teacher':>22s}",
+             "(WER and OVRL: the mean over lines [its 95% bootstrap interval])"]
+    lines += [f"{a:{width}s}  {b:>22s}  {c:>22s}" for a, b, c in rows]
     for failure in report.get("robustness", {}).get("failures", []):
         lines.append(f"robustness failure: {failure}")
     lines.append("took " + ", ".join(f"{k} {v:.0f} s" for k, v in report["timings_s"].items()))

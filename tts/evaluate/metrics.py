@@ -19,6 +19,34 @@ MCD_CONSTANT = 10.0 / math.log(10.0) * math.sqrt(2.0)
 SPEECH_TOP_DB = 40.0  # what counts as speech when measuring a duration: within 40 dB of the peak
 
 
+# --- uncertainty ---------------------------------------------------------------------------
+
+BOOTSTRAP_ROUNDS = 2000
+
+
+def bootstrap_interval(statistic, n: int, level: float = 0.95, rounds: int = BOOTSTRAP_ROUNDS,
+                       seed: int = 0) -> tuple[float, float]:
+    """The percentile bootstrap interval of ``statistic(indices)`` over ``n`` lines: lines
+    resampled with replacement ``rounds`` times; ``statistic`` takes a (rounds, n) array of
+    line indices and returns one value per round."""
+    if n < 1:
+        return float("nan"), float("nan")
+    draws = np.asarray(statistic(np.random.default_rng(seed).integers(0, n, (rounds, n))), np.float64)
+    lo, hi = np.nanquantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def wer_statistic(errors, words):
+    """For `bootstrap_interval`: corpus WER (all errors over all words) of resampled lines."""
+    errors, words = np.asarray(errors, np.float64), np.asarray(words, np.float64)
+    return lambda idx: errors[idx].sum(axis=1) / np.maximum(words[idx].sum(axis=1), 1)
+
+
+def mean_statistic(values):
+    values = np.asarray(values, np.float64)
+    return lambda idx: values[idx].mean(axis=1)
+
+
 # --- words ---------------------------------------------------------------------------------
 
 def word_errors(reference: list[str], hypothesis: list[str]) -> int:

@@ -1,0 +1,108 @@
+"""``python -m tts.evaluate.compare BASE.json NEW.json``: is NEW better than BASE, beyond chance?
+
+Two reports of ``python -m tts.evaluate --out`` on the same held-out lines. For each system in
+both (the engine, copy-synthesis, ...), the paired difference NEW - BASE of WER and DNSMOS OVRL,
+with its 95% bootstrap interval: the same lines are resampled for both, so what the lines have
+in common (a hard sentence) cancels out. A difference whose interval excludes 0 is called
+better or worse; otherwise, no difference is shown.
+
+Exit codes: 0 success; 2 unreadable reports or no lines in common. Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tts.evaluate.metrics import bootstrap_interval, mean_statistic, wer_statistic
+
+METRICS = (("wer", "WER", 3, -1), ("ovrl", "DNSMOS OVRL", 2, +1))  # key, label, digits, sign of "better"
+
+
+class CompareError(ValueError):
+    pass
+
+
+def _load(path: Path) -> dict:
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CompareError(f"cannot read report {path}: {getattr(e, 'strerror', None) or e}") from None
+    if not isinstance(report, dict) or not isinstance(report.get("systems"), dict):
+        raise CompareError(f"{path} is not a report of python -m tts.evaluate --out")
+    return report
+
+
+def paired(base: list[dict], new: list[dict], key: str) -> dict | None:
+    """NEW - BASE of one metric over the lines both judged, with its paired bootstrap interval;
+    None when either lacks the metric."""
+    by_id = {c["id"]: c for c in base}
+    pairs = [(by_id[c["id"]], c) for c in new if c["id"] in by_id]
+    if not pairs:
+        raise CompareError("the reports have no held-out lines in common")
+    if key == "wer":
+        if not all("errors" in b and "errors" in n for b, n in pairs):
+            return None
+        words = [b["words"] for b, _ in pairs]
+        base_stat = wer_statistic([b["errors"] for b, _ in pairs], words)
+        new_stat = wer_statistic([n["errors"] for _, n in pairs], words)
+        value = (sum(n["errors"] for _, n in pairs) - sum(b["errors"] for b, _ in pairs)) / max(sum(words), 1)
+    else:
+        if not all(b.get(key) is not None and n.get(key) is not None for b, n in pairs):
+            return None
+        base_stat = mean_statistic([b[key] for b, _ in pairs])
+        new_stat = mean_statistic([n[key] for _, n in pairs])
+        value = float(np.mean([n[key] - b[key] for b, n in pairs]))
+    lo, hi = bootstrap_interval(lambda idx: new_stat(idx) - base_stat(idx), len(pairs))
+    return {"lines": len(pairs), "difference": value, "ci": (lo, hi)}
+
+
+def compare(base: dict, new: dict) -> list[dict]:
+    rows = []
+    for system in base["systems"]:
+        if system not in new["systems"] or system == "teacher":
+            continue
+        for key, label, digits, better_sign in METRICS:
+            result = paired(base["systems"][system]["clips"], new["systems"][system]["clips"], key)
+            if result is None:
+                continue
+            lo, hi = result["ci"]
+            if lo > 0 or hi < 0:  # the interval excludes no difference
+                verdict = "better" if better_sign * result["difference"] > 0 else "worse"
+            else:
+                verdict = "no difference"
+            rows.append({"system": system, "metric": label, "digits": digits, "base": base["systems"][system][key],
+                         "new": new["systems"][system][key], **result, "verdict": verdict})
+    return rows
+
+
+def format_rows(rows: list[dict], base: str, new: str) -> str:
+    lines = [f"paired over the same held-out lines: NEW {new} - BASE {base} (95% bootstrap interval)",
+             "| system | metric | lines | base | new | new - base | interval | verdict |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        d = r["digits"]
+        lines.append(f"| {r['system']} | {r['metric']} | {r['lines']} | {r['base']:.{d}f} | {r['new']:.{d}f} | "
+                     f"{r['difference']:+.{d}f} | [{r['ci'][0]:+.{d}f}, {r['ci'][1]:+.{d}f}] | {r['verdict']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tts.evaluate.compare", description=__doc__.splitlines()[0])
+    p.add_argument("base", type=Path, help="report of the voice to beat")
+    p.add_argument("new", type=Path, help="report of the candidate, on the same lines")
+    args = p.parse_args(argv)
+    try:
+        print(format_rows(compare(_load(args.base), _load(args.new)), args.base, args.new))
+    except CompareError as e:
+        print(f"compare: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
