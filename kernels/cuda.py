@@ -365,7 +365,8 @@ class CudaKernel:
 
 # The checks build on `CudaKernel`, so they import this module; it loads them on first use of
 # one of these names (or from `main`) and the imports stay one-way.
-_CHECKS = ("margin_uniforms", "ptx_for", "local_memory_lines", "unlooped_handoff_loads",
+_CHECKS = ("margin_uniforms", "ptx_for", "local_memory_lines", "unlooped_handoff_loads", "hoisted_polls",
+           "missing_ordered_loads", "self_test_variants",
            "_sharp_model", "_tiny_config", "_random_weights", "_compare",
            "_split_roles_in_one_block")
 

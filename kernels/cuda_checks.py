@@ -60,27 +60,67 @@ def local_memory_lines(ptx: str) -> list[str]:
             if ".local" in line or "ld.local" in line or "st.local" in line]
 
 
-def unlooped_handoff_loads(ptx: str) -> list[str]:
-    """Hand-off loads (step counters and exchanged data) that are not re-executed every
-    step: those outside every loop that also contains a barrier, i.e. hoisted out of the
-    step loop. Must be empty, or a block would spin on a value read once."""
-    lines = ptx.splitlines()
+COUNTER_LOAD = "ld.acquire"  # a hand-off counter, re-read on every poll
+DATA_LOAD = "ld.global.cg"  # exchanged activations: L2 only, never a stale L1 line
+
+
+def _loops(lines: list[str]) -> list[tuple[int, int]]:
+    """(first, last) line of every loop: a branch back to a label above it."""
     labels = {}
     for i, line in enumerate(lines):
         match = re.match(r"(\$L\w+):", line.strip())
         if match:
             labels[match.group(1)] = i
-    barriers = [i for i, line in enumerate(lines) if "bar.sync" in line]
     loops = []
     for j, line in enumerate(lines):
         match = re.search(r"\bbra(?:\.uni)?\s+(\$L\w+);", line)
         if match and labels.get(match.group(1), j) < j:
-            i = labels[match.group(1)]
-            if any(i < b < j for b in barriers):
-                loops.append((i, j))
+            loops.append((labels[match.group(1)], j))
+    return loops
+
+
+def unlooped_handoff_loads(ptx: str) -> list[str]:
+    """Hand-off loads (step counters and exchanged data) that are not re-executed every
+    step: those outside every loop that also contains a barrier, i.e. hoisted out of the
+    step loop. Must be empty, or a block would spin on a value read once."""
+    lines = ptx.splitlines()
+    barriers = [i for i, line in enumerate(lines) if "bar.sync" in line]
+    loops = [(i, j) for i, j in _loops(lines) if any(i < b < j for b in barriers)]
     return [line.strip() for k, line in enumerate(lines)
-            if ("ld.global.cg" in line or "ld.acquire" in line)
+            if (DATA_LOAD in line or COUNTER_LOAD in line)
             and not any(i < k < j for i, j in loops)]
+
+
+def hoisted_polls(ptx: str) -> list[str]:
+    """Counters that are read once per step instead of once per poll: for each counter
+    address, some load of it must sit in a poll loop (an innermost loop that holds no
+    barrier). The compiler may rotate a poll, reading the counter once before the loop and
+    again inside it; a counter read only outside (its innermost loop is the step loop, with
+    barriers) leaves the poll loop spinning on a register that never changes. Returns the
+    first load of each such counter; must be empty."""
+    lines = ptx.splitlines()
+    loops = _loops(lines)
+    first_load, polled = {}, set()
+    for k, line in enumerate(lines):
+        if COUNTER_LOAD not in line:
+            continue
+        address = re.search(r"\[([^\]]+)\]", line)
+        address = address.group(1) if address else line
+        first_load.setdefault(address, line.strip())
+        around = [(i, j) for i, j in loops if i < k < j]
+        innermost = min(around, key=lambda loop: loop[1] - loop[0], default=None)
+        if innermost is not None and not any("bar.sync" in lines[m] for m in range(innermost[0], innermost[1])):
+            polled.add(address)
+    return [line for address, line in first_load.items() if address not in polled]
+
+
+def missing_ordered_loads(ptx: str, plan: KernelPlan) -> list[str]:
+    """The ordered loads a plan with hand-offs through global memory must use and that its
+    PTX lacks: the counters' acquire loads and the data's L2-only loads. A plain ld.global
+    in their place could read another SM's stale values from this SM's L1."""
+    if plan.shared_exchange:
+        return []
+    return [kind for kind in (COUNTER_LOAD, DATA_LOAD) if kind not in ptx]
 
 
 def _sharp_model(config, seed: int = 0):
@@ -143,20 +183,27 @@ def _compare(model, kernel: CudaKernel, batch: int, steps: int, chunks=None, see
     return ""
 
 
+def self_test_variants(weights) -> list[tuple[CudaKernel, int, int, list[int] | None]]:
+    """(kernel, batch, steps, chunks) of every variant the self-test runs in the simulator:
+    fused with shared hand-offs and one lane, a split plan's roles in one block (global
+    hand-offs, counters, polls), several utterances per block. On a GPU the same variants
+    run the code the simulator replaces with Python stand-ins (shuffles, vector, acquire
+    and L2-only loads)."""
+    return [
+        (CudaKernel(weights, topology="fused", exchange="shared", threads=32, max_lanes=1), 1, 48,
+         [1, 20, 27]),
+        (CudaKernel(weights, plan=_split_roles_in_one_block(weights)), 1, 16, [7, 9]),
+        (CudaKernel(weights, topology="fused", threads=32, utterances_per_block=2), 3, 8, None),
+    ]
+
+
 def _simulator_check() -> int:
     sys.setswitchinterval(5e-5)  # the simulator's scheduler busy-waits; hand threads the GIL sooner
     import torch
 
     torch.set_num_threads(1)
     model = _sharp_model(_tiny_config())
-    weights = model.export_weights()
-    runs = [
-        (CudaKernel(weights, topology="fused", exchange="shared", threads=32, max_lanes=1), 1, 48,
-         [1, 20, 27]),
-        (CudaKernel(weights, plan=_split_roles_in_one_block(weights)), 1, 16, [7, 9]),
-        (CudaKernel(weights, topology="fused", threads=32, utterances_per_block=2), 3, 8, None),
-    ]
-    for kernel, batch, steps, chunks in runs:
+    for kernel, batch, steps, chunks in self_test_variants(model.export_weights()):
         label = f"simulator, {kernel.plan(batch).describe()}, batch {batch}"
         problem = _compare(model, kernel, batch, steps, chunks, logits=True)
         if problem:
@@ -196,8 +243,16 @@ def _compile_check() -> int:
         if lines:
             print(f"PTX for sm_90, {label}: hand-off load hoisted out of the step loop: {lines[0]}")
             return 1
+        lines = hoisted_polls(ptx)
+        if lines:
+            print(f"PTX for sm_90, {label}: counter read once before its poll loop: {lines[0]}")
+            return 1
+        missing = missing_ordered_loads(ptx, plan)
+        if missing:
+            print(f"PTX for sm_90, {label}: hand-offs through global memory without {', '.join(missing)}")
+            return 1
     print(f"PTX for sm_90: {len(variants)} variants compile, no local memory, hand-off loads "
-          f"in the step loop")
+          f"ordered ({COUNTER_LOAD}, {DATA_LOAD}) and in the step loop, counters re-read on every poll")
     return 0
 
 

@@ -250,13 +250,83 @@ def test_kernel_compiles_for_sm90_without_local_memory(config, batch, topology):
     ptx = kc.ptx_for(plan, cc=(9, 0))
     assert ".target sm_90" in ptx
     assert kc.local_memory_lines(ptx) == []
-    # Every counter poll and hand-off load is re-issued inside the step loop.
+    # Every counter poll and hand-off load is re-issued inside the step loop, each counter on
+    # every poll, and hand-offs through global memory use the ordered loads.
     assert kc.unlooped_handoff_loads(ptx) == []
+    assert kc.hoisted_polls(ptx) == []
+    assert kc.missing_ordered_loads(ptx, plan) == []
     if not plan.fused:
-        assert "ld.acquire.gpu.global" in ptx and "atom.global.exch" in ptx
+        assert "ld.acquire.gpu.global" in ptx and "ld.global.cg" in ptx and "atom.global.exch" in ptx
+
+
+# Hand-made PTX of a step loop that waits on a counter: the poll as written (the counter
+# re-read in the spin loop) and as a compiler could hoist it (read once, then a spin on the
+# register). The checks must tell them apart.
+POLL_IN_LOOP = """
+$L__BB0_1:
+	bar.sync 	0;
+$L__BB0_2:
+	ld.acquire.gpu.global.b32 	%r1, [%rd1];
+	add.s32 	%r2, %r2, 1;
+	setp.lt.s32 	%p1, %r1, %r3;
+	@%p1 bra 	$L__BB0_2;
+	ld.global.cg.b32 	%r4, [%rd2];
+	bar.sync 	0;
+	setp.lt.s32 	%p2, %r5, %r6;
+	@%p2 bra 	$L__BB0_1;
+	ret;
+"""
+POLL_HOISTED = """
+$L__BB0_1:
+	bar.sync 	0;
+	ld.acquire.gpu.global.b32 	%r1, [%rd1];
+	setp.lt.s32 	%p1, %r1, %r3;
+$L__BB0_2:
+	add.s32 	%r2, %r2, 1;
+	@%p1 bra 	$L__BB0_2;
+	ld.global.cg.b32 	%r4, [%rd2];
+	bar.sync 	0;
+	setp.lt.s32 	%p2, %r5, %r6;
+	@%p2 bra 	$L__BB0_1;
+	ret;
+"""
+
+
+# The poll as compilers rotate it: the counter read once before the spin loop and again in it.
+POLL_ROTATED = POLL_HOISTED.replace("\t@%p1 bra \t$L__BB0_2;",
+                                    "\tld.acquire.gpu.global.b32 \t%r1, [%rd1];\n\tsetp.lt.s32 \t%p1, %r1, %r3;\n"
+                                    "\t@%p1 bra \t$L__BB0_2;")
+
+
+def test_ptx_checks_catch_a_counter_read_once_before_its_poll_loop():
+    for ptx in (POLL_IN_LOOP, POLL_ROTATED):
+        assert kc.unlooped_handoff_loads(ptx) == [] and kc.hoisted_polls(ptx) == []
+    # Hoisted out of the poll loop, the load is still inside the step loop: the older check
+    # alone passes it; the poll check does not.
+    assert kc.unlooped_handoff_loads(POLL_HOISTED) == []
+    assert kc.hoisted_polls(POLL_HOISTED) == ["ld.acquire.gpu.global.b32 \t%r1, [%rd1];"]
+    # Hoisted out of the step loop too, both checks catch it.
+    once = POLL_HOISTED.replace("$L__BB0_1:\n\tbar.sync \t0;\n\tld.acquire.gpu.global.b32 \t%r1, [%rd1];",
+                                "\tld.acquire.gpu.global.b32 \t%r1, [%rd1];\n$L__BB0_1:\n\tbar.sync \t0;")
+    assert kc.unlooped_handoff_loads(once) and kc.hoisted_polls(once)
+
+
+def test_ptx_checks_require_ordered_loads_for_global_hand_offs():
+    config = WaveNetConfig()
+    split = kc.KernelPlan.choose(_dims(config), config.dilations, 1, topology="split")
+    fused = kc.KernelPlan.choose(_dims(config), config.dilations, 600, topology="fused")
+    assert not split.shared_exchange and fused.shared_exchange
+    assert kc.missing_ordered_loads(POLL_IN_LOOP, split) == []
+    plain = POLL_IN_LOOP.replace("ld.global.cg", "ld.global").replace("ld.acquire.gpu.global", "ld.global")
+    assert kc.missing_ordered_loads(plain, split) == ["ld.acquire", "ld.global.cg"]
+    assert kc.missing_ordered_loads(plain, fused) == []  # shared-memory hand-offs need neither
 
 
 # ---- simulator -----------------------------------------------------------------------------
+# The simulator runs the kernel's Python, with stand-ins for what only a GPU has: warp shuffles,
+# vector loads, acquire and L2-only loads. These tests (named "stand_ins") check the kernel's
+# arithmetic and hand-off logic; the code a GPU runs is only compiled here (PTX checks above)
+# and compared with the reference by the cuda-marked tests below.
 
 
 @on_host
@@ -278,7 +348,7 @@ def sharp_tiny():
 
 
 @in_simulator
-def test_simulator_samples_equal_reference_and_chunks_equal_one_shot(sharp_tiny):
+def test_simulator_stand_ins_samples_equal_reference_and_chunks_equal_one_shot(sharp_tiny):
     model = sharp_tiny
     cond, expected, uniforms = _inputs(model, batch=1, steps=10)
     # One thread per row (max_lanes=1) keeps the simulator's barriers few; the lanes and
@@ -308,7 +378,7 @@ def test_simulator_samples_equal_reference_and_chunks_equal_one_shot(sharp_tiny)
 
 
 @in_simulator
-def test_simulator_teacher_forced_logits_with_shuffled_lanes(sharp_tiny):
+def test_simulator_stand_ins_teacher_forced_logits_with_shuffled_lanes(sharp_tiny):
     model = sharp_tiny
     cond, expected, _ = _inputs(model, batch=1, steps=6, seed=2)
     kernel = kc.CudaKernel(model.export_weights(), topology="fused", exchange="shared", threads=32)
@@ -322,7 +392,7 @@ def test_simulator_teacher_forced_logits_with_shuffled_lanes(sharp_tiny):
 
 
 @in_simulator
-def test_simulator_split_roles_in_one_block(sharp_tiny):
+def test_simulator_stand_ins_split_roles_in_one_block(sharp_tiny):
     # Every role of a split plan (two chain groups, the second a one-layer tail with staged
     # skip weights, and two output parts) in one block, handing off through global memory
     # with step counters, acquire polls and L2 loads, as between the blocks of a split launch.
@@ -344,7 +414,7 @@ def test_simulator_split_roles_in_one_block(sharp_tiny):
 
 
 @in_simulator
-def test_simulator_several_utterances_per_block(sharp_tiny):
+def test_simulator_stand_ins_several_utterances_per_block(sharp_tiny):
     # Three utterances, two per block: the second block has one idle slot.
     model = sharp_tiny
     cond, expected, uniforms = _inputs(model, batch=3, steps=5, seed=4)
@@ -383,3 +453,34 @@ def test_gpu_accepts_device_arrays():
     kernel = kc.CudaKernel(model.export_weights())
     classes, _ = kernel.generate(cond.cuda(), uniforms.cuda(), kernel.init_state(2))
     np.testing.assert_array_equal(classes, expected.numpy())
+
+
+@pytest.mark.cuda
+def test_gpu_runs_every_self_test_variant_with_real_shuffles_and_loads():
+    model = kc._sharp_model(TINY)
+    for kernel, batch, steps, chunks in kc.self_test_variants(model.export_weights()):
+        assert kc._compare(model, kernel, batch, steps, chunks, logits=True) == "", kernel.plan(batch).describe()
+
+
+@pytest.mark.cuda
+def test_gpu_split_kernel_gives_up_on_a_spin_limit_and_says_so(monkeypatch):
+    from kernels import cuda as cuda_module
+
+    model = kc._sharp_model(WaveNetConfig())
+    cond, _, uniforms = _inputs(model, batch=1, steps=200)
+    kernel = kc.CudaKernel(model.export_weights(), topology="split")
+    monkeypatch.setattr(cuda_module, "SPIN_LIMIT", 0)  # one unmet poll is enough to give up
+    with pytest.raises(RuntimeError, match="timed out waiting for another"):
+        kernel.generate(cond.numpy(), uniforms.numpy(), kernel.init_state(1))
+    monkeypatch.undo()
+    kernel.generate(cond.numpy(), uniforms.numpy(), kernel.init_state(1))  # the GPU is still usable
+
+
+@pytest.mark.cuda
+def test_gpu_split_kernel_refuses_more_blocks_than_can_be_resident():
+    model = kc._sharp_model(WaveNetConfig())
+    batch = 4096  # thousands of pipelines of several blocks: far past any GPU's resident blocks
+    cond, _, uniforms = _inputs(model, batch=batch, steps=2)
+    kernel = kc.CudaKernel(model.export_weights(), topology="split")
+    with pytest.raises(RuntimeError, match="blocks resident at once and the GPU holds"):
+        kernel.generate(cond.numpy(), uniforms.numpy(), kernel.init_state(batch))
