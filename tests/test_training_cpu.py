@@ -47,8 +47,10 @@ def test_cpu_bf16_autocasts_and_still_trains(corpus, tmp_path):
     assert record["step"] == 3 and np.isfinite(record["loss"]) and record["skipped_total"] == 0
 
 
-def test_cpu_format_auto_measures_once_then_reads_the_cache(corpus, tmp_path, capsys):
+def test_cpu_format_auto_measures_once_then_reads_the_cache(corpus, tmp_path, capsys, monkeypatch):
     from train import precision
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing measured yet
 
     cls = get_task("vocoder")
     train_config, task_config = resolve_config(cls, overrides=[*COMMON, *VOCODER, "max_steps=1"])
