@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +19,7 @@ import soundfile as sf
 import torch
 
 from tts.config import JsonConfig
-from tts.errors import AudioFileError
+from tts.errors import AudioFileError, check_writable, temporary_beside
 
 
 @dataclass(frozen=True)
@@ -88,28 +87,6 @@ def to_pcm16(audio: np.ndarray) -> np.ndarray:
     return np.round(np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
-def _temporary_beside(path: Path) -> str:
-    """An empty temporary file in the folder of ``path`` (so that a rename puts it in place
-    at once), or AudioFileError saying why none can be made there."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    except OSError as e:
-        raise AudioFileError(f"cannot write {path}: {e.strerror or e}") from None
-    os.close(fd)
-    return tmp
-
-
-def check_writable(path: str | os.PathLike) -> None:
-    """AudioFileError unless an audio file can be written at ``path``: its folder exists, is
-    not a file, lets us create a file, and ``path`` itself is not a folder."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise AudioFileError(f"output folder does not exist: {path.parent}")
-    if path.is_dir():
-        raise AudioFileError(f"output {path} is a folder")
-    Path(_temporary_beside(path)).unlink(missing_ok=True)
-
-
 class AudioWriter:
     """Write 16-bit WAV or FLAC (by extension) piece by piece, atomically.
 
@@ -127,7 +104,7 @@ class AudioWriter:
         self.sample_rate = sample_rate
 
     def __enter__(self) -> "AudioWriter":
-        self._tmp = _temporary_beside(self.path)
+        self._tmp = temporary_beside(self.path)
         try:
             os.chmod(self._tmp, FILE_MODE)  # mkstemp's 0600 would survive the rename
             self._file = sf.SoundFile(self._tmp, "w", self.sample_rate, 1, subtype="PCM_16", format=self.format)

@@ -16,7 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
-from tts.errors import MAX_RATE, MIN_RATE, AudioFileError, SynthesisError, check_seed
+from tts.errors import MAX_RATE, MIN_RATE, AudioFileError, SynthesisError, check_seed, check_writable
 
 USAGE_ERROR, RUNTIME_ERROR = 2, 1
 BACKEND_CHOICES = ("auto", "torch", "numba", "cuda", "griffin-lim")
@@ -112,22 +112,9 @@ def _list_backends() -> int:
 
 
 def _check_output(path: Path) -> None:
-    """The checks `tts.audio.check_writable` makes, here without importing torch."""
-    import os
-    import tempfile
-
     if path.suffix.lower() not in (".wav", ".flac"):
         raise UsageError(f"output {path} must end in .wav or .flac")
-    if not path.parent.is_dir():
-        raise UsageError(f"output folder does not exist: {path.parent}")
-    if path.is_dir():
-        raise UsageError(f"output {path} is a folder")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    except OSError as e:
-        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
-    os.close(fd)
-    os.unlink(probe)
+    check_writable(path)  # AudioFileError: a usage error, exit 2
 
 
 def _check_inputs(args) -> str:

@@ -2,7 +2,12 @@
 against, in a module that imports nothing heavy, so that the command line can check its
 arguments before torch is loaded."""
 
+from __future__ import annotations
+
 import numbers
+import os
+import tempfile
+from pathlib import Path
 
 
 class AudioFileError(ValueError):
@@ -24,3 +29,25 @@ def check_seed(seed) -> None:
     """ValueError unless ``seed`` is an integer in [0, MAX_SEED]."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, got {seed!r}")
+
+
+def temporary_beside(path: Path) -> str:
+    """An empty temporary file in the folder of ``path`` (so that a rename puts it in place
+    at once), or AudioFileError saying why none can be made there."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as e:
+        raise AudioFileError(f"cannot write {path}: {e.strerror or e}") from None
+    os.close(fd)
+    return tmp
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """AudioFileError unless an audio file can be written at ``path``: its folder exists, is
+    not a file, lets us create a file, and ``path`` itself is not a folder."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise AudioFileError(f"output folder does not exist: {path.parent}")
+    if path.is_dir():
+        raise AudioFileError(f"output {path} is a folder")
+    Path(temporary_beside(path)).unlink(missing_ok=True)
