@@ -21,8 +21,8 @@ from tts import Synthesizer
 from tts.audio import de_emphasis, mel_spectrogram, mu_law_decode, pre_emphasis
 from tts.model import AcousticModel
 from tts.voice import load_model, save_model
-from vocoder.lpc import lpc_from_mel, lpc_residual, lpc_synthesis
-from vocoder.wavenet import WaveNet, model_to_signal, signal_to_model
+from vocoder.lpc import lpc_from_mel, lpc_residual, lpc_synthesis, noisy_excitation
+from vocoder.wavenet import START_CLASS, WaveNet, model_to_signal, signal_to_model
 
 
 def test_cpu_presets_size_the_schedule(capsys):
@@ -223,3 +223,43 @@ def test_lpc_and_pre_emphasis_exclude_each_other():
         dataclasses.replace(TINY_VOCODER, lpc_order=16, pre_emphasis=0.86)
     with pytest.raises(ValueError, match="lpc_order"):
         dataclasses.replace(TINY_VOCODER, lpc_order=-1)
+
+
+@pytest.mark.parametrize("order", [0, 12])
+def test_noise_injection_targets_undo_the_drift_of_the_noisy_inputs(rng, order):
+    """LPCNet's noise injection: the fed-back classes carry the noise, and each target is what
+    brings the noisy signal back to the audio, within one quantization step of the excitation."""
+    hop, frames = 200, 6
+    t = np.arange(frames * hop) / 16000
+    audio = (0.3 * np.sin(2 * np.pi * 180 * t) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+    a = lpc_from_mel(mel_spectrogram(audio)[:frames], order) if order else np.zeros((frames, 0), np.float32)
+    history = np.zeros(order, np.float32)
+    clean_targets, clean_inputs = noisy_excitation(audio, a, hop, history, np.zeros(len(audio), np.int64), START_CLASS)
+    assert clean_inputs[0] == START_CLASS and np.array_equal(clean_inputs[1:], clean_targets[:-1])
+    noise = rng.integers(-6, 7, len(audio))
+    targets, inputs = noisy_excitation(audio, a, hop, history, noise, START_CLASS)
+    noisy = inputs[1:]  # the class fed back after sample t, for t < T - 1
+    assert np.array_equal(noisy, np.clip(targets[:-1] + noise[:-1], 0, 255))
+    # The noisy signal the predictor runs on, and its predictions.
+    signal, _ = lpc_synthesis(mu_law_decode(noisy), a, hop) if order else (mu_law_decode(noisy), None)
+    prediction = signal - mu_law_decode(noisy)  # p[t] = s_noisy[t] - e_noisy[t]
+    step = np.abs(np.diff(mu_law_decode(np.arange(256)))).max()
+    assert np.abs(prediction + mu_law_decode(targets[:-1]) - audio[:-1]).max() <= step / 2 + 1e-4
+    clean = lpc_synthesis(mu_law_decode(clean_targets), a, hop)[0] if order else mu_law_decode(clean_targets)
+    assert np.abs(signal - audio[:-1]).mean() > 2 * np.abs(clean - audio).mean()  # the noise moved it
+
+
+def test_noise_injection_trains_and_its_crops_repeat_per_epoch(corpus, tmp_path):
+    from train.data import FeatureCache
+
+    config = dataclasses.replace(TINY_VOCODER, lpc_order=12)
+    cache = FeatureCache(corpus, trim_db=None)
+    crops = Crops(cache, [0, 1], 4, model=config, noise=4.0)
+    item = crops[1]
+    assert item["inputs"].shape == item["classes"].shape == (800,)
+    assert not np.array_equal(item["inputs"][1:], item["classes"][:-1])  # noisy, not teacher forcing
+    assert np.array_equal(crops[1]["inputs"], item["inputs"])  # the same crop and noise on a resume
+    crops.set_epoch(1, 0)
+    assert not np.array_equal(crops[1]["inputs"], item["inputs"])
+    summary = fit("vocoder", corpus, tmp_path / "run", COMMON + VOCODER + ["max_steps=2", "noise=4"])
+    assert summary["step"] == 2 and np.isfinite(summary["loss"])

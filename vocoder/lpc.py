@@ -86,3 +86,51 @@ def _synthesize(excitation, coefficients, hop, past):
             acc += a[k] * out[p + t - 1 - k]
         out[p + t] = acc
     return out
+
+
+def noisy_excitation(audio: np.ndarray, coefficients: np.ndarray, hop: int, history: np.ndarray,
+                     noise: np.ndarray, start_class: int, classes: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Training pairs with the network's own kind of errors injected (LPCNet's noise injection).
+
+    Runs the synthesis loop the engine runs, but on noisy excitation classes: per sample t,
+    the prediction p[t] comes from the *noisy* past signal, the target is the class of
+    s[t] - p[t] (what undoes the drift so far), and the class fed back is that target plus
+    ``noise[t]`` (integer classes, clipped to the range), whose decoded value extends the
+    noisy signal. The network thus learns to steer back from errors it will make when it runs
+    free. With zero noise this is the engine's own loop with the quantizer inside.
+
+    audio (T,) with ``coefficients`` (frames, p), p >= 0 (p = 0: the network models the
+    signal itself, no prediction); ``history``: the p clean samples before the audio.
+    Returns (targets, inputs), int64 (T,): the class of sample t, and the noisy class of
+    sample t-1 that the network sees at t (``start_class`` at t = 0).
+    """
+    from tts.audio import mu_law_decode
+
+    decoded = mu_law_decode(np.arange(classes), classes).astype(np.float64)
+    # Class c holds the values between the decoded half-classes on either side of it.
+    bounds = mu_law_decode(np.arange(classes - 1) + 0.5, classes).astype(np.float64)
+    return _noisy_excitation(np.asarray(audio, np.float64), np.asarray(coefficients, np.float64), hop,
+                             np.asarray(history, np.float64), np.asarray(noise, np.int64), decoded, bounds,
+                             start_class)
+
+
+@numba.njit(cache=True)
+def _noisy_excitation(audio, coefficients, hop, history, noise, decoded, bounds, start_class):
+    p = coefficients.shape[1]
+    top = len(decoded) - 1
+    signal = np.empty(p + len(audio))
+    signal[:p] = history
+    targets = np.empty(len(audio), np.int64)
+    inputs = np.empty(len(audio), np.int64)
+    previous = start_class
+    for t in range(len(audio)):
+        a = coefficients[t // hop]
+        prediction = 0.0
+        for k in range(p):
+            prediction += a[k] * signal[p + t - 1 - k]
+        target = np.searchsorted(bounds, audio[t] - prediction)
+        noisy = min(top, max(0, target + noise[t]))
+        targets[t], inputs[t] = target, previous
+        signal[p + t] = prediction + decoded[noisy]
+        previous = noisy
+    return targets, inputs

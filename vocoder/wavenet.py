@@ -316,12 +316,15 @@ class WaveNet(nn.Module):
             x = x + self.res[l](z)  # (B, R, T)
         return self.out2(F.relu(self.out1(F.relu(skip)))).transpose(1, 2)  # (B, T, n_classes)
 
-    def loss(self, audio_classes: torch.Tensor, mel: torch.Tensor, reference: bool = False) -> torch.Tensor:
+    def loss(self, audio_classes: torch.Tensor, mel: torch.Tensor, reference: bool = False,
+             inputs: torch.Tensor | None = None) -> torch.Tensor:
         """Mean cross-entropy of predicting each sample from the ones before: audio_classes
         (B, T) int64, mel (B, T / hop_length, n_mels) -> scalar. ``reference``: through
-        `forward_reference` (the same numbers, slower)."""
+        `forward_reference` (the same numbers, slower). ``inputs`` (B, T): what the network
+        sees at t, when not the class of sample t-1 (`teacher_inputs`), as in noise injection."""
         forward = self.forward_reference if reference else self.forward
-        logits = forward(teacher_inputs(audio_classes), mel)  # (B, T, n_classes)
+        inputs = teacher_inputs(audio_classes) if inputs is None else inputs
+        logits = forward(inputs, mel)  # (B, T, n_classes)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), audio_classes.reshape(-1))
 
     # ---- reference incremental generation ---------------------------------------------

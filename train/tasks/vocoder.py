@@ -21,7 +21,8 @@ from train.task import Task
 from train.tasks.acoustic import build_cache, open_cache, split_clips
 from tts.audio import DEFAULT_AUDIO, mu_law_decode, mu_law_encode
 from tts.voice import save_model
-from vocoder.wavenet import WaveNet, WaveNetConfig, model_to_signal, signal_to_model
+from vocoder.lpc import lpc_from_mel, noisy_excitation
+from vocoder.wavenet import START_CLASS, WaveNet, WaveNetConfig, model_to_signal, signal_to_model
 
 CONTEXT_SAMPLES = 64  # audio before a crop that its first samples' predictor looks back on
 
@@ -38,11 +39,18 @@ class VocoderTaskConfig:
     # or "reference" (WaveNet.forward_reference, conv1d as the definition reads; the same
     # numbers, slower: the baseline train.bench compares against).
     forward: str = "time-major"
+    # Noise injection (LPCNet): the classes fed back to the network in training carry noise of
+    # Laplacian shape whose scale, per frame, is drawn from noise * u^2 (u uniform in [0, 1]),
+    # in mu-law classes, and the targets undo the drift it causes (vocoder.lpc.noisy_excitation).
+    # 0: teacher forcing on the clean signal. LPCNet trains with 4.
+    noise: float = 0.0
 
     def __post_init__(self):
         for name in ("segment_frames", "eval_clips", "sample_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.noise <= 32.0:
+            raise ValueError(f"noise must be in [0, 32] classes, got {self.noise}")
         if self.forward not in ("time-major", "reference"):
             raise ValueError(f"forward must be time-major or reference, got {self.forward!r}")
         if self.model.n_mels != DEFAULT_AUDIO.n_mels or self.model.hop_length != DEFAULT_AUDIO.hop_length:
@@ -53,12 +61,14 @@ class VocoderTaskConfig:
 
 class Crops(torch.utils.data.Dataset):
     """One random crop per clip: mel (segment_frames, n_mels) and mu-law classes
-    (segment_frames * hop,). Clips shorter than a crop are padded with silence."""
+    (segment_frames * hop,), with ``noise`` the noisy input classes too (see
+    VocoderTaskConfig.noise). Clips shorter than a crop are padded with silence."""
 
     def __init__(self, cache: FeatureCache, indices: list[int], segment_frames: int, seed: int = 0,
-                 model: WaveNetConfig = WaveNetConfig()):
+                 model: WaveNetConfig = WaveNetConfig(), noise: float = 0.0):
         self.cache, self.indices, self.segment_frames = cache, indices, segment_frames
         self.model = model  # what the classes stand for: the audio, pre-emphasized or its excitation
+        self.noise = noise
         self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int, seed: int) -> None:
@@ -81,8 +91,26 @@ class Crops(torch.utils.data.Dataset):
         if len(mel) < seg:  # silence: the mel floor is 0 and mu-law 0.0 is silence too
             mel = np.pad(mel, ((0, seg - len(mel)), (0, 0)))
             wave = np.pad(wave, (0, seg * hop - len(wave)))
+        if self.noise:
+            return {"mel": mel, **self._noisy(wave, mel, before, np.random.default_rng([self.seed, self.epoch, i, 1]))}
         signal = signal_to_model(self.model, wave, mel, before)
         return {"mel": mel, "classes": mu_law_encode(signal, self.cache.audio.mu_law_classes)}
+
+    def _noisy(self, wave: np.ndarray, mel: np.ndarray, before: np.ndarray, rng: np.random.Generator
+               ) -> dict[str, np.ndarray]:
+        """Targets and noisy inputs of one crop; the noise scale is drawn per frame, as LPCNet does."""
+        model, hop = self.model, self.cache.audio.hop_length
+        if model.pre_emphasis:  # the network models the pre-emphasized audio, without a predictor
+            wave = signal_to_model(model, wave, mel, before)
+        order = model.lpc_order
+        coefficients = lpc_from_mel(mel, order) if order else np.zeros((len(mel), 0), np.float32)
+        history = np.concatenate([np.zeros(order, np.float32), before])[len(before):]  # the last p samples
+        scale = np.repeat(self.noise * rng.random(len(mel)) ** 2, hop)  # (T,)
+        u = rng.random((2, len(wave)))
+        noise = np.floor(0.5 + scale * np.sqrt(0.5) * (np.log(u[0] + 1e-12) - np.log(u[1] + 1e-12))).astype(np.int64)
+        targets, inputs = noisy_excitation(wave, coefficients, hop, history, noise, START_CLASS,
+                                           self.cache.audio.mu_law_classes)
+        return {"classes": targets, "inputs": inputs}
 
 
 class VocoderTask(Task):
@@ -109,20 +137,26 @@ class VocoderTask(Task):
         train, held_out = split_clips(cache, self.config.eval_clips)
         seg = self.config.segment_frames
         model = self.config.model
-        return Crops(cache, train, seg, model=model), Crops(cache, held_out, seg, model=model)
+        # The held-out loss stays teacher-forced on the clean signal, comparable across runs.
+        return (Crops(cache, train, seg, model=model, noise=self.config.noise),
+                Crops(cache, held_out, seg, model=model))
 
     def lengths(self, dataset: Crops) -> list[int]:
         return [min(dataset.frames(i), self.config.segment_frames) for i in range(len(dataset))]
 
     def collate(self, items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-        return {"mel": torch.from_numpy(np.stack([it["mel"] for it in items])).float(),  # (B, frames, n_mels)
-                "classes": torch.from_numpy(np.stack([it["classes"] for it in items])).long()}  # (B, T)
+        batch = {"mel": torch.from_numpy(np.stack([it["mel"] for it in items])).float(),  # (B, frames, n_mels)
+                 "classes": torch.from_numpy(np.stack([it["classes"] for it in items])).long()}  # (B, T)
+        if "inputs" in items[0]:  # noise injection: what the network sees at t, else the class of t-1
+            batch["inputs"] = torch.from_numpy(np.stack([it["inputs"] for it in items])).long()  # (B, T)
+        return batch
 
     def units(self, batch: dict[str, torch.Tensor]) -> int:
         return batch["classes"].numel()
 
     def loss(self, model: WaveNet, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
-        return model.loss(batch["classes"], batch["mel"], reference=self.config.forward == "reference"), {}
+        return model.loss(batch["classes"], batch["mel"], reference=self.config.forward == "reference",
+                          inputs=batch.get("inputs")), {}
 
     @torch.no_grad()
     def evaluate(self, model: WaveNet, batches: Iterable[dict[str, torch.Tensor]], writer, step: int
