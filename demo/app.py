@@ -8,18 +8,16 @@ by chunk, and the whole utterance comes again, losslessly, as a second player on
 (the stream is re-encoded to AAC by gradio, the full output is 16-bit wav). The mel
 spectrogram and the attention alignment are redrawn each time a sentence finishes.
 
-One Synthesizer per vocoder backend is loaded at start and shared by all requests; it keeps
-all generation state per call, so concurrent users each get their own audio. gradio's queue
-bounds how many requests run at once.
+One Synthesizer per usable vocoder (the WaveNet once per kernel backend) is made at start and
+shared by all requests; it keeps all generation state per call, so concurrent users each get
+their own audio. gradio's queue bounds how many requests run at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from tts.audio import to_pcm16
+from tts.command import MissingExtraError, OneLineParser
 
 MAX_CHARS = 2000
 # gradio's queue holds at most this many waiting requests per running one; beyond that a
 # user gets "queue full" at once instead of a wait that would outlast the page.
 QUEUE_PER_WORKER = 8
-BACKEND_ORDER = ("numba", "cuda", "torch")  # fastest first where several are available
 EXAMPLES = [
     "Hello! This is a neural text-to-speech engine, speaking in real time.",
     "The quick brown fox jumps over the lazy dog.",
@@ -42,12 +40,12 @@ EXAMPLES = [
 EXTRA_HINT = "pip install 'tts-engine[demo]'"
 
 
-class MissingExtraError(ImportError):
-    """A package of the ``demo`` extra is not installed."""
+class ServeError(RuntimeError):
+    """The page cannot be served where asked (the port is taken, the address is not ours)."""
 
 
 class DemoInputError(ValueError):
-    """A request the demo refuses: text too long or empty, a bad seed or rate, no such backend."""
+    """A request the demo refuses: text too long or empty, a bad seed or rate, no such vocoder."""
 
 
 def _import(name: str):
@@ -61,24 +59,21 @@ def _import(name: str):
 
 
 def load_synthesizers(voice: str | Path | None = None, device: str = "auto") -> dict:
-    """{backend name: Synthesizer} for every vocoder backend usable here, the one ``auto``
-    picks first. Raises ``tts.SynthesisError`` if the voice cannot be loaded at all."""
+    """{label: Synthesizer} for every vocoder usable here (the WaveNet once per kernel
+    backend), labelled as `tts.vocoders.Vocoder.label`, the one ``auto`` picks first. Raises
+    ``tts.SynthesisError`` if the voice cannot be loaded at all."""
     from tts import SynthesisError, Synthesizer
+    from tts.vocoders import usable_choices
 
-    # The automatic choice first: if it fails, the voice or device is at fault, not a backend.
-    default = Synthesizer.load(voice, device=device, vocoder="auto")
-    synths = {default.backend: default}
-    for name in BACKEND_ORDER:
-        if name in synths:
-            continue
+    # The automatic choice first: if it fails, the voice or device is at fault, not a vocoder.
+    default = Synthesizer.load(voice, device=device)
+    synths = {default.vocoder.label: default}
+    for vocoder, backend in usable_choices(default.device):
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a fallback is noticed below, not printed
-                synth = Synthesizer.load(voice, device=device, vocoder=name)
+            synth = Synthesizer(default.voice, device=device, vocoder=vocoder, backend=backend or "auto")
         except SynthesisError:
-            continue  # not usable here (no GPU, numba missing...)
-        if synth.backend == name:  # not one that quietly fell back to another backend
-            synths[name] = synth
+            continue  # the voice has no WaveNet, or the backend cannot run it here
+        synths.setdefault(synth.vocoder.label, synth)
     return synths
 
 
@@ -100,7 +95,7 @@ class Timing:
     synthesis_s: float = 0.0
     audio_s: float = 0.0
     sentences: int = 0
-    backend: str = ""
+    vocoder: str = ""
 
     @property
     def real_time_factor(self) -> float | None:
@@ -110,7 +105,7 @@ class Timing:
         first = "-" if self.first_audio_s is None else f"{self.first_audio_s * 1000:.0f} ms"
         rtf = "-" if self.real_time_factor is None else f"{self.real_time_factor:.2f}"
         state = "done" if done else "generating..."
-        return (f"**{state}** · backend `{self.backend}` · time to first audio **{first}** · "
+        return (f"**{state}** · vocoder `{self.vocoder}` · time to first audio **{first}** · "
                 f"real-time factor **{rtf}** (synthesis {self.synthesis_s:.2f} s for "
                 f"{self.audio_s:.2f} s of audio, {self.sentences} sentence(s); below 1 is faster "
                 f"than real time)")
@@ -126,9 +121,11 @@ class Update:
     timing: Timing
 
 
-def check_request(text: str, seed, rate, backend: str, synths: dict, max_chars: int = MAX_CHARS
-                  ) -> tuple[str, int, float]:
-    """Refuse what the engine should not be asked, with a message for the user."""
+def check_request(text: str, seed, rate, vocoder: str, synths: dict, max_chars: int = MAX_CHARS
+                  ) -> tuple[str, int, float, str]:
+    """Refuse what the engine should not be asked, with a message for the user; returns the
+    checked (text, seed, rate, label of the vocoder). A WaveNet backend's name alone
+    ("numba") still names the WaveNet on it."""
     from tts.synthesizer import MAX_RATE, MIN_RATE
 
     text = text or ""
@@ -149,10 +146,10 @@ def check_request(text: str, seed, rate, backend: str, synths: dict, max_chars: 
         raise DemoInputError(f"the speaking rate must be a number, got {rate!r}") from None
     if not MIN_RATE <= rate <= MAX_RATE:
         raise DemoInputError(f"the speaking rate must be between {MIN_RATE} and {MAX_RATE}, got {rate}")
-    if backend not in synths:
-        raise DemoInputError(f"vocoder backend {backend!r} is not available here "
-                             f"(available: {', '.join(synths)})")
-    return text, seed, rate
+    label = next((name for name, synth in synths.items() if vocoder == synth.vocoder.backend), vocoder)
+    if label not in synths:
+        raise DemoInputError(f"vocoder {vocoder!r} is not available here (available: {', '.join(synths)})")
+    return text, seed, rate, label
 
 
 def describe(synth) -> str:
@@ -161,8 +158,8 @@ def describe(synth) -> str:
 
     acoustic = ("parallel acoustic model (predicted durations)" if isinstance(synth.acoustic, ParallelModel)
                 else "attention acoustic model")
-    vocoder = ("Griffin-Lim (phase from the mel alone)" if synth.backend == "griffin-lim"
-               else f"autoregressive WaveNet vocoder ({synth.backend} kernel)")
+    vocoder = (f"autoregressive WaveNet vocoder ({synth.vocoder.backend} kernel)" if synth.vocoder.backend
+               else "Griffin-Lim (phase from the mel alone)")
     return f"{acoustic} + {vocoder}"
 
 
@@ -172,7 +169,7 @@ def speak(synth, text: str, seed: int, rate: float) -> Iterator[Update]:
     Raises ``tts.text.NothingToSpeakError`` (a ValueError) before yielding if the text holds
     nothing to say.
     """
-    timing = Timing(backend=synth.backend)
+    timing = Timing(vocoder=synth.vocoder.label)
     mels: list[np.ndarray] = []  # (frames, n_mels) per finished sentence
     start = time.perf_counter()
     chunks = synth.stream(text, seed=seed, rate=rate)
@@ -251,7 +248,7 @@ def draw_alignment(alignment: np.ndarray, phonemes: list[str], sentence: int, fr
 
 
 def build_app(synths: dict, max_chars: int = MAX_CHARS):
-    """The gradio Blocks page over already loaded synthesizers ({backend: Synthesizer})."""
+    """The gradio Blocks page over already loaded synthesizers ({vocoder label: Synthesizer})."""
     gr = _import("gradio")
     from tts.synthesizer import MAX_RATE, MIN_RATE
     from tts.text import NothingToSpeakError
@@ -260,10 +257,10 @@ def build_app(synths: dict, max_chars: int = MAX_CHARS):
         raise ValueError("build_app needs at least one Synthesizer")
     sample_rate = next(iter(synths.values())).sample_rate
 
-    def generate(text, seed, rate, backend):
+    def generate(text, seed, rate, vocoder):
         try:
-            text, seed, rate = check_request(text, seed, rate, backend, synths, max_chars)
-            updates = speak(synths[backend], text, seed, rate)
+            text, seed, rate, label = check_request(text, seed, rate, vocoder, synths, max_chars)
+            updates = speak(synths[label], text, seed, rate)
             first = next(updates, None)  # a text with nothing to say fails here, before any output
         except (DemoInputError, NothingToSpeakError) as e:
             # The user's mistake, shown on the page: not a fault for the console's log.
@@ -291,7 +288,7 @@ def build_app(synths: dict, max_chars: int = MAX_CHARS):
                 with gr.Row():
                     seed = gr.Number(label="Seed", value=0, precision=0, minimum=0)
                     rate = gr.Slider(MIN_RATE, MAX_RATE, value=1.0, step=0.05, label="Speaking rate")
-                backend = gr.Dropdown(list(synths), value=next(iter(synths)), label="Vocoder backend")
+                vocoder = gr.Dropdown(list(synths), value=next(iter(synths)), label="Vocoder")
                 button = gr.Button("Generate", variant="primary")
                 gr.Examples(EXAMPLES, inputs=[text])
             with gr.Column():
@@ -302,7 +299,7 @@ def build_app(synths: dict, max_chars: int = MAX_CHARS):
                 timing = gr.Markdown()
         mel = gr.Image(label="Mel spectrogram", type="numpy", format="png", interactive=False)
         alignment = gr.Image(label="Alignment", type="numpy", format="png", interactive=False)
-        button.click(generate, inputs=[text, seed, rate, backend],
+        button.click(generate, inputs=[text, seed, rate, vocoder],
                      outputs=[streamed, full, mel, alignment, timing], api_name="generate")
     return app
 
@@ -311,7 +308,7 @@ def build_app(synths: dict, max_chars: int = MAX_CHARS):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m demo", description="The text-to-speech web demo.")
+    p = OneLineParser(prog="python -m demo", description="The text-to-speech web demo.")
     p.add_argument("--voice", type=Path, help="voice folder (default: the bundled voice)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
     p.add_argument("--host", default="127.0.0.1",
@@ -325,33 +322,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.concurrency < 1:
-        print("error: --concurrency must be at least 1", file=sys.stderr)
-        return 2
-    from tts import SynthesisError
+    from tts.command import EXIT_OK, UsageError, run_command
 
-    try:
+    def body() -> int:
+        args = build_parser().parse_args(argv)
+        if args.concurrency < 1:
+            raise UsageError("--concurrency must be at least 1")
         _import("gradio")  # before the slow voice load, so a missing extra is said at once
         _import("matplotlib")
         if shutil.which("ffmpeg") is None:
             # gradio re-encodes streamed audio with ffmpeg; without it every request would fail.
-            return _fail("the demo streams audio through ffmpeg, which is not installed "
-                         "(e.g. apt-get install ffmpeg)")
+            raise MissingExtraError("the demo streams audio through ffmpeg, which is not installed "
+                                    "(e.g. apt-get install ffmpeg)")
         synths = load_synthesizers(args.voice, args.device)
         warm_up(next(iter(synths.values())))
         app = build_app(synths, args.max_chars)
-    except (MissingExtraError, SynthesisError) as e:
-        return _fail(str(e))
-    print(f"voice loaded; vocoder backends: {', '.join(synths)}", flush=True)
-    app.queue(default_concurrency_limit=args.concurrency, max_size=QUEUE_PER_WORKER * args.concurrency)
-    try:
-        app.launch(server_name=args.host, server_port=args.port, ssr_mode=False, show_error=True)
-    except OSError as e:  # the port is taken, or the address is not this machine's
-        return _fail(f"cannot serve on {args.host}:{args.port}: {e}")
-    return 0
+        print(f"voice loaded; vocoders: {', '.join(synths)}", flush=True)
+        app.queue(default_concurrency_limit=args.concurrency, max_size=QUEUE_PER_WORKER * args.concurrency)
+        try:
+            app.launch(server_name=args.host, server_port=args.port, ssr_mode=False, show_error=True)
+        except OSError as e:  # the port is taken, or the address is not this machine's
+            raise ServeError(f"cannot serve on {args.host}:{args.port}: {e}") from None
+        return EXIT_OK
 
-
-def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 1
+    return run_command("demo", body, failure=(ServeError,))

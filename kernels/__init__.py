@@ -14,20 +14,18 @@ uniforms draw the same samples on every backend.
     numba  the fused CPU kernel (kernels/cpu.py)
     cuda   the persistent GPU kernel (kernels/cuda.py): needs a CUDA GPU and the `gpu` extra
 
-`load_backend("auto", ...)` picks cuda where usable, else numba, else torch with a warning.
-The backends' modules are imported only when asked for, so that a missing optional package
-costs nothing until its backend is chosen.
+Which backend "auto" means is decided in one place, `tts.vocoders.choose_backend`; the names
+live in `tts.options`. The backends' modules are imported only when asked for, so that a
+missing optional package costs nothing until its backend is chosen.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import warnings
 
 from kernels.state import KernelState
-
-BACKENDS = ("torch", "numba", "cuda")
+from tts.options import BACKENDS, WEIGHT_FORMATS
 
 __all__ = ["BACKENDS", "BackendUnavailableError", "KernelState", "WEIGHT_FORMATS", "available_backends",
            "backend_status", "load_backend"]
@@ -39,7 +37,7 @@ class BackendUnavailableError(RuntimeError):
 
 def _check_name(name: str) -> None:
     if name not in BACKENDS:
-        raise ValueError(f"unknown vocoder backend {name!r}; choose from auto, {', '.join(BACKENDS)}")
+        raise ValueError(f"unknown vocoder backend {name!r}; choose from {', '.join(BACKENDS)}")
 
 
 def backend_status(name: str) -> tuple[bool, str]:
@@ -64,12 +62,8 @@ def available_backends() -> list[str]:
     return [name for name in BACKENDS if backend_status(name)[0]]
 
 
-WEIGHT_FORMATS = ("fp32", "bf16")
-
-
 def load_backend(name: str, model_or_weights, weights: str = "fp32"):
-    """A kernel for a `WaveNet` (or its `export_weights()` dict) on backend `name`, or
-    "auto": cuda if usable, else numba, else the torch reference with a warning.
+    """A kernel for a `WaveNet` (or its `export_weights()` dict) on backend ``name``.
 
     ``weights="bf16"`` streams bfloat16 weights (float32 arithmetic) on the numba backend:
     faster, at a measured quality cost (BENCHMARKS.md); the other backends are float32 only.
@@ -78,15 +72,6 @@ def load_backend(name: str, model_or_weights, weights: str = "fp32"):
     """
     if weights not in WEIGHT_FORMATS:
         raise ValueError(f"unknown weight format {weights!r}; choose from {', '.join(WEIGHT_FORMATS)}")
-    if name == "auto" and weights != "fp32":
-        name = "numba"  # the only backend with reduced-precision weights
-    if name == "auto":
-        usable = available_backends()
-        name = "cuda" if "cuda" in usable else "numba" if "numba" in usable else "torch"
-        if name == "torch":
-            warnings.warn("no fast vocoder backend can run here (numba is not installed, no "
-                          "CUDA GPU): using the torch reference generator, which is far slower "
-                          "than real time", RuntimeWarning, stacklevel=2)
     ok, why = backend_status(name)
     if not ok:
         raise BackendUnavailableError(f"{name} backend unavailable: {why}")

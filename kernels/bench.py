@@ -97,7 +97,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kernels import available_backends, load_backend
+from kernels import BACKENDS, WEIGHT_FORMATS, available_backends, load_backend
 from vocoder.wavenet import WaveNet, WaveNetConfig
 
 SAMPLE_RATE = 16000
@@ -616,7 +616,7 @@ def main(argv=None) -> int:
     p.add_argument("--torch-seconds", type=float, default=0.05, help="seconds of audio for the torch reference")
     p.add_argument("--repeats", type=int, default=3, help="runs per figure")
     p.add_argument("--chunk-seconds", type=float, default=0.1, help="audio per timed generate call (CPU)")
-    p.add_argument("--backends", nargs="+", default=["torch", "numba", "cuda"], choices=["torch", "numba", "cuda"])
+    p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     p.add_argument("--cuda-chunk", type=int, default=3200,
                    help="samples per utterance per timed CUDA call (2000-4000 keeps the launch "
@@ -629,7 +629,7 @@ def main(argv=None) -> int:
                    help="where the CUDA rows' inputs live: torch CUDA tensors, numba device "
                         "arrays, or numpy host arrays copied in every call (auto: torch where "
                         "torch has CUDA, else numba)")
-    p.add_argument("--weights", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+    p.add_argument("--weights", nargs="+", default=["fp32"], choices=WEIGHT_FORMATS,
                    help="weight formats of the numba kernel to time (bf16 also measures its "
                         "cost in quality against fp32)")
     p.add_argument("--quality-steps", type=int, default=4000,

@@ -93,16 +93,12 @@ exactly.
 
 Where the code lives: kernels/cuda_plan.py, the plan (`_Phase`, `KernelPlan`, `pack_weights`;
 numpy only); kernels/cuda_device.py, the device code (`build_kernel`); this module, the host
-side (`CudaKernel`) and `python -m kernels.cuda --selftest`; kernels/cuda_checks.py, the PTX,
-simulator and GPU checks. What tests and the backends use is importable from this module.
+side (`CudaKernel`); kernels/cuda_checks.py, the PTX, simulator and GPU checks and
+`python -m kernels.cuda_checks --selftest`.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import subprocess
-import sys
 import warnings
 from dataclasses import replace
 
@@ -359,57 +355,3 @@ class CudaKernel:
         if return_logits:
             return out, new, logits.copy_to_host()
         return out, new
-
-
-# ---- checks: PTX, simulator, real GPU (kernels/cuda_checks.py) ---------------------------------
-
-# The checks build on `CudaKernel`, so they import this module; it loads them on first use of
-# one of these names (or from `main`) and the imports stay one-way.
-_CHECKS = ("margin_uniforms", "ptx_for", "local_memory_lines", "unlooped_handoff_loads", "hoisted_polls",
-           "missing_ordered_loads", "self_test_variants",
-           "_sharp_model", "_tiny_config", "_random_weights", "_compare",
-           "_split_roles_in_one_block")
-
-
-def __getattr__(name: str):
-    if name in _CHECKS:
-        from kernels import cuda_checks
-
-        return getattr(cuda_checks, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kernels.cuda",
-                                     description="Check the persistent CUDA WaveNet kernel.")
-    parser.add_argument("--selftest", action="store_true",
-                        help="PTX compile check, simulator comparison, and the GPU comparison "
-                             "where a GPU is present")
-    parser.add_argument("--simulator-check", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    try:
-        from kernels import cuda_checks as checks
-
-        if args.simulator_check:
-            return checks._simulator_check()
-        if not args.selftest:
-            parser.print_help()
-            return 2
-        if checks._compile_check():
-            return 1
-        env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-        done = subprocess.run([sys.executable, "-m", "kernels.cuda", "--simulator-check"], env=env)
-        if done.returncode:
-            return 1
-        if cuda_usable():
-            return checks._gpu_check()
-        print("GPU comparison skipped: no usable CUDA GPU")
-        return 0
-    except Exception as e:  # a one-line verdict, not a traceback
-        message = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        print(f"selftest failed: {type(e).__name__}: {message}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,19 +1,22 @@
 """Checks of the persistent CUDA WaveNet kernel against the torch reference: PTX for sm_90
-(no GPU needed), the CUDA simulator, and a real GPU. `python -m kernels.cuda --selftest`
+(no GPU needed), the CUDA simulator, and a real GPU. `python -m kernels.cuda_checks --selftest`
 runs them and tests/test_kernels_cuda.py builds on them; kernels.cuda re-exports these
 names. The design they check is described in kernels/cuda.py.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
+import subprocess
 import sys
 from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
 
-from kernels.cuda import LOGITS_ATOL, CudaKernel
+from kernels.cuda import LOGITS_ATOL, CudaKernel, cuda_usable
 from kernels.cuda_device import _SIGNATURE, _numba_cuda, build_kernel
 from kernels.cuda_plan import KernelPlan
 from vocoder.wavenet import validate_exported
@@ -290,3 +293,37 @@ def _gpu_check() -> int:
                 print(f"{label}: {steps} samples and logits equal the reference "
                       f"({compiled.get_regs_per_thread()} registers per thread)")
     return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kernels.cuda_checks",
+                                     description="Check the persistent CUDA WaveNet kernel.")
+    parser.add_argument("--selftest", action="store_true",
+                        help="PTX compile check, simulator comparison, and the GPU comparison "
+                             "where a GPU is present")
+    parser.add_argument("--simulator-check", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        if args.simulator_check:
+            return _simulator_check()
+        if not args.selftest:
+            parser.print_help()
+            return 2
+        if _compile_check():
+            return 1
+        env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+        done = subprocess.run([sys.executable, "-m", "kernels.cuda_checks", "--simulator-check"], env=env)
+        if done.returncode:
+            return 1
+        if cuda_usable():
+            return _gpu_check()
+        print("GPU comparison skipped: no usable CUDA GPU")
+        return 0
+    except Exception as e:  # a one-line verdict, not a traceback
+        message = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"selftest failed: {type(e).__name__}: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

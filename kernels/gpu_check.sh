@@ -49,12 +49,12 @@ step() {  # step NAME COMMAND...: its output to OUT/NAME.log, its exit code to O
 cat "$out/machine.txt"
 
 if [ "${GPU_CHECK_DRY_RUN:-0}" = 1 ]; then
-    step selftest "$python" -m kernels.cuda --selftest
+    step selftest "$python" -m kernels.cuda_checks --selftest
     step pytest "$python" -m pytest -m cuda -q -p no:cacheprovider tests/test_kernels_cuda.py
     step bench json_to "$out/kernels.json" "$python" -m kernels.bench --backends torch --configs default \
         --torch-seconds 0.05 --repeats 1 --skip-startup --json
 else
-    step selftest "$python" -m kernels.cuda --selftest
+    step selftest "$python" -m kernels.cuda_checks --selftest
     step pytest "$python" -m pytest -m cuda -q -p no:cacheprovider -rs tests/test_kernels_cuda.py
     # Batch 1 for each topology, and many real-time streams at once.
     step bench json_to "$out/kernels.json" "$python" -m kernels.bench --backends torch cuda \

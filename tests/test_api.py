@@ -61,8 +61,8 @@ def test_stream_equals_synthesize(synth):
 
 
 def test_each_chunk_is_handed_out_as_soon_as_it_is_generated(synth, monkeypatch):
-    kernel = CountingKernel(synth.kernel)
-    monkeypatch.setattr(synth, "kernel", kernel)
+    kernel = CountingKernel(synth.vocoder.kernel)
+    monkeypatch.setattr(synth.vocoder, "kernel", kernel)
     chunks = synth.stream(TEXT, seed=3)
     first = next(chunks)
     # The vocoder has run once: nothing past the first chunk of the sentence exists yet.
@@ -111,7 +111,7 @@ def test_concurrent_calls_do_not_mix(synth, monkeypatch):
             meeting.wait()
             met.append(True)
 
-    monkeypatch.setattr(synth, "kernel", CountingKernel(synth.kernel, before_call=meet))
+    monkeypatch.setattr(synth.vocoder, "kernel", CountingKernel(synth.vocoder.kernel, before_call=meet))
     results = [None] * len(texts)
 
     def work(i):
@@ -173,11 +173,42 @@ def test_load_errors(tmp_path):
         Synthesizer.load(tmp_path / "nowhere")
     with pytest.raises(SynthesisError, match="unknown device"):
         Synthesizer.load(make_tiny_voice(tmp_path / "v"), device="tpu")
-    with pytest.raises(SynthesisError, match="unknown vocoder 'bogus'; choose from auto, torch, numba, cuda, griffin-lim"):
+    with pytest.raises(SynthesisError, match="unknown vocoder 'bogus'; choose from auto, wavenet, griffin-lim"):
         Synthesizer.load(tmp_path / "v", vocoder="bogus")
     if not __import__("torch").cuda.is_available():
         with pytest.raises(SynthesisError, match="no CUDA GPU"):
             Synthesizer.load(tmp_path / "v", device="cuda")
+
+
+def test_vocoder_and_backend_are_two_choices_and_the_older_spelling_still_works(tmp_path):
+    import json
+
+    voice = make_tiny_voice(tmp_path / "v")
+    synth = Synthesizer.load(voice, vocoder="wavenet", backend="torch")
+    assert (synth.vocoder.name, synth.vocoder.backend, synth.backend) == ("wavenet", "torch", "torch")
+    older = Synthesizer.load(voice, vocoder="numba")
+    assert (older.vocoder.name, older.vocoder.backend, older.vocoder.label) == ("wavenet", "numba", "wavenet (numba)")
+    with pytest.raises(SynthesisError, match="backend 'numba' runs the WaveNet, not griffin-lim"):
+        Synthesizer.load(voice, vocoder="griffin-lim", backend="numba")
+    with pytest.raises(SynthesisError, match="give --vocoder wavenet --backend torch"):
+        Synthesizer.load(voice, vocoder="numba", backend="torch")
+    with pytest.raises(SynthesisError, match="unknown backend 'tpu'"):
+        Synthesizer.load(voice, backend="tpu")
+    assert json.loads((voice / "config.json").read_text())["models"]["vocoder"]["kind"] == "wavenet"
+
+
+def test_griffin_lim_speaks_a_voice_without_a_wavenet_and_never_loads_one(tmp_path):
+    import json
+
+    voice = make_tiny_voice(tmp_path / "v")
+    config = json.loads((voice / "config.json").read_text())
+    del config["models"]["vocoder"]
+    (voice / "config.json").write_text(json.dumps(config))
+    (voice / "vocoder.safetensors").unlink()
+    synth = Synthesizer.load(voice, vocoder="griffin-lim")
+    assert "vocoder" not in synth.voice.models and len(synth.synthesize("Hi.")) > 0
+    with pytest.raises(SynthesisError, match="has no vocoder model"):
+        Synthesizer.load(voice, vocoder="wavenet")
 
 
 def test_bfloat16_vocoder_weights(tmp_path):

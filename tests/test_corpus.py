@@ -5,7 +5,8 @@ import sys
 import pytest
 import soundfile as sf
 
-from train.corpus import CorpusError, build, corpus_order, main, read_texts
+from train.corpus import build, corpus_order, main, read_texts
+from tts.teachers import TeacherError
 from train.data import FeatureCache, read_metadata
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -89,7 +90,7 @@ def test_a_missing_teacher_is_one_line_with_the_install_command(tmp_path, monkey
 
 @needs_espeak
 def test_errors(tmp_path, capsys):
-    with pytest.raises(CorpusError, match="voice"):
+    with pytest.raises(TeacherError, match="voice"):
         build([("x", "Hi.")], tmp_path / "c", teacher="espeak", voice="no-such-voice", progress=False)
     assert main(["--text", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o")]) == 2
     assert "cannot read" in capsys.readouterr().err

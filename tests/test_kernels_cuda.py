@@ -18,6 +18,7 @@ import torch
 pytest.importorskip("numba_cuda", reason="numba-cuda is not installed: pip install 'tts-engine[gpu]'")
 
 from kernels import cuda as kc  # noqa: E402
+from kernels import cuda_checks as checks  # noqa: E402
 from kernels.state import KernelState  # noqa: E402
 from vocoder.wavenet import WaveNetConfig, validate_exported  # noqa: E402
 
@@ -25,11 +26,11 @@ SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 on_host = pytest.mark.skipif(SIMULATOR, reason="runs in the host process, not the simulator")
 in_simulator = pytest.mark.skipif(not SIMULATOR, reason="runs inside test_simulator_suite")
 
-TINY = kc._tiny_config()  # L=3, R=8, S=16, A=16, dilations 1, 2, 1
+TINY = checks._tiny_config()  # L=3, R=8, S=16, A=16, dilations 1, 2, 1
 
 
 def _dims(config):
-    return validate_exported(kc._random_weights(config))
+    return validate_exported(checks._random_weights(config))
 
 
 def _inputs(model, batch, steps, seed=1):
@@ -37,7 +38,7 @@ def _inputs(model, batch, steps, seed=1):
     g = torch.Generator().manual_seed(seed)
     mel = torch.rand(batch, 1, model.config.n_mels, generator=g)
     cond = model.conditioning(mel).detach()[:, :steps].contiguous()
-    classes, uniforms = kc.margin_uniforms(model, cond, torch.rand(batch, steps, generator=g))
+    classes, uniforms = checks.margin_uniforms(model, cond, torch.rand(batch, steps, generator=g))
     return cond, classes, uniforms
 
 
@@ -77,7 +78,7 @@ def test_plans_for_the_named_voices_fit_an_h200():
 
 @on_host
 def test_packed_weights_place_biases_and_embedding():
-    model = kc._sharp_model(TINY)
+    model = checks._sharp_model(TINY)
     w = model.export_weights()
     plan = kc.KernelPlan.choose(validate_exported(w), TINY.dilations, 1, topology="split")
     buf = kc.pack_weights(plan, w)
@@ -131,7 +132,7 @@ def _plans():
 @on_host
 @pytest.mark.parametrize("name, plan", list(_plans()), ids=lambda x: x if isinstance(x, str) else "")
 def test_every_packed_matrix_is_its_source_element_by_element(name, plan):
-    w = kc._random_weights(TINY)
+    w = checks._random_weights(TINY)
     buf = kc.pack_weights(plan, w)
     lay, ph = plan.weight_layout, plan.phases
     L, R, S, A = TINY.n_layers, TINY.residual_channels, TINY.skip_channels, TINY.output_channels
@@ -197,7 +198,7 @@ def test_every_packed_matrix_is_its_source_element_by_element(name, plan):
 
 @on_host
 def test_bad_options_and_inputs_are_rejected_with_clear_errors():
-    w = kc._sharp_model(TINY).export_weights()
+    w = checks._sharp_model(TINY).export_weights()
     with pytest.raises(ValueError, match="topology must be"):
         kc.CudaKernel(w, topology="ring")
     with pytest.raises(ValueError, match="threads must be a power of 2"):
@@ -224,7 +225,7 @@ def test_bad_options_and_inputs_are_rejected_with_clear_errors():
 def test_without_a_gpu_generate_says_so():
     if kc.cuda_usable():
         pytest.skip("a GPU is present")
-    kernel = kc.CudaKernel(kc._sharp_model(TINY).export_weights())
+    kernel = kc.CudaKernel(checks._sharp_model(TINY).export_weights())
     with pytest.raises(RuntimeError, match="needs an NVIDIA GPU"):
         kernel.generate(np.zeros((1, 2, 3, 16), np.float32), np.zeros((1, 2), np.float32),
                         kernel.init_state(1))
@@ -247,14 +248,14 @@ def test_kernel_compiles_for_sm90_without_local_memory(config, batch, topology):
     except DynamicLibNotFoundError as e:
         pytest.skip(f"NVVM/NVRTC are not installed (pip install 'numba-cuda[cu13]'): {e}")
     plan = kc.KernelPlan.choose(_dims(config), config.dilations, batch, topology=topology)
-    ptx = kc.ptx_for(plan, cc=(9, 0))
+    ptx = checks.ptx_for(plan, cc=(9, 0))
     assert ".target sm_90" in ptx
-    assert kc.local_memory_lines(ptx) == []
+    assert checks.local_memory_lines(ptx) == []
     # Every counter poll and hand-off load is re-issued inside the step loop, each counter on
     # every poll, and hand-offs through global memory use the ordered loads.
-    assert kc.unlooped_handoff_loads(ptx) == []
-    assert kc.hoisted_polls(ptx) == []
-    assert kc.missing_ordered_loads(ptx, plan) == []
+    assert checks.unlooped_handoff_loads(ptx) == []
+    assert checks.hoisted_polls(ptx) == []
+    assert checks.missing_ordered_loads(ptx, plan) == []
     if not plan.fused:
         assert "ld.acquire.gpu.global" in ptx and "ld.global.cg" in ptx and "atom.global.exch" in ptx
 
@@ -300,15 +301,15 @@ POLL_ROTATED = POLL_HOISTED.replace("\t@%p1 bra \t$L__BB0_2;",
 
 def test_ptx_checks_catch_a_counter_read_once_before_its_poll_loop():
     for ptx in (POLL_IN_LOOP, POLL_ROTATED):
-        assert kc.unlooped_handoff_loads(ptx) == [] and kc.hoisted_polls(ptx) == []
+        assert checks.unlooped_handoff_loads(ptx) == [] and checks.hoisted_polls(ptx) == []
     # Hoisted out of the poll loop, the load is still inside the step loop: the older check
     # alone passes it; the poll check does not.
-    assert kc.unlooped_handoff_loads(POLL_HOISTED) == []
-    assert kc.hoisted_polls(POLL_HOISTED) == ["ld.acquire.gpu.global.b32 \t%r1, [%rd1];"]
+    assert checks.unlooped_handoff_loads(POLL_HOISTED) == []
+    assert checks.hoisted_polls(POLL_HOISTED) == ["ld.acquire.gpu.global.b32 \t%r1, [%rd1];"]
     # Hoisted out of the step loop too, both checks catch it.
     once = POLL_HOISTED.replace("$L__BB0_1:\n\tbar.sync \t0;\n\tld.acquire.gpu.global.b32 \t%r1, [%rd1];",
                                 "\tld.acquire.gpu.global.b32 \t%r1, [%rd1];\n$L__BB0_1:\n\tbar.sync \t0;")
-    assert kc.unlooped_handoff_loads(once) and kc.hoisted_polls(once)
+    assert checks.unlooped_handoff_loads(once) and checks.hoisted_polls(once)
 
 
 def test_ptx_checks_require_ordered_loads_for_global_hand_offs():
@@ -316,10 +317,10 @@ def test_ptx_checks_require_ordered_loads_for_global_hand_offs():
     split = kc.KernelPlan.choose(_dims(config), config.dilations, 1, topology="split")
     fused = kc.KernelPlan.choose(_dims(config), config.dilations, 600, topology="fused")
     assert not split.shared_exchange and fused.shared_exchange
-    assert kc.missing_ordered_loads(POLL_IN_LOOP, split) == []
+    assert checks.missing_ordered_loads(POLL_IN_LOOP, split) == []
     plain = POLL_IN_LOOP.replace("ld.global.cg", "ld.global").replace("ld.acquire.gpu.global", "ld.global")
-    assert kc.missing_ordered_loads(plain, split) == ["ld.acquire", "ld.global.cg"]
-    assert kc.missing_ordered_loads(plain, fused) == []  # shared-memory hand-offs need neither
+    assert checks.missing_ordered_loads(plain, split) == ["ld.acquire", "ld.global.cg"]
+    assert checks.missing_ordered_loads(plain, fused) == []  # shared-memory hand-offs need neither
 
 
 # ---- simulator -----------------------------------------------------------------------------
@@ -344,7 +345,7 @@ def sharp_tiny():
     if SIMULATOR:
         # The simulator's scheduler busy-waits for blocked threads; switch the GIL sooner.
         sys.setswitchinterval(5e-5)
-    return kc._sharp_model(TINY)
+    return checks._sharp_model(TINY)
 
 
 @in_simulator
@@ -397,7 +398,7 @@ def test_simulator_stand_ins_split_roles_in_one_block(sharp_tiny):
     # skip weights, and two output parts) in one block, handing off through global memory
     # with step counters, acquire polls and L2 loads, as between the blocks of a split launch.
     model = sharp_tiny
-    plan = kc._split_roles_in_one_block(model.export_weights())
+    plan = checks._split_roles_in_one_block(model.export_weights())
     assert (plan.groups, plan.parts, plan.tail, plan.shared_exchange) == (2, 2, True, False)
     kernel = kc.CudaKernel(model.export_weights(), plan=plan)
     cond, expected, uniforms = _inputs(model, batch=1, steps=8, seed=3)
@@ -438,17 +439,17 @@ def test_simulator_stand_ins_several_utterances_per_block(sharp_tiny):
     (WaveNetConfig.medium(), dict(topology="fused"), 300),
 ])
 def test_gpu_matches_reference(config, options, steps):
-    model = kc._sharp_model(config)
+    model = checks._sharp_model(config)
     kernel = kc.CudaKernel(model.export_weights(), **options)
     for batch, chunks in ((1, [steps // 3, steps - steps // 3]), (3, None)):
-        assert kc._compare(model, kernel, batch, steps, chunks, logits=True) == ""
+        assert checks._compare(model, kernel, batch, steps, chunks, logits=True) == ""
     _, compiled, _ = kernel._prepare(1)
     assert compiled.get_local_mem_per_thread() == 0  # no register spills in the SASS either
 
 
 @pytest.mark.cuda
 def test_gpu_accepts_device_arrays():
-    model = kc._sharp_model(TINY)
+    model = checks._sharp_model(TINY)
     cond, expected, uniforms = _inputs(model, batch=2, steps=50)
     kernel = kc.CudaKernel(model.export_weights())
     classes, _ = kernel.generate(cond.cuda(), uniforms.cuda(), kernel.init_state(2))
@@ -457,16 +458,16 @@ def test_gpu_accepts_device_arrays():
 
 @pytest.mark.cuda
 def test_gpu_runs_every_self_test_variant_with_real_shuffles_and_loads():
-    model = kc._sharp_model(TINY)
-    for kernel, batch, steps, chunks in kc.self_test_variants(model.export_weights()):
-        assert kc._compare(model, kernel, batch, steps, chunks, logits=True) == "", kernel.plan(batch).describe()
+    model = checks._sharp_model(TINY)
+    for kernel, batch, steps, chunks in checks.self_test_variants(model.export_weights()):
+        assert checks._compare(model, kernel, batch, steps, chunks, logits=True) == "", kernel.plan(batch).describe()
 
 
 @pytest.mark.cuda
 def test_gpu_split_kernel_gives_up_on_a_spin_limit_and_says_so(monkeypatch):
     from kernels import cuda as cuda_module
 
-    model = kc._sharp_model(WaveNetConfig())
+    model = checks._sharp_model(WaveNetConfig())
     cond, _, uniforms = _inputs(model, batch=1, steps=200)
     kernel = kc.CudaKernel(model.export_weights(), topology="split")
     monkeypatch.setattr(cuda_module, "SPIN_LIMIT", 0)  # one unmet poll is enough to give up
@@ -478,7 +479,7 @@ def test_gpu_split_kernel_gives_up_on_a_spin_limit_and_says_so(monkeypatch):
 
 @pytest.mark.cuda
 def test_gpu_split_kernel_refuses_more_blocks_than_can_be_resident():
-    model = kc._sharp_model(WaveNetConfig())
+    model = checks._sharp_model(WaveNetConfig())
     batch = 4096  # thousands of pipelines of several blocks: far past any GPU's resident blocks
     cond, _, uniforms = _inputs(model, batch=batch, steps=2)
     kernel = kc.CudaKernel(model.export_weights(), topology="split")

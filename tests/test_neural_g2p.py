@@ -23,9 +23,9 @@ from tts.text.neural_g2p import (
     N_OUTPUTS,
     G2PConfig,
     G2PModel,
-    load_default,
     phonemes_to_ids,
 )
+from tts.text.g2p import load_default
 from tts.text.symbols import PHONEMES
 from tts.voice import load_model, read_config
 

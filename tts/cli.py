@@ -1,9 +1,10 @@
 """The ``synthesize`` command (also ``python -m tts``).
 
-Exit codes: 0 success; 2 bad usage or input (no text, nothing speakable, unreadable text
-file, an output that cannot be written, unknown backend); 1 runtime failure (CUDA asked for
-but absent, an unknown device, broken or missing voice); 130 on Ctrl-C, 143 on SIGTERM, 129 on
-SIGHUP, leaving no partial output file. Every error is one line on stderr.
+Exit codes (tts.command): 0 success; 2 bad usage or input (no text, nothing speakable, an
+unreadable text file, an output that cannot be written, an unknown vocoder or backend); 1 the
+engine cannot run as asked (CUDA asked for but absent, an unknown device, a broken or missing
+voice); 130 on Ctrl-C, 143 on SIGTERM, 129 on SIGHUP, leaving no partial output file. Every
+error is one line on stderr.
 
 Arguments and text are checked before torch and the models are imported, so that --help and
 every usage error answer at once.
@@ -12,38 +13,12 @@ every usage error answer at once.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
-from tts.errors import MAX_RATE, MIN_RATE, AudioFileError, SynthesisError, check_seed, check_writable
-
-USAGE_ERROR, RUNTIME_ERROR = 2, 1
-BACKEND_CHOICES = ("auto", "torch", "numba", "cuda", "griffin-lim")
-
-
-class UsageError(Exception):
-    pass
-
-
-class Terminated(Exception):
-    """SIGTERM or SIGHUP arrived: unwind (removing a partial output file) and exit."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated(signum)
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Usage errors raise UsageError, to be printed as one line (argparse would print the
-    whole usage first and exit)."""
-
-    def error(self, message: str):
-        raise UsageError(message)
+from tts.command import OneLineParser, UsageError, run_command
+from tts.errors import MAX_RATE, MIN_RATE, AudioFileError, check_seed, check_writable
+from tts.options import BACKEND_CHOICES, VOCODER_CHOICES, WEIGHT_FORMATS, ChoiceError, resolve_choice
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,13 +30,30 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--raw", action="store_true", help="write 16-bit PCM to standard output as it is generated")
     p.add_argument("--voice", type=Path, help="voice folder (default: the bundled voice)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
-    p.add_argument("--vocoder", default="auto", choices=BACKEND_CHOICES, help="vocoder backend (default auto)")
-    p.add_argument("--weights", default="fp32", choices=("fp32", "bf16"),
-                   help="vocoder weight precision: bf16 is faster on the numba backend (default fp32)")
+    add_vocoder_options(p)
     p.add_argument("--seed", type=int, default=0, help="random seed of the vocoder's sampling")
     p.add_argument("--rate", type=float, default=1.0, help="speaking rate, 0.5 to 2 (default 1)")
     p.add_argument("--list-backends", action="store_true", help="list vocoder backends and whether they are usable")
     return p
+
+
+def add_vocoder_options(p: argparse.ArgumentParser) -> None:
+    """--vocoder, --backend and --weights, as every command that speaks takes them."""
+    p.add_argument("--vocoder", default="auto", metavar="{" + ",".join(VOCODER_CHOICES) + "}",
+                   help="which vocoder speaks (default auto: the voice's own choice)")
+    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                   help="the WaveNet's kernel (default auto: the fastest usable here)")
+    p.add_argument("--weights", default="fp32", choices=WEIGHT_FORMATS,
+                   help="WaveNet weight precision: bf16 is faster on the numba backend (default fp32)")
+
+
+def check_vocoder_options(args) -> None:
+    """UsageError for an unknown or mismatched --vocoder/--backend/--weights; reads the older
+    ``--vocoder numba`` as ``--vocoder wavenet --backend numba``."""
+    try:
+        args.vocoder, args.backend = resolve_choice(args.vocoder, args.backend, args.weights)
+    except ChoiceError as e:
+        raise UsageError(str(e)) from None
 
 
 def _read_text(args) -> str:
@@ -102,12 +94,15 @@ def _check_speakable(text: str) -> None:
 
 
 def _list_backends() -> int:
-    from kernels import BACKENDS, backend_status
+    from kernels import backend_status
+    from tts.options import BACKENDS, VOCODERS, WAVENET
 
     for name in BACKENDS:
         ok, why = backend_status(name)
-        print(f"{name:11s} {'available' if ok else 'unavailable: ' + why}")
-    print(f"{'griffin-lim':11s} available (no WaveNet: phase from the mel alone)")
+        print(f"{WAVENET} --backend {name:6s} {'available' if ok else 'unavailable: ' + why}")
+    for name in VOCODERS:
+        if name != WAVENET:
+            print(f"{name:24s} available (no network: phase from the mel alone)")
     return 0
 
 
@@ -121,6 +116,7 @@ def _check_inputs(args) -> str:
     """Everything that can be checked before the (slow) voice load."""
     from tts.text import split_sentences
 
+    check_vocoder_options(args)
     text = _read_text(args)
     if not MIN_RATE <= args.rate <= MAX_RATE:
         raise UsageError(f"--rate {args.rate} is outside [{MIN_RATE}, {MAX_RATE}]")
@@ -149,7 +145,8 @@ def run(args, text: str) -> int:
     from tts.audio import AudioWriter, to_pcm16
     from tts.synthesizer import Synthesizer
 
-    synth = Synthesizer.load(args.voice, device=args.device, vocoder=args.vocoder, weights=args.weights)
+    synth = Synthesizer.load(args.voice, device=args.device, vocoder=args.vocoder, backend=args.backend,
+                             weights=args.weights)
     chunks = synth.stream(text, seed=args.seed, rate=args.rate)
     with _progress(len(text)) as bar:
         if args.raw:
@@ -169,31 +166,13 @@ def run(args, text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        previous[sig] = signal.signal(sig, _raise_terminated)
-    try:
+    def body() -> int:
         args = build_parser().parse_args(argv)
         if args.list_backends:
             return _list_backends()
         return run(args, _check_inputs(args))
-    except (UsageError, AudioFileError) as e:
-        print(f"synthesize: error: {e}", file=sys.stderr)
-        return USAGE_ERROR
-    except SynthesisError as e:
-        print(f"synthesize: error: {e}", file=sys.stderr)
-        return RUNTIME_ERROR
-    except BrokenPipeError:  # the player on the other end of --raw went away
-        return 0
-    except KeyboardInterrupt:
-        print("synthesize: interrupted", file=sys.stderr)
-        return 130
-    except Terminated as e:
-        print(f"synthesize: stopped by {e}", file=sys.stderr)
-        return 128 + e.signum
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+
+    return run_command("synthesize", body, usage=(AudioFileError,))
 
 
 if __name__ == "__main__":

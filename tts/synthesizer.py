@@ -27,16 +27,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tts.audio import griffin_lim_stream, mu_law_decode, write_audio
+from tts.audio import write_audio
 from tts.errors import MAX_RATE, MIN_RATE, SynthesisError, check_seed
+from tts.options import AUTO
 from tts.text import NothingToSpeakError, split_sentences, symbols_to_ids, to_phonemes
-from tts.voice import BUNDLED_VOICE, GRIFFIN_LIM, Voice, VoiceError, load_voice
-from vocoder.wavenet import model_to_signal
+from tts.vocoders import build_vocoder
+from tts.voice import BUNDLED_VOICE, Voice, VoiceError, load_voice
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
-# Small first chunk so playback starts quickly; larger ones after amortize per-call costs.
-FIRST_CHUNK_FRAMES = 8  # 100 ms
-CHUNK_FRAMES = 40  # 500 ms
 
 
 
@@ -78,43 +76,34 @@ def set_threads(threads: int | None = None) -> int:
 
 
 class Synthesizer:
-    """A loaded voice and a vocoder backend, ready to speak. Safe to share between threads:
-    all generation state lives in each call."""
+    """A loaded voice with its vocoder, ready to speak. Safe to share between threads: all
+    generation state lives in each call."""
 
-    def __init__(self, voice: Voice, device: str = "auto", vocoder: str = "auto", weights: str = "fp32"):
-        from kernels import BACKENDS, BackendUnavailableError, backend_status, load_backend
-
+    def __init__(self, voice: Voice, device: str = "auto", vocoder: str = AUTO, weights: str = "fp32",
+                 backend: str = AUTO):
         self.voice = voice
         self.device = _resolve_device(device)
         self.acoustic = voice.acoustic.to(self.device).eval()
-        self.wavenet = voice.vocoder.to(self.device).eval()
         self.sample_rate = voice.audio.sample_rate
-        choices = ("auto", *BACKENDS, GRIFFIN_LIM)
-        if vocoder not in choices:
-            raise SynthesisError(f"unknown vocoder {vocoder!r}; choose from {', '.join(choices)}")
-        asked = vocoder
-        if vocoder == "auto" and voice.default_vocoder == GRIFFIN_LIM:
-            vocoder = GRIFFIN_LIM  # the voice's WaveNet has not yet beaten Griffin-Lim
-        if vocoder == GRIFFIN_LIM:
-            if weights != "fp32":
-                why = (f"this voice speaks through {GRIFFIN_LIM} by default; ask for a WaveNet backend too "
-                       "(vocoder='numba', --vocoder numba)") if asked == "auto" else f"not to {GRIFFIN_LIM}"
-                raise SynthesisError(f"weights={weights!r} applies to the WaveNet backends: {why}")
-            self.kernel, self.backend = None, GRIFFIN_LIM
-            return
-        if vocoder == "auto" and self.device.type == "cpu" and backend_status("numba")[0]:
-            vocoder = "numba"  # the GPU kernel only where the models run on the GPU
         try:
-            self.kernel = load_backend(vocoder, self.wavenet, weights)  # "auto" warns if it falls back to torch
-        except (BackendUnavailableError, ValueError) as e:  # ValueError: an unknown backend name
+            self.vocoder = build_vocoder(voice, vocoder, backend, weights, self.device)
+        except VoiceError as e:  # the WaveNet asked for, and the folder has none or a broken one
             raise SynthesisError(str(e)) from None
-        self.backend = self.kernel.name
+
+    @property
+    def backend(self) -> str:
+        """The WaveNet's kernel backend, or the vocoder's name where it has none ("griffin-lim")."""
+        return self.vocoder.backend or self.vocoder.name
 
     @classmethod
-    def load(cls, voice: str | os.PathLike | None = None, device: str = "auto", vocoder: str = "auto",
-             weights: str = "fp32", threads: int | None = None) -> "Synthesizer":
-        """Load a voice folder (default: the voice bundled with the package). ``weights="bf16"``
-        runs the numba vocoder on bfloat16 weights: faster, slightly different audio.
+    def load(cls, voice: str | os.PathLike | None = None, device: str = "auto", vocoder: str = AUTO,
+             weights: str = "fp32", threads: int | None = None, backend: str = AUTO) -> "Synthesizer":
+        """Load a voice folder (default: the voice bundled with the package).
+
+        ``vocoder``: "wavenet", "griffin-lim" or "auto" (the voice's default); ``backend``: the
+        WaveNet's kernel, "torch", "numba", "cuda" or "auto" (the fastest usable here); see
+        tts.options. ``weights="bf16"`` runs the numba kernel on bfloat16 weights: faster,
+        slightly different audio.
 
         ``threads``: PyTorch's threads per operation for the acoustic model and Griffin-Lim
         (process-wide). By default 1, unless OMP_NUM_THREADS says otherwise: a sentence's
@@ -126,10 +115,10 @@ class Synthesizer:
         if voice is None and not (path / "config.json").is_file():
             raise SynthesisError("no voice installed yet: pass a voice folder")
         try:
-            loaded = load_voice(path, device="cpu")
+            loaded = load_voice(path, device="cpu", require=("acoustic",))  # the vocoder's models when chosen
         except VoiceError as e:
             raise SynthesisError(str(e)) from None
-        return cls(loaded, device=device, vocoder=vocoder, weights=weights)
+        return cls(loaded, device=device, vocoder=vocoder, weights=weights, backend=backend)
 
     # --- the two calls ---------------------------------------------------------------------
 
@@ -187,41 +176,8 @@ class Synthesizer:
             mel = F.interpolate(mel.T[None], size=frames, mode="linear", align_corners=True)[0].T
         return mel.contiguous(), out.alignment[0].cpu().numpy()
 
-    @torch.no_grad()
-    def vocode(self, mel: torch.Tensor, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, bool]]:
-        """Mel (frames, n_mels) on the model's device -> (audio chunk, is the last) as the
-        vocoder makes them; the uniforms come from ``rng``. Copy-synthesis uses this too, so
-        it hears exactly what the engine's vocoder makes of a mel."""
-        frames, mel_np = mel.shape[0], mel.cpu().numpy()
-        if self.kernel is None:
-            yield from self._griffin_lim(mel_np, rng)
-            return
-        state = self.kernel.init_state(1)
-        start, carry = 0, None
-        while start < frames:
-            # Condition only this chunk's frames (with context), so the first chunk does not
-            # wait for the whole sentence to be upsampled.
-            stop = min(frames, start + (FIRST_CHUNK_FRAMES if start == 0 else CHUNK_FRAMES))
-            cond = self.wavenet.project(self.wavenet.upsample_frames(mel[None], start, stop))  # (1, t, L, 2R)
-            uniforms = rng.random((1, cond.shape[1]), dtype=np.float32)
-            classes, state = self.kernel.generate(cond if self.backend == "cuda" else cond.cpu().numpy(),
-                                                  uniforms, state)
-            samples = mu_law_decode(np.asarray(classes[0]))
-            audio, carry = model_to_signal(self.wavenet.config, samples, mel_np[start:stop], carry)
-            start = stop
-            yield audio, start >= frames
-
-    def _griffin_lim(self, mel: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, bool]]:
-        """Griffin-Lim piece by piece, in the chunks the WaveNet backends use."""
-        pieces = griffin_lim_stream(mel, self.voice.audio, seed=int(rng.integers(2**31)),
-                                    first_frames=FIRST_CHUNK_FRAMES, frames=CHUNK_FRAMES)
-        done = 0
-        for audio in pieces:
-            done += len(audio) // self.voice.audio.hop_length
-            yield audio, done >= len(mel)
-
     def _speak_sentence(self, text: str, phonemes: list[str], index: int, seed: int, rate: float) -> Iterator[Chunk]:
         mel, alignment = self.sentence_mel(phonemes, rate)
         mel_np = mel.cpu().numpy()
-        for audio, last in self.vocode(mel, np.random.default_rng([seed, index])):
+        for audio, last in self.vocoder.stream(mel, np.random.default_rng([seed, index])):
             yield Chunk(audio, text, phonemes, mel_np, alignment, index, last=last)

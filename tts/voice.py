@@ -8,7 +8,8 @@ A voice is a folder::
 
 ``config.json`` reads ``{"format": 1, "audio": {...}, "symbols": [...], "models": {"acoustic":
 {"kind": "parallel", "config": {...}, "weights": "acoustic.safetensors", "sha256": "..."}, ...}}``
-(``kind``: which acoustic model, attention when absent). Loading rebuilds
+(``kind``: which acoustic model, attention when absent; which vocoder network, the WaveNet
+when absent; ``default_vocoder`` at the top: what "auto" speaks with). Loading rebuilds
 each model from the folder alone with strict key matching; nothing is unpickled. A folder may
 hold only some models (a trainer exports one at a time); ``load_voice`` says which it needs.
 """
@@ -19,7 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from tts.audio import DEFAULT_AUDIO, FILE_MODE, AudioConfig
+from tts.options import VOCODERS, WAVENET
 from tts.text.symbols import SYMBOLS
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 BUNDLED_VOICE = Path(__file__).parent / "voices" / "default"
-WAVENET, GRIFFIN_LIM = "wavenet", "griffin-lim"
-DEFAULT_VOCODERS = (WAVENET, GRIFFIN_LIM)
+DEFAULT_VOCODERS = tuple(VOCODERS)
 
 
 class VoiceError(ValueError):
@@ -60,6 +61,8 @@ def _model_classes(name: str, kind: str | None = None) -> tuple[type, type]:
             return ParallelModel, ParallelConfig
         raise VoiceError(f"unknown acoustic model kind {kind!r} (expected {' or '.join(ACOUSTIC_KINDS)})")
     if name == "vocoder":
+        if kind not in (None, WAVENET):  # absent: the WaveNet, the one kind of network vocoder
+            raise VoiceError(f"unknown vocoder kind {kind!r} (expected {WAVENET})")
         from vocoder.wavenet import WaveNet, WaveNetConfig
 
         return WaveNet, WaveNetConfig
@@ -191,39 +194,47 @@ def load_model(voice_dir: str | os.PathLike, name: str, device: str | torch.devi
 
 @dataclass
 class Voice:
-    """The loaded models of a voice folder, with the audio config they were made for."""
+    """The models of a voice folder, each loaded when first asked for, with the audio config
+    they were made for."""
 
     path: Path
     audio: AudioConfig
-    models: dict[str, torch.nn.Module]
+    config: dict[str, Any] = field(repr=False)
+    device: str | torch.device = "cpu"
+    models: dict[str, torch.nn.Module] = field(default_factory=dict, repr=False)  # those loaded so far
     # What `auto` speaks with: "wavenet" (the voice's own, through the fastest kernel) or
     # "griffin-lim", while the voice's WaveNet has not yet beaten it in evaluation.
-    default_vocoder: str = "wavenet"
+    default_vocoder: str = WAVENET
+
+    def model(self, name: str) -> torch.nn.Module:
+        """One model of the folder, loaded on first use (VoiceError if the folder lacks it)."""
+        if name not in self.models:
+            self.models[name] = load_model(self.path, name, self.device, self.config)
+        return self.models[name]
 
     @property
     def acoustic(self):
-        return self.models["acoustic"]
+        return self.model("acoustic")
 
     @property
     def vocoder(self):
-        return self.models["vocoder"]
+        return self.model("vocoder")
 
 
 def load_voice(voice_dir: str | os.PathLike = BUNDLED_VOICE, device: str | torch.device = "cpu",
                require: tuple[str, ...] = ("acoustic", "vocoder")) -> Voice:
-    """Load a voice folder; every model named in ``require`` must be present."""
+    """Open a voice folder and load the models named in ``require`` (each must be present);
+    the others load when first asked for."""
     voice_dir = Path(voice_dir)
     config = read_config(voice_dir)
-    names = list(config.get("models", {}))
-    for name in require:
-        if name not in names:
-            raise VoiceError(f"voice {voice_dir} has no {name} model")
-    models = {name: load_model(voice_dir, name, device, config) for name in names}
     default_vocoder = config.get("default_vocoder", WAVENET)
     if default_vocoder not in DEFAULT_VOCODERS:
         raise VoiceError(f"{voice_dir}/{CONFIG_FILE}: unknown default_vocoder {default_vocoder!r} "
                          f"(expected {' or '.join(DEFAULT_VOCODERS)})")
-    return Voice(voice_dir, AudioConfig.from_dict(config["audio"]), models, default_vocoder)
+    voice = Voice(voice_dir, AudioConfig.from_dict(config["audio"]), config, device, default_vocoder=default_vocoder)
+    for name in require:
+        voice.model(name)
+    return voice
 
 
 def set_default_vocoder(voice_dir: str | os.PathLike, name: str) -> Path:

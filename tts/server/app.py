@@ -215,7 +215,8 @@ def build_app(server: Server, cors_origins: list[str] | None = None) -> FastAPI:
         check_key(request)
         return {"object": "list", "default": server.default_voice, "formats": server.formats,
                 "data": [{"id": name, "object": "voice", "sample_rate": synth.sample_rate,
-                          "backend": synth.backend} for name, synth in server.synths.items()]}
+                          "vocoder": synth.vocoder.name, "backend": synth.backend}
+                         for name, synth in server.synths.items()]}
 
     @app.post("/v1/audio/speech")
     async def speech(request: Request):

@@ -12,7 +12,6 @@ first sentence is complete (its final mark and the next word sent) to its first 
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import re
@@ -23,6 +22,8 @@ import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from tts.command import EXIT_OK, OneLineParser, UsageError, run_command
 
 TEXT = ("The quick brown fox jumps over the lazy dog. A voice assistant reads the weather: light rain "
         "in the morning, clearing by noon, with a high of nineteen degrees. Then it reads the news.")
@@ -129,7 +130,7 @@ def _start_server(voice: str, extra: list[str]) -> tuple[subprocess.Popen, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tts.server.bench", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m tts.server.bench", description=__doc__.splitlines()[0])
     where = p.add_mutually_exclusive_group()
     where.add_argument("--url", default="http://127.0.0.1:8000", help="a running server (default %(default)s)")
     where.add_argument("--voice", help="start a server on this voice folder instead")
@@ -138,14 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--api-key", help="the server's API key")
     p.add_argument("--streams", default="1,2,4,8", help="concurrent stream counts (default %(default)s)")
     p.add_argument("--text", default=TEXT, help="the text every stream speaks")
-    args = p.parse_args(argv)
+    return run_command("server-bench", lambda: _run(p.parse_args(argv)), failure=(OSError, RuntimeError, ValueError))
+
+
+def _run(args) -> int:
     try:
         levels = [int(n) for n in args.streams.split(",")]
         if not levels or min(levels) < 1:
             raise ValueError
     except ValueError:
-        print(f"error: --streams must be positive whole numbers, got {args.streams!r}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--streams must be positive whole numbers, got {args.streams!r}") from None
     proc = None
     try:
         url = args.url
@@ -170,14 +173,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nconcurrent real-time streams held: {held}" + ("" if held else " (none of the levels tried)"))
         ws = websocket_first_audio(url, args.text, args.voice_name, args.api_key)
         print(f"WebSocket: first audio {ws * 1000:.0f} ms after the first sentence was complete")
-    except (OSError, RuntimeError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait()
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ import socket
 import sys
 from pathlib import Path
 
-from tts.cli import BACKEND_CHOICES, RUNTIME_ERROR, USAGE_ERROR, OneLineParser, UsageError
+from tts.cli import add_vocoder_options, check_vocoder_options
+from tts.command import MissingExtraError, OneLineParser, UsageError, run_command
 
 API_KEY_ENV = "TTS_SERVER_API_KEY"
 EXTRA_HINT = "pip install 'tts-engine[server]'"
@@ -35,8 +36,7 @@ def build_parser() -> OneLineParser:
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 opens it to the network)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
-    p.add_argument("--vocoder", default="auto", choices=BACKEND_CHOICES, help="vocoder backend (default auto)")
-    p.add_argument("--weights", default="fp32", choices=("fp32", "bf16"), help="vocoder weight precision")
+    add_vocoder_options(p)
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="requests generated at once (default: one per CPU core)")
     p.add_argument("--queue", type=int, default=None,
@@ -107,7 +107,7 @@ def _check_extra() -> None:
         try:
             __import__(name)
         except ImportError:
-            raise UsageError(f"the server needs {name}: {EXTRA_HINT}") from None
+            raise MissingExtraError(f"the server needs {name}: {EXTRA_HINT}") from None
 
 
 def run(args) -> int:
@@ -118,6 +118,7 @@ def run(args) -> int:
 
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    check_vocoder_options(args)
     queue = 4 * args.workers if args.queue is None else args.queue
     if queue < 0:
         raise UsageError("--queue must be 0 or more")
@@ -131,7 +132,8 @@ def run(args) -> int:
     voices = find_voices(args)
     synths = {}
     for name, path in voices.items():
-        synths[name] = Synthesizer.load(path, device=args.device, vocoder=args.vocoder, weights=args.weights)
+        synths[name] = Synthesizer.load(path, device=args.device, vocoder=args.vocoder, backend=args.backend,
+                                        weights=args.weights)
         synths[name].synthesize("Ready.")  # one-time costs (JIT compiling) now, not on the first request
     pool = WorkerPool(args.workers, queue)
     app = build_app(Server(synths, pool, formats(), args.max_chars, args.api_key or None), args.cors_origin)
@@ -152,18 +154,7 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tts.synthesizer import SynthesisError
-
-    try:
-        return run(build_parser().parse_args(argv))
-    except UsageError as e:
-        print(f"tts-server: error: {e}", file=sys.stderr)
-        return USAGE_ERROR
-    except (NoVoice, SynthesisError, OSError) as e:
-        print(f"tts-server: error: {e}", file=sys.stderr)
-        return RUNTIME_ERROR
-    except KeyboardInterrupt:
-        return 130
+    return run_command("tts-server", lambda: run(build_parser().parse_args(argv)), failure=(NoVoice, OSError))
 
 
 if __name__ == "__main__":

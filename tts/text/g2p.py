@@ -23,6 +23,7 @@ import functools
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from .lts_rules import RULES
 from .symbols import PHONEMES, VOWELS
@@ -210,11 +211,25 @@ def letter_to_sound(word: str) -> list[str]:
 
 
 @functools.cache
+def load_default(voice_dir: str | Path | None = None):
+    """The shipped neural G2P model (loaded once, on CPU; default: tts/text/data/g2p), or
+    None where its weights are not installed."""
+    from tts.voice import load_model
+
+    from .neural_g2p import DEFAULT_DIR
+
+    voice_dir = Path(DEFAULT_DIR if voice_dir is None else voice_dir)
+    if not (voice_dir / "config.json").is_file():
+        return None
+    model = load_model(voice_dir, "g2p")
+    log.debug("loaded the neural G2P from %s", voice_dir)
+    return model
+
+
+@functools.cache
 def _neural_model():
     """The shipped neural G2P, or None where its weights are missing or unreadable."""
     from tts.voice import VoiceError
-
-    from .neural_g2p import load_default
 
     try:
         return load_default()

@@ -25,8 +25,6 @@ Two ways to run it, on the same weights:
 
 from __future__ import annotations
 
-import functools
-import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,7 +37,6 @@ from tts.config import JsonConfig
 
 from .symbols import PHONEMES
 
-log = logging.getLogger(__name__)
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz'"
 # Output vocabulary: three control ids, then the phonemes in symbol-table order. The order
@@ -229,16 +226,3 @@ def phonemes_to_ids(phonemes: list[str]) -> list[int]:
         return [PHONEME_TO_ID[p] for p in phonemes]
     except KeyError as e:
         raise KeyError(f"{e.args[0]!r} is not a phoneme of the symbol table") from None
-
-
-@functools.cache
-def load_default(voice_dir: str | Path = DEFAULT_DIR) -> G2PModel | None:
-    """The shipped model (loaded once, on CPU), or None where its weights are not installed."""
-    from tts.voice import load_model
-
-    voice_dir = Path(voice_dir)
-    if not (voice_dir / "config.json").is_file():
-        return None
-    model = load_model(voice_dir, "g2p")
-    log.debug("loaded the neural G2P from %s", voice_dir)
-    return model
