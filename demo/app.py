@@ -124,8 +124,7 @@ class Update:
 def check_request(text: str, seed, rate, vocoder: str, synths: dict, max_chars: int = MAX_CHARS
                   ) -> tuple[str, int, float, str]:
     """Refuse what the engine should not be asked, with a message for the user; returns the
-    checked (text, seed, rate, label of the vocoder). A WaveNet backend's name alone
-    ("numba") still names the WaveNet on it."""
+    checked (text, seed, rate, label of the vocoder)."""
     from tts.synthesizer import MAX_RATE, MIN_RATE
 
     text = text or ""
@@ -146,18 +145,15 @@ def check_request(text: str, seed, rate, vocoder: str, synths: dict, max_chars: 
         raise DemoInputError(f"the speaking rate must be a number, got {rate!r}") from None
     if not MIN_RATE <= rate <= MAX_RATE:
         raise DemoInputError(f"the speaking rate must be between {MIN_RATE} and {MAX_RATE}, got {rate}")
-    label = next((name for name, synth in synths.items() if vocoder == synth.vocoder.backend), vocoder)
-    if label not in synths:
+    if vocoder not in synths:
         raise DemoInputError(f"vocoder {vocoder!r} is not available here (available: {', '.join(synths)})")
-    return text, seed, rate, label
+    return text, seed, rate, vocoder
 
 
 def describe(synth) -> str:
     """The loaded voice's models in words, for the page's heading."""
-    from tts.parallel_model import ParallelModel
-
-    acoustic = ("parallel acoustic model (predicted durations)" if isinstance(synth.acoustic, ParallelModel)
-                else "attention acoustic model")
+    acoustic = {"parallel": "parallel acoustic model (predicted durations)",
+                "attention": "attention acoustic model"}.get(synth.acoustic.kind, f"{synth.acoustic.kind} acoustic model")
     vocoder = (f"autoregressive WaveNet vocoder ({synth.vocoder.backend} kernel)" if synth.vocoder.backend
                else "Griffin-Lim (phase from the mel alone)")
     return f"{acoustic} + {vocoder}"

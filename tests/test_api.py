@@ -241,3 +241,20 @@ def test_threads_default_to_one_unless_asked(voice, monkeypatch):
             Synthesizer.load(voice, device="cpu", threads=0)
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("kind", ["parallel", "attention"])
+def test_the_speaking_rate_scales_every_symbol_and_the_alignment_is_per_frame(tmp_path, kind):
+    """The parallel model divides each symbol's duration (pauses too); the attention model,
+    without durations, resamples its mel. Either way the alignment is frames x symbols."""
+    from tts.text import to_phonemes
+
+    synth = Synthesizer.load(make_tiny_voice(tmp_path / "v", kind=kind), vocoder="griffin-lim")
+    assert synth.acoustic.kind == kind
+    phonemes = to_phonemes("Hi, there.")
+    symbols = len(phonemes) + 1  # EOS
+    for rate, per_symbol in ((1.0, 4), (2.0, 2), (0.5, 8)):
+        mel, alignment = synth.sentence_mel(phonemes, rate)
+        assert mel.shape[0] == per_symbol * symbols and alignment.shape == (mel.shape[0], symbols)
+        if kind == "parallel":
+            assert (alignment.sum(axis=0) == per_symbol).all()  # the comma's pause too

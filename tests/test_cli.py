@@ -186,13 +186,14 @@ def test_list_backends():
     r = synthesize("--list-backends")
     assert r.returncode == 0
     lines = r.stdout.decode().splitlines()
-    assert [line.split()[0] for line in lines] == [*BACKENDS, "griffin-lim"] == ["torch", "numba", "cuda", "griffin-lim"]
+    assert [line.split()[:3] for line in lines[:3]] == [["wavenet", "--backend", name] for name in BACKENDS]
+    assert lines[3].split()[0] == "griffin-lim" and len(lines) == 4
     for name, line in zip(BACKENDS, lines):
         ok, why = backend_status(name)
-        status = line.split(maxsplit=1)[1]
+        status = line.split(maxsplit=3)[3]
         assert status == ("available" if ok else f"unavailable: {why}"), line
     # The reference always runs; numba is a dependency of the package; Griffin-Lim needs no kernel.
-    assert lines[0].split() == ["torch", "available"] and lines[1].split() == ["numba", "available"]
+    assert lines[0].split()[3:] == ["available"] and lines[1].split()[3:] == ["available"]
     assert lines[3].split()[1] == "available"
 
 
@@ -202,7 +203,9 @@ def test_list_backends():
     ("unreadable text file", 2, "cannot read text file"),
     ("missing output folder", 2, "output folder does not exist"),
     ("bad extension", 2, ".wav or .flac"),
+    ("unknown vocoder", 2, "unknown vocoder 'tpu'; choose from auto, wavenet, griffin-lim"),
     ("unknown backend", 2, "invalid choice"),
+    ("backend of griffin-lim", 2, "runs the WaveNet, not griffin-lim"),
     ("bf16 on torch", 1, "only numba"),
     ("bad rate", 2, "outside"),
     ("cuda absent", 1, "no CUDA GPU"),
@@ -213,7 +216,7 @@ def test_list_backends():
     ("unwritable folder", 2, "cannot write"),
     ("random bytes", 2, "the text is mostly not speakable"),
     ("unknown device", 1, "unknown device 'tpu'"),
-    ("bf16 where the voice speaks through griffin-lim", 1, "--vocoder numba"),
+    ("bf16 where the voice speaks through griffin-lim", 1, "--vocoder wavenet"),
 ])
 def test_bad_input_one_line_and_exit_code(voice, gl_voice, tmp_path, case, code, message):
     out = tmp_path / "out.wav"
@@ -225,7 +228,10 @@ def test_bad_input_one_line_and_exit_code(voice, gl_voice, tmp_path, case, code,
         "unreadable text file": ["--text-file", tmp_path / "missing.txt", "-o", out, "--voice", voice],
         "missing output folder": ["Hello.", "-o", tmp_path / "no" / "out.wav", "--voice", voice],
         "bad extension": ["Hello.", "-o", tmp_path / "out.mp3", "--voice", voice],
-        "unknown backend": ["Hello.", "-o", out, "--voice", voice, "--vocoder", "tpu"],
+        "unknown vocoder": ["Hello.", "-o", out, "--voice", voice, "--vocoder", "tpu"],
+        "unknown backend": ["Hello.", "-o", out, "--voice", voice, "--backend", "tpu"],
+        "backend of griffin-lim": ["Hello.", "-o", out, "--voice", voice, "--vocoder", "griffin-lim",
+                                   "--backend", "numba"],
         "bf16 on torch": ["Hello.", "-o", out, "--voice", voice, "--vocoder", "torch", "--weights", "bf16"],
         "bad rate": ["Hello.", "-o", out, "--voice", voice, "--rate", "9"],
         "cuda absent": ["Hello.", "-o", out, "--voice", voice, "--device", "cuda"],

@@ -162,7 +162,7 @@ def test_concurrent_users_each_get_their_own_audio(served, synth):
     requests = [("Hello there.", HOLD_FROM, 1.0), ("Hello there.", HOLD_FROM + 7, 1.0),
                 ("Good morning, Sam. How are you?", 3, 1.0), ("A cat sat.", 1, 1.5)]
     held = [seed for _, seed, _ in requests if seed >= HOLD_FROM]
-    jobs = [_client(server).submit(text, seed, rate, synth.backend,
+    jobs = [_client(server).submit(text, seed, rate, synth.vocoder.label,
                                                                        api_name="/generate")
             for text, seed, rate in requests]
     # All held requests stand in the middle of their first sentence at the same time: they
@@ -205,13 +205,13 @@ def test_a_request_past_the_queue_bound_is_refused_at_once(served, synth):
     server, hold = served
     client = _client(server)
     seeds = [HOLD_FROM + 100 + i for i in range(CONCURRENCY)]
-    busy = [client.submit("Hello there.", seed, 1.0, synth.backend, api_name="/generate") for seed in seeds]
+    busy = [client.submit("Hello there.", seed, 1.0, synth.vocoder.label, api_name="/generate") for seed in seeds]
     _wait_until(lambda: all((hold / f"held-{seed}").exists() for seed in seeds) or any(j.done() for j in busy),
                 "the first requests to start")
     # Every worker is busy until released: one more request than the queue holds. (From
     # another session, so that cancelling them at the end cannot touch the held requests.)
     queued = _client(server)
-    waiting = [queued.submit("Hi.", seed, 1.0, synth.backend, api_name="/generate")
+    waiting = [queued.submit("Hi.", seed, 1.0, synth.vocoder.label, api_name="/generate")
                for seed in range(QUEUE_PER_WORKER * CONCURRENCY + 1)]
     try:
         _wait_until(lambda: all(j.done() or j.status().code == Status.IN_QUEUE for j in waiting),
@@ -235,16 +235,16 @@ def test_refused_requests_say_why(served, synth):
     server, hold = served
     client = _client(server)
     with pytest.raises(AppError, match="2001 characters long.*at most 2000"):
-        client.predict("a" * 2001, 0, 1.0, synth.backend, api_name="/generate")
+        client.predict("a" * 2001, 0, 1.0, synth.vocoder.label, api_name="/generate")
     with pytest.raises(AppError, match="nothing to speak"):
-        client.predict("?! ...", 0, 1.0, synth.backend, api_name="/generate")
+        client.predict("?! ...", 0, 1.0, synth.vocoder.label, api_name="/generate")
     with pytest.raises(AppError, match="type some text"):
-        client.predict("   ", 0, 1.0, synth.backend, api_name="/generate")
+        client.predict("   ", 0, 1.0, synth.vocoder.label, api_name="/generate")
     # The user's mistakes are told on the page, not logged as faults in the console.
     log = (hold.parent / "server.log").read_text()
     assert "Traceback" not in log, log
     with pytest.raises(AppError, match=r"greater than maximum value 2\.0"):  # gradio's slider checks it
-        client.predict("Hi.", 0, 3.0, synth.backend, api_name="/generate")
+        client.predict("Hi.", 0, 3.0, synth.vocoder.label, api_name="/generate")
 
 
 @needs_ffmpeg
@@ -260,7 +260,7 @@ def test_missing_voice_is_one_line_and_exit_code_1(tmp_path):
                             env=_demo_env(), capture_output=True, text=True, timeout=STARTUP_TIMEOUT_S,
                             check=False)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f"error: voice folder not found: {tmp_path / 'nowhere'}"]
+    assert result.stderr.strip().splitlines() == [f"demo: error: voice folder not found: {tmp_path / 'nowhere'}"]
 
 
 def _chromium() -> str | None:

@@ -141,7 +141,7 @@ def test_vocode_is_what_the_engine_plays(synth):
 
     chunks = list(synth.stream("Hi there.", seed=3))
     mel, _ = synth.sentence_mel(to_phonemes("hi there."))
-    pieces = list(synth.vocode(mel, np.random.default_rng([3, 0])))
+    pieces = list(synth.vocoder.stream(mel, np.random.default_rng([3, 0])))
     assert [last for _, last in pieces] == [c.last for c in chunks]
     np.testing.assert_array_equal(np.concatenate([a for a, _ in pieces]), np.concatenate([c.audio for c in chunks]))
 

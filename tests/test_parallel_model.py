@@ -129,11 +129,11 @@ def test_parallel_trains_exports_and_speaks(corpus, tmp_path, capsys):  # noqa: 
     assert main(["parallel", "--data", str(corpus), "--out", str(tmp_path / "again"), "--init", str(voice),
                  "--set", *COMMON, "max_steps=1"]) == 0
     assert "step 1" in capsys.readouterr().out
-    attention_voice = make_tiny_voice(tmp_path / "attention")
+    attention_voice = make_tiny_voice(tmp_path / "attention", kind="attention")
     assert main(["parallel", "--data", str(corpus), "--out", str(tmp_path / "wrong"), "--init",
                  str(attention_voice)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "holds a AcousticConfig model" in err
+    assert err.count("\n") == 1 and "holds a AttentionConfig model" in err
     save_model(voice, "vocoder", WaveNet(TINY_VOCODER))
     synth = Synthesizer.load(voice, device="cpu", vocoder="numba")
     chunks = list(synth.stream("Yes. No."))

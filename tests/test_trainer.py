@@ -16,7 +16,7 @@ import torch
 from train.__main__ import main
 from train.data import FeatureCache
 from train.tasks import get_task
-from train.tasks.acoustic import AcousticTask
+from train.tasks.attention import AttentionTask
 from train.config import ConfigError, TrainConfig, resolve_config
 from train.trainer import Trainer, checkpoints, export_run, latest_checkpoint, load_checkpoint, lr_at
 from tts.voice import load_model
@@ -121,7 +121,7 @@ def assert_same_weights(a, b, atol):
 # --- config --------------------------------------------------------------------------------
 
 def test_settings_are_typed_and_checked(tmp_path):
-    cls = get_task("acoustic")
+    cls = get_task("attention")
     train, task = resolve_config(cls, overrides=["lr=3e-4", "model.r=2", "model.decoder_dilations=1,2",
                                                  "model.postnet=false", "eval_clips=2", "betas=0.8,0.9"])
     assert train.lr == 3e-4 and train.betas == (0.8, 0.9) and train.batch_size == 16  # the task's default
@@ -164,9 +164,9 @@ ADAM_EPS = "adam_eps=1e-4"
 
 def test_acoustic_one_and_two_processes_agree(corpus, tmp_path):
     sets = COMMON + ACOUSTIC + NO_DROPOUT + ["max_steps=2", "lr=1e-2", ADAM_EPS]
-    two = start_cli(["acoustic", "--data", str(corpus), "--out", str(tmp_path / "two"), "--set", *sets], nproc=2)
+    two = start_cli(["attention", "--data", str(corpus), "--out", str(tmp_path / "two"), "--set", *sets], nproc=2)
     # Evaluating (only here) must not change training: it runs on its own RNG.
-    record = fit("acoustic", corpus, tmp_path / "one", sets + ["eval_every=2"])
+    record = fit("attention", corpus, tmp_path / "one", sets + ["eval_every=2"])
     assert record["step"] == 2 and np.isfinite(record["loss"])
     two = finish(two)
     assert two.returncode == 0, two.stderr[-3000:]
@@ -228,11 +228,11 @@ KILLED_RUN = """
 import os, signal, sys
 import torch
 torch.set_num_threads(1)
-from train.tasks.acoustic import AcousticTask
+from train.tasks.attention import AttentionTask
 from train.config import resolve_config
 from train.trainer import Trainer
 
-class DiesMidStep(AcousticTask):
+class DiesMidStep(AttentionTask):
     calls = 0
 
     def loss(self, model, batch):
@@ -241,7 +241,7 @@ class DiesMidStep(AcousticTask):
             os.kill(os.getpid(), signal.SIGKILL)
         return super().loss(model, batch)
 
-train, task = resolve_config(AcousticTask, overrides={sets!r})
+train, task = resolve_config(AttentionTask, overrides={sets!r})
 Trainer(DiesMidStep(task), train, sys.argv[1], sys.argv[2]).fit()
 """
 
@@ -250,7 +250,7 @@ def test_sigkill_then_resume_equals_uninterrupted(corpus, tmp_path):
     # Dropout on (the RNG states must come back), two micro-steps per step, and a checkpoint
     # in the middle of an epoch (2 steps per epoch): everything resuming has to restore.
     sets = COMMON + ACOUSTIC + ["max_steps=6", "accumulation_steps=2", "checkpoint_every=3", "lr=1e-2"]
-    fit("acoustic", corpus, tmp_path / "whole", sets)
+    fit("attention", corpus, tmp_path / "whole", sets)
 
     script = tmp_path / "killed_run.py"
     script.write_text(KILLED_RUN.format(kill_at=3 * 2 + 2, sets=sets))
@@ -262,7 +262,7 @@ def test_sigkill_then_resume_equals_uninterrupted(corpus, tmp_path):
     assert (ckpt["step"], ckpt["epoch"], ckpt["position"]) == (3, 1, 2)
 
     # The command line resumes with the run's own settings.
-    assert main(["acoustic", "--data", str(corpus), "--out", str(tmp_path / "run")]) == 0
+    assert main(["attention", "--data", str(corpus), "--out", str(tmp_path / "run")]) == 0
     whole, run = losses(tmp_path / "whole"), losses(tmp_path / "run")
     assert sorted(run) == list(range(1, 7))
     for step in range(1, 7):
@@ -282,7 +282,7 @@ def test_vocoder_resume_equals_uninterrupted(corpus, tmp_path):
     assert_same_weights(final_weights(tmp_path / "run", "ema"), final_weights(tmp_path / "whole", "ema"), atol=1e-6)
 
 
-class InterruptedAtStep2(AcousticTask):
+class InterruptedAtStep2(AttentionTask):
     calls = 0
 
     def loss(self, model, batch):
@@ -293,13 +293,13 @@ class InterruptedAtStep2(AcousticTask):
 
 
 def test_sigterm_checkpoints_at_the_step_boundary_and_stops(corpus, tmp_path):
-    record = fit("acoustic", corpus, tmp_path / "run", COMMON + ACOUSTIC + ["max_steps=50"],
+    record = fit("attention", corpus, tmp_path / "run", COMMON + ACOUSTIC + ["max_steps=50"],
                  task_cls=InterruptedAtStep2)
     assert record["step"] == 2
     assert load_checkpoint(latest_checkpoint(tmp_path / "run"))["step"] == 2
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is put back
     # The run's config.json starts another run with the same settings.
-    train, task = resolve_config(AcousticTask, file=tmp_path / "run" / "config.json")
+    train, task = resolve_config(AttentionTask, file=tmp_path / "run" / "config.json")
     assert train.max_steps == 50 and task.model.decoder_dilations == (1, 2) and task.trim_db is None
 
 
@@ -307,7 +307,7 @@ FAULT_RUN = """
 import os, signal, sys
 import torch
 torch.set_num_threads(1)
-from train.tasks.acoustic import AcousticTask
+from train.tasks.attention import AttentionTask
 from train.config import resolve_config
 from train.trainer import Trainer
 
@@ -325,7 +325,7 @@ def save_then_die(obj, path, *args, **kwargs):
             f.truncate(os.path.getsize(path) // 2)
         os.kill(os.getpid(), signal.SIGKILL)
 
-class Interrupted(AcousticTask):
+class Interrupted(AttentionTask):
     calls = 0
 
     def loss(self, model, batch):
@@ -337,7 +337,7 @@ class Interrupted(AcousticTask):
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started where it is ignored
 if FAULT == "SIGKILL while a checkpoint is written":
     torch.save = save_then_die
-train, task = resolve_config(AcousticTask, overrides={sets!r})
+train, task = resolve_config(AttentionTask, overrides={sets!r})
 Trainer(Interrupted(task), train, sys.argv[1], sys.argv[2]).fit()
 """
 # Dropout on, two micro-steps per step, checkpoints at step 3 and at the end (step 4).
@@ -347,7 +347,7 @@ FAULT_SETS = COMMON + ACOUSTIC + ["max_steps=4", "accumulation_steps=2", "checkp
 @pytest.fixture(scope="module")
 def uninterrupted(corpus, tmp_path_factory):
     run = tmp_path_factory.mktemp("uninterrupted") / "run"
-    fit("acoustic", corpus, run, FAULT_SETS)
+    fit("attention", corpus, run, FAULT_SETS)
     return run
 
 
@@ -369,7 +369,7 @@ def test_a_run_stopped_by_a_fault_resumes_as_if_uninterrupted(corpus, tmp_path, 
     assert load_checkpoint(latest_checkpoint(run))["step"] == resumed_from
     assert max(losses(run)) == (4 if fault.startswith("SIGKILL") else 2)
 
-    assert main(["acoustic", "--data", str(corpus), "--out", str(run)]) == 0
+    assert main(["attention", "--data", str(corpus), "--out", str(run)]) == 0
     whole, resumed = losses(uninterrupted), losses(run)
     assert sorted(resumed) == [1, 2, 3, 4]
     for step in range(1, 5):
@@ -380,7 +380,7 @@ def test_a_run_stopped_by_a_fault_resumes_as_if_uninterrupted(corpus, tmp_path, 
 def test_two_processes_resume_as_if_uninterrupted(corpus, tmp_path):
     # Dropout on: each rank's RNG state has to come back, not only the data order.
     sets = COMMON + ACOUSTIC + ["accumulation_steps=2", "lr=1e-2", "checkpoint_every=2"]
-    args = ["acoustic", "--data", str(corpus), "--set", *sets]
+    args = ["attention", "--data", str(corpus), "--set", *sets]
     # One torchrun at a time: two --standalone launches at once can race for a port.
     first = finish(start_cli([*args, "max_steps=2", "--out", str(tmp_path / "run")], nproc=2))
     assert first.returncode == 0, first.stderr[-3000:]
@@ -401,11 +401,11 @@ ONE_RANK_FAULTS = """
 import os, sys
 import torch
 torch.set_num_threads(1)
-from train.tasks.acoustic import AcousticTask
+from train.tasks.attention import AttentionTask
 from train.config import resolve_config
 from train.trainer import Trainer
 
-class OneRankFaults(AcousticTask):
+class OneRankFaults(AttentionTask):
     calls = 0
 
     def loss(self, model, batch):
@@ -422,7 +422,7 @@ class OneRankFaults(AcousticTask):
             loss = loss + 0.0 * torch.sqrt((p - p.detach()).abs().sum())
         return loss, scalars
 
-train, task = resolve_config(AcousticTask, overrides={sets!r})
+train, task = resolve_config(AttentionTask, overrides={sets!r})
 trainer = Trainer(OneRankFaults(task), train, sys.argv[1], sys.argv[2])
 trainer.fit()
 torch.save(trainer.model.state_dict(), os.path.join(sys.argv[2], f"rank{{os.environ['RANK']}}.pt"))
@@ -455,11 +455,11 @@ def test_a_fault_on_one_rank_skips_the_step_on_every_rank(corpus, tmp_path):
 GROUP_FREED = """
 import sys, weakref
 import torch.distributed as dist
-from train.tasks.acoustic import AcousticTask
+from train.tasks.attention import AttentionTask
 from train.config import resolve_config
 from train.trainer import Trainer
 
-class Watched(AcousticTask):
+class Watched(AttentionTask):
     group = None
 
     def loss(self, model, batch):
@@ -467,7 +467,7 @@ class Watched(AcousticTask):
             Watched.group = weakref.ref(dist.group.WORLD)
         return super().loss(model, batch)
 
-train, task = resolve_config(AcousticTask, overrides={sets!r})
+train, task = resolve_config(AttentionTask, overrides={sets!r})
 trainer = Trainer(Watched(task), train, sys.argv[1], sys.argv[2])
 trainer.fit()
 assert Watched.group is not None and Watched.group() is None, "the process group outlived fit()"
@@ -489,7 +489,7 @@ def test_fit_frees_the_process_group_it_created(corpus, tmp_path):
 
 # --- faults and learning -----------------------------------------------------------------------
 
-class NanAtStep2(AcousticTask):
+class NanAtStep2(AttentionTask):
     calls = 0
 
     def loss(self, model, batch):
@@ -500,7 +500,7 @@ class NanAtStep2(AcousticTask):
 
 def test_non_finite_step_is_skipped_and_counted(corpus, tmp_path):
     sets = COMMON + ACOUSTIC + ["max_steps=3", "checkpoint_every=1", "keep_checkpoints=5"]
-    record = fit("acoustic", corpus, tmp_path / "run", sets, task_cls=NanAtStep2)
+    record = fit("attention", corpus, tmp_path / "run", sets, task_cls=NanAtStep2)
     assert record["step"] == 3 and record["skipped_total"] == 1
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["skipped"] for r in log] == [False, True, False]
@@ -515,7 +515,7 @@ def test_non_finite_step_is_skipped_and_counted(corpus, tmp_path):
 
 def test_tiny_overfit_drives_loss_down(corpus, tmp_path):
     sets = COMMON + ACOUSTIC + NO_DROPOUT + ["max_steps=30", "batch_size=2", "eval_clips=6", "lr=1e-2"]
-    fit("acoustic", corpus, tmp_path / "run", sets)
+    fit("attention", corpus, tmp_path / "run", sets)
     log = losses(tmp_path / "run")
     assert log[30] < 0.3 * log[1]
 
@@ -543,27 +543,27 @@ def test_usage_errors_exit_2_with_one_line(corpus, tmp_path, capsys):
     run = ["--out", str(tmp_path / "run")]
     cases = [
         ["nosuchtask", "--data", str(corpus), *run],
-        ["acoustic", "--data", str(tmp_path / "missing"), *run],
-        ["acoustic", "--data", str(corpus), *run, "--set", "no_such_key=1"],
-        ["acoustic", "--data", str(corpus), *run, "--set", "lr=fast"],
-        ["acoustic", "--data", str(corpus), *run, "--set", "lr"],
-        ["acoustic", "--data", str(corpus)],
-        ["acoustic", "--data", str(corpus), *run, "--config", str(tmp_path / "missing.json")],
+        ["attention", "--data", str(tmp_path / "missing"), *run],
+        ["attention", "--data", str(corpus), *run, "--set", "no_such_key=1"],
+        ["attention", "--data", str(corpus), *run, "--set", "lr=fast"],
+        ["attention", "--data", str(corpus), *run, "--set", "lr"],
+        ["attention", "--data", str(corpus)],
+        ["attention", "--data", str(corpus), *run, "--config", str(tmp_path / "missing.json")],
         ["export", str(tmp_path / "empty"), "--to", str(tmp_path / "voice")],
     ]
     for argv in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and err.startswith("error: "), (argv, err)
+        assert err.count("\n") == 1 and err.startswith("train: error: "), (argv, err)
 
     # A folder that holds a run of another task, or a run while --no-resume is asked.
-    fit("acoustic", corpus, tmp_path / "done", COMMON + ACOUSTIC + ["max_steps=1"])
+    fit("attention", corpus, tmp_path / "done", COMMON + ACOUSTIC + ["max_steps=1"])
     capsys.readouterr()
     for argv in (["vocoder", "--data", str(corpus), "--out", str(tmp_path / "done")],
-                 ["acoustic", "--data", str(corpus), "--out", str(tmp_path / "done"), "--no-resume"]):
+                 ["attention", "--data", str(corpus), "--out", str(tmp_path / "done"), "--no-resume"]):
         assert main(argv) == 2
         assert capsys.readouterr().err.count("\n") == 1
 
-    proc = run_cli(["acoustic", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run")])
+    proc = run_cli(["attention", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run")])
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert "data folder not found" in proc.stderr

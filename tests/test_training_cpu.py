@@ -14,12 +14,12 @@ from voices import TINY_VOCODER, make_tiny_voice
 from train.__main__ import main
 from train.config import config_dict, resolve_config
 from train.tasks import get_task
-from train.tasks.acoustic import AcousticTask
+from train.tasks.attention import AttentionTask
 from train.tasks.vocoder import Crops
 from train.trainer import Trainer, export_run
 from tts import Synthesizer
 from tts.audio import de_emphasis, mel_spectrogram, mu_law_decode, pre_emphasis
-from tts.model import AcousticModel
+from tts.attention_model import AttentionModel
 from tts.voice import load_model, save_model
 from vocoder.lpc import lpc_from_mel, lpc_residual, lpc_synthesis, noisy_excitation
 from vocoder.wavenet import START_CLASS, WaveNet, model_to_signal, signal_to_model
@@ -29,10 +29,10 @@ def test_cpu_presets_size_the_schedule(capsys):
     assert main(["vocoder", "--data", ".", "--out", "x", "--preset", "cpu", "--print-config"]) == 0
     printed = capsys.readouterr().out
     assert '"warmup_steps": 200' in printed and '"cpu_format": "auto"' in printed
-    assert main(["acoustic", "--data", ".", "--out", "x", "--preset", "cpu", "--set", "warmup_steps=7",
+    assert main(["attention", "--data", ".", "--out", "x", "--preset", "cpu", "--set", "warmup_steps=7",
                  "--print-config"]) == 0
     assert '"warmup_steps": 7' in capsys.readouterr().out  # --set still wins over the preset
-    assert main(["acoustic", "--data", ".", "--out", "x", "--preset", "gpu-pod"]) == 2
+    assert main(["attention", "--data", ".", "--out", "x", "--preset", "gpu-pod"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "invalid choice: 'gpu-pod'" in err
 
@@ -110,11 +110,11 @@ def test_nominal_peak_follows_the_flags():
 
 
 def test_init_starts_a_new_run_from_a_voice(corpus, tmp_path, capsys):
-    fit("acoustic", corpus, tmp_path / "first", [*COMMON, *ACOUSTIC, "max_steps=2"])
+    fit("attention", corpus, tmp_path / "first", [*COMMON, *ACOUSTIC, "max_steps=2"])
     voice = export_run(tmp_path / "first", tmp_path / "voice")
     shipped = load_model(voice, "acoustic")
     # The voice's model config wins: no model.* settings are given here.
-    cls = get_task("acoustic")
+    cls = get_task("attention")
     train_config, task_config = resolve_config(cls, overrides=[*COMMON, "max_steps=1"])
     task_config = dataclasses.replace(task_config, model=shipped.config)
     trainer = Trainer(cls(task_config), train_config, corpus, tmp_path / "second", init_voice=voice)
@@ -123,21 +123,21 @@ def test_init_starts_a_new_run_from_a_voice(corpus, tmp_path, capsys):
         assert torch.equal(trainer.model.state_dict()[key], value), key
     trainer.close()
     # The same through the command line, which takes the model config from the voice.
-    assert main(["acoustic", "--data", str(corpus), "--out", str(tmp_path / "third"), "--init", str(voice),
+    assert main(["attention", "--data", str(corpus), "--out", str(tmp_path / "third"), "--init", str(voice),
                  "--set", *COMMON, "max_steps=1"]) == 0
     assert "step 1" in capsys.readouterr().out
-    assert main(["acoustic", "--data", str(corpus), "--out", str(tmp_path / "fourth"),
+    assert main(["attention", "--data", str(corpus), "--out", str(tmp_path / "fourth"),
                  "--init", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_self_feed_reads_the_models_own_frames(corpus):
-    cls = get_task("acoustic")
+    cls = get_task("attention")
     _, config = resolve_config(cls, overrides=[*ACOUSTIC, "model.dropout=0", "model.prenet_dropout=0",
                                                "self_feed=1.0", "model.r=2"])
-    task: AcousticTask = cls(config)
+    task: AttentionTask = cls(config)
     torch.manual_seed(0)
-    model = AcousticModel(config.model)
+    model = AttentionModel(config.model)
     mel = torch.rand(2, 10, 80)
     batch = {"ids": torch.randint(1, 40, (2, 6)), "id_lengths": torch.tensor([6, 4]), "mel": mel,
              "mel_lengths": torch.tensor([10, 7])}

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from tts.audio import AudioConfig
-from tts.model import AcousticConfig, AcousticModel
+from tts.attention_model import AttentionConfig, AttentionModel
 from tts.voice import VoiceError, load_model, load_voice, read_config, save_model
 from vocoder.wavenet import WaveNet, WaveNetConfig
 
-TINY_ACOUSTIC = AcousticConfig(embed_dim=16, encoder_channels=16, encoder_layers=1, prenet_dim=16,
+TINY_ACOUSTIC = AttentionConfig(embed_dim=16, encoder_channels=16, encoder_layers=1, prenet_dim=16,
                                decoder_channels=16, attention_dim=16, decoder_dilations=(1,), converter_dilations=(1,),
                                postnet_channels=16, postnet_layers=1)
 TINY_VOCODER = WaveNetConfig(n_layers=2, residual_channels=8, skip_channels=8, output_channels=8, max_dilation=2,
@@ -19,7 +19,7 @@ TINY_VOCODER = WaveNetConfig(n_layers=2, residual_channels=8, skip_channels=8, o
 @pytest.fixture
 def voice(tmp_path):
     torch.manual_seed(0)
-    acoustic, vocoder = AcousticModel(TINY_ACOUSTIC).eval(), WaveNet(TINY_VOCODER).eval()
+    acoustic, vocoder = AttentionModel(TINY_ACOUSTIC).eval(), WaveNet(TINY_VOCODER).eval()
     save_model(tmp_path / "v", "acoustic", acoustic)
     save_model(tmp_path / "v", "vocoder", vocoder)
     return tmp_path / "v", acoustic, vocoder

@@ -6,7 +6,8 @@
     torchrun --nproc_per_node=N -m train TASK ...        one process per GPU (or CPU worker)
     python -m train export RUN_DIR --to VOICE_DIR [--default-vocoder wavenet|griffin-lim]
 
-TASK is g2p, acoustic or vocoder. Settings come from the task's defaults, then (when resuming)
+TASK is g2p, parallel (the acoustic model that ships), attention (the attention acoustic
+model) or vocoder. Settings come from the task's defaults, then (when resuming)
 the run's own settings, then a preset (``train/presets/TASK-NAME.json``: ``cpu`` sizes the
 schedule for a few CPU cores), then --config, then every --set in order. ``--init VOICE_DIR``
 starts a new run from the task's model in a voice folder (its config and weights), so that
@@ -27,7 +28,7 @@ import sys
 from pathlib import Path
 
 from train.data import DatasetError
-from train.tasks import TASKS, UnknownTaskError, get_task
+from train.tasks import RENAMED, TASKS, UnknownTaskError, get_task
 from train.config import ConfigError, config_dict, resolve_config
 from train.trainer import RunDirError, Trainer, export_run, latest_checkpoint, load_checkpoint, stored_config
 from tts.audio import AudioFileError
@@ -78,6 +79,7 @@ def train(argv: list[str]) -> int:
     resume_from = latest_checkpoint(args.out) if args.resume else None
     if resume_from is not None:
         stored_task, base = stored_config(load_checkpoint(resume_from, mmap=True))
+        stored_task = RENAMED.get(stored_task, stored_task)
         if stored_task != name:
             raise RunDirError(f"{args.out} holds a {stored_task} run, not a {name} run")
     files = [PRESETS / f"{name}-{args.preset}.json" if args.preset else None, args.config]
@@ -121,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                 set_default_vocoder(voice, args.default_vocoder)
             print(f"wrote {voice}")
             return EXIT_OK
-        if argv[0] not in TASKS:
-            raise UnknownTaskError(f"unknown task {argv[0]!r} (expected one of {', '.join(TASKS)}, or export)")
+        get_task(argv[0])  # an unknown or renamed task: one line with the hint
         return train(argv)
 
     return run_command("train", body, usage=USER_ERRORS)

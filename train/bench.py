@@ -1,4 +1,4 @@
-"""Training throughput of the acoustic model and the vocoder, with 1 and N processes.
+"""Training throughput of the acoustic models and the vocoder, with 1 and N processes.
 
     python -m train.bench [--runs 1x2 1x1 2x1] [--steps 8] [--warmup 3] [--clips 48] [--seconds 2.0]
 
@@ -27,7 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 # Syllable-like words: about 12 symbols per second of audio, as in read speech.
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "ran", "far", "away", "from", "home"]
-BATCH = {"acoustic": 16, "vocoder": 8}  # the tasks' default global batch sizes
+BATCH = {"parallel": 16, "attention": 16, "vocoder": 8}  # the tasks' default global batch sizes
 
 
 def make_corpus(root: Path, clips: int, seconds: float, seed: int = 0) -> Path:
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count() or 1
     p.add_argument("--runs", nargs="+", default=[f"1x{cores}", "1x1", f"2x{max(1, cores // 2)}"],
                    help="PROCESSESxTHREADS per run")
-    p.add_argument("--tasks", nargs="+", default=["acoustic", "vocoder"], choices=["acoustic", "vocoder"])
+    p.add_argument("--tasks", nargs="+", default=["parallel", "vocoder"], choices=list(BATCH))
     p.add_argument("--variants", nargs="+", default=["fp32"], choices=list(VARIANTS),
                    help="numeric formats and compilation to compare (bf16 autocast, torch.compile)")
     p.add_argument("--steps", type=int, default=8)
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds = sum(r["seconds"] for r in log)
             items = sum(r["items"] for r in log)
             units = sum(r["units"] for r in log)
-            unit = "frames" if task == "acoustic" else "samples"
+            unit = "samples" if task == "vocoder" else "frames"
             light = "| - | - | - |"
             if task == "vocoder":
                 fmt = "bf16" if "bf16" in variant else "fp32"

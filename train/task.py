@@ -2,7 +2,7 @@
 
 A task is constructed from its config alone, ``Task(config)``, where ``config`` is an instance
 of the task's ``config_class``: a frozen dataclass whose fields all have defaults (a nested
-model config such as ``model: AcousticConfig`` is addressed as ``model.r`` on the command
+model config such as ``model: AttentionConfig`` is addressed as ``model.r`` on the command
 line). Its field names must not repeat the trainer's own (``TrainConfig``: ``lr``,
 ``batch_size``, ...), because both are set through the same ``--set key=value`` namespace.
 

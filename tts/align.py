@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tts.model import length_mask
+from tts.layers import length_mask
 from tts._numba import numba  # caches compiled code in the user cache folder
 
 # The log-probability of CTC's blank, which the forward-sum pads every frame with: a frame

@@ -89,13 +89,14 @@ def measure(synth, text: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from kernels import available_backends
     from tts import Synthesizer
-    from tts.options import WEIGHT_FORMATS
+    from tts.options import BACKENDS, GRIFFIN_LIM, WEIGHT_FORMATS
 
     p = argparse.ArgumentParser(prog="python -m tts.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--voice", type=Path, help="voice folder (default: random weights, shipped sizes)")
     p.add_argument("--backends", nargs="+", help="vocoder backends, griffin-lim among them "
                    "(default: every available kernel)")
-    p.add_argument("--paragraph-backends", nargs="+", default=["numba", "cuda", "griffin-lim"],
+    fast = [name for name in BACKENDS if name != "torch"] + [GRIFFIN_LIM]
+    p.add_argument("--paragraph-backends", nargs="+", default=fast,
                    help="backends fast enough for the 300-word paragraph (default numba cuda griffin-lim)")
     p.add_argument("--weights", nargs="+", default=["fp32"], choices=WEIGHT_FORMATS,
                    help="vocoder weight formats to measure; bf16 runs on numba only (default fp32)")

@@ -112,8 +112,9 @@ def _check_output(path: Path) -> None:
     check_writable(path)  # AudioFileError: a usage error, exit 2
 
 
-def _check_inputs(args) -> str:
-    """Everything that can be checked before the (slow) voice load."""
+def _check_inputs(args) -> tuple[str, list[str]]:
+    """Everything that can be checked before the (slow) voice load: the text and its
+    normalized sentences."""
     from tts.text import split_sentences
 
     check_vocoder_options(args)
@@ -128,10 +129,9 @@ def _check_inputs(args) -> str:
         _check_output(args.output)
     _check_speakable(text)
     try:
-        split_sentences(text)
+        return text, split_sentences(text)
     except ValueError as e:  # NothingToSpeakError
         raise UsageError(str(e)) from None
-    return text
 
 
 def _progress(total_chars: int):
@@ -141,14 +141,14 @@ def _progress(total_chars: int):
     return tqdm(total=total_chars, unit="char", desc="synthesize", disable=not show, leave=False)
 
 
-def run(args, text: str) -> int:
+def run(args, text: str, sentences: list[str]) -> int:
     from tts.audio import AudioWriter, to_pcm16
     from tts.synthesizer import Synthesizer
 
     synth = Synthesizer.load(args.voice, device=args.device, vocoder=args.vocoder, backend=args.backend,
                              weights=args.weights)
-    chunks = synth.stream(text, seed=args.seed, rate=args.rate)
-    with _progress(len(text)) as bar:
+    chunks = synth.stream_sentences(sentences, seed=args.seed, rate=args.rate, about=text)
+    with _progress(sum(map(len, sentences))) as bar:
         if args.raw:
             out = sys.stdout.buffer
             for chunk in chunks:
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.list_backends:
             return _list_backends()
-        return run(args, _check_inputs(args))
+        return run(args, *_check_inputs(args))
 
     return run_command("synthesize", body, usage=(AudioFileError,))
 

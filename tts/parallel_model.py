@@ -1,6 +1,6 @@
 """The parallel acoustic model: symbol ids in, the whole mel out in one pass.
 
-Where the attention model (tts/model.py) makes a sentence step by step and reads back its own
+Where the attention model (tts/attention_model.py) makes a sentence step by step and reads back its own
 frames, this one predicts how many frames each symbol lasts and then makes every frame at
 once (the FastSpeech 2 / FastPitch layout): nothing is fed back, so nothing it made can lead it
 astray, and a sentence costs one pass of convolutions.
@@ -27,8 +27,9 @@ import torch.nn as nn
 
 from tts.align import (beta_binomial_prior, durations_to_alignment, forward_sum_loss,
                        monotonic_alignment_search)
+from tts.acoustic import AcousticModel, Speech
 from tts.config import JsonConfig
-from tts.model import ConvGLU, Generation, checked_text, length_mask
+from tts.layers import ConvGLU, checked_text, length_mask
 from tts.text.symbols import PAD_ID, SYMBOLS
 
 
@@ -96,8 +97,11 @@ class Aligner(nn.Module):
             return scores + beta_binomial_prior(text_lengths, mel_lengths, N, T)
 
 
-class ParallelModel(nn.Module):
+class ParallelModel(AcousticModel):
+    """Durations first, then every frame at once: nothing is fed back."""
+
     kind = "parallel"
+    config_class = ParallelConfig
 
     def __init__(self, config: ParallelConfig = ParallelConfig()):
         super().__init__()
@@ -203,10 +207,11 @@ class ParallelModel(nn.Module):
 
     @torch.no_grad()
     def generate(self, text_ids: torch.Tensor, text_lengths: torch.Tensor | None = None,
-                 max_steps: int | None = None, rate: float = 1.0) -> Generation:
+                 max_steps: int | None = None, rate: float = 1.0) -> Speech:
         """Text ids (B, N) -> mel (B, T, n_mels), frames per utterance, the alignment (B, T, N)
-        (frames x symbols). ``rate`` > 1 speaks faster; ``max_steps`` caps the frames. Call
-        `eval()` first: dropout stays on in training mode."""
+        (frames x symbols). ``rate`` > 1 speaks faster: each symbol's predicted duration,
+        pauses too, is divided by it, so the pitch is untouched. ``max_steps`` caps the
+        frames. Call `eval()` first: dropout stays on in training mode."""
         _, encoding, text_lengths = self.encode(text_ids, text_lengths)
         durations = self.durations(self.log_durations(encoding, text_lengths), text_lengths, rate)
         lengths = durations.sum(dim=-1)
@@ -215,7 +220,10 @@ class ParallelModel(nn.Module):
                 raise ValueError(f"max_steps must be >= 1, got {max_steps}")
             lengths = lengths.clamp(max=max_steps)
         alignment = durations_to_alignment(durations, int(lengths.max()))
-        return Generation(self.decode(encoding, alignment, lengths), lengths, alignment)
+        return Speech(self.decode(encoding, alignment, lengths), lengths, alignment)
+
+    def speak(self, text_ids, text_lengths=None, rate: float = 1.0) -> Speech:
+        return self.generate(text_ids, text_lengths, rate=rate)
 
     def parameter_count(self, include_aligner: bool = False) -> int:
         """Parameters that speak (the aligner only trains)."""

@@ -21,20 +21,29 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from tts.audio import write_audio
 from tts.errors import MAX_RATE, MIN_RATE, SynthesisError, check_seed
 from tts.options import AUTO
-from tts.text import NothingToSpeakError, split_sentences, symbols_to_ids, to_phonemes
+from tts.text import NothingToSpeakError, phonemize, split_sentences, symbols_to_ids
 from tts.vocoders import build_vocoder
 from tts.voice import BUNDLED_VOICE, Voice, VoiceError, load_voice
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+
+
+def _sentences(text: str) -> Iterator[str]:
+    """The normalized sentences of ``text``, paragraph by paragraph, so that a book starts
+    speaking without normalizing all of it first."""
+    for paragraph in _PARAGRAPH_BREAK.split(text):
+        try:
+            yield from split_sentences(paragraph)
+        except NothingToSpeakError:
+            continue
 
 
 
@@ -47,7 +56,7 @@ class Chunk:
     text: str  # the sentence, normalized
     phonemes: list[str]
     mel: np.ndarray = field(repr=False)  # (frames, n_mels): the whole sentence's mel
-    alignment: np.ndarray = field(repr=False)  # (decoder steps, symbols)
+    alignment: np.ndarray = field(repr=False)  # (frames, symbols): which symbol each frame says
     sentence: int = 0  # index of the sentence in the text
     last: bool = False  # the last chunk of its sentence
 
@@ -141,40 +150,36 @@ class Synthesizer:
         Raises ``NothingToSpeakError`` (a ValueError) before yielding anything if the text has
         nothing to say, and ValueError for a speaking rate outside [0.5, 2].
         """
+        yield from self.stream_sentences(_sentences(text), seed, rate, first_sentence, about=text)
+
+    def stream_sentences(self, sentences: Iterable[str], seed: int = 0, rate: float = 1.0, first_sentence: int = 0,
+                         about: str = "") -> Iterator[Chunk]:
+        """`stream` for text already cut into normalized sentences (the output of
+        ``tts.text.split_sentences``), which are not normalized again."""
         if not MIN_RATE <= rate <= MAX_RATE:
             raise ValueError(f"speaking rate {rate} is outside [{MIN_RATE}, {MAX_RATE}]")
         check_seed(seed)
         index = first_sentence
-        # Paragraph by paragraph, so a book starts speaking without normalizing all of it first.
-        for paragraph in _PARAGRAPH_BREAK.split(text):
+        for sentence in sentences:
             try:
-                sentences = split_sentences(paragraph)
+                phonemes = phonemize(sentence)
             except NothingToSpeakError:
                 continue
-            for sentence in sentences:
-                try:
-                    phonemes = to_phonemes(sentence)
-                except NothingToSpeakError:
-                    continue
-                yield from self._speak_sentence(sentence, phonemes, index, seed, rate)
-                index += 1
+            yield from self._speak_sentence(sentence, phonemes, index, seed, rate)
+            index += 1
         if index == first_sentence:
-            raise NothingToSpeakError(f"nothing to speak in the text {text[:40]!r}")
+            raise NothingToSpeakError(f"nothing to speak in the text {about[:40]!r}")
 
     # --- one sentence ----------------------------------------------------------------------
 
     @torch.no_grad()
     def sentence_mel(self, phonemes: list[str], rate: float = 1.0) -> tuple[torch.Tensor, np.ndarray]:
-        """Symbols -> (mel (frames, n_mels) on the model's device, alignment (steps, symbols))."""
+        """Symbols -> (mel (frames, n_mels) on the model's device, alignment (frames, symbols)),
+        spoken at ``rate`` (`tts.acoustic.AcousticModel.speak`)."""
         ids = torch.tensor([symbols_to_ids(phonemes)], device=self.device)
-        out = self.acoustic.generate(ids)
-        mel = out.mel[0, : int(out.lengths[0])]  # (T, n_mels)
-        if rate != 1.0:
-            # Resampling the frames in time changes the duration, not the pitch: the vocoder
-            # still makes 200 samples per frame from the same spectra.
-            frames = max(1, round(mel.shape[0] / rate))
-            mel = F.interpolate(mel.T[None], size=frames, mode="linear", align_corners=True)[0].T
-        return mel.contiguous(), out.alignment[0].cpu().numpy()
+        speech = self.acoustic.speak(ids, rate=rate)
+        frames = int(speech.lengths[0])
+        return speech.mel[0, :frames].contiguous(), speech.alignment[0, :frames].cpu().numpy()
 
     def _speak_sentence(self, text: str, phonemes: list[str], index: int, seed: int, rate: float) -> Iterator[Chunk]:
         mel, alignment = self.sentence_mel(phonemes, rate)

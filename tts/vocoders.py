@@ -158,8 +158,12 @@ def build_vocoder(voice, vocoder: str = AUTO, backend: str = AUTO, weights: str 
         raise SynthesisError(str(e)) from None
     if vocoder == AUTO:
         vocoder = voice.default_vocoder
-        if vocoder == GRIFFIN_LIM and (backend != AUTO or weights != "fp32"):
-            vocoder = WAVENET  # a backend or weight format asked for: the WaveNet is wanted
+        if vocoder == GRIFFIN_LIM and backend != AUTO:
+            vocoder = WAVENET  # a kernel asked for: the WaveNet is wanted
+        elif vocoder == GRIFFIN_LIM and weights != "fp32":
+            raise SynthesisError(f"weights={weights!r} apply to the WaveNet, and this voice speaks through "
+                                 f"{GRIFFIN_LIM} by default: ask for the WaveNet too (vocoder='wavenet', "
+                                 "--vocoder wavenet)")
     return vocoder_class(vocoder).from_voice(voice, backend, weights, device)
 
 

@@ -42,24 +42,15 @@ class VoiceError(ValueError):
     """A voice folder that is missing, incomplete, damaged or from another format version."""
 
 
-# The acoustic model's kinds, as a voice's config.json names them (absent: attention).
-ATTENTION, PARALLEL = "attention", "parallel"
-ACOUSTIC_KINDS = (ATTENTION, PARALLEL)
-
-
 def _model_classes(name: str, kind: str | None = None) -> tuple[type, type]:
-    """(model class, config class) for a model name (and, for the acoustic model, its kind);
-    imported late to keep imports light."""
+    """(model class, config class) for a model name (and its kind); imported late to keep
+    imports light."""
     if name == "acoustic":
-        if kind in (None, ATTENTION):
-            from tts.model import AcousticConfig, AcousticModel
+        from tts.acoustic import KINDS, model_classes
 
-            return AcousticModel, AcousticConfig
-        if kind == PARALLEL:
-            from tts.parallel_model import ParallelConfig, ParallelModel
-
-            return ParallelModel, ParallelConfig
-        raise VoiceError(f"unknown acoustic model kind {kind!r} (expected {' or '.join(ACOUSTIC_KINDS)})")
+        if kind is not None and kind not in KINDS:
+            raise VoiceError(f"unknown acoustic model kind {kind!r} (expected {' or '.join(KINDS)})")
+        return model_classes(kind)
     if name == "vocoder":
         if kind not in (None, WAVENET):  # absent: the WaveNet, the one kind of network vocoder
             raise VoiceError(f"unknown vocoder kind {kind!r} (expected {WAVENET})")

@@ -1,5 +1,5 @@
 """The task registry: a task name -> the class that trains that model, imported on first use
-(so that ``python -m train acoustic`` never imports the g2p task's dependencies, or the reverse)."""
+(so that ``python -m train parallel`` never imports the g2p task's dependencies, or the reverse)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from train.task import Task
 
 TASKS: dict[str, str] = {
     "g2p": "train.tasks.g2p:G2PTask",
-    "acoustic": "train.tasks.acoustic:AcousticTask",
+    "attention": "train.tasks.attention:AttentionTask",
     "parallel": "train.tasks.parallel:ParallelTask",
     "vocoder": "train.tasks.vocoder:VocoderTask",
 }
+
+
+# Names tasks had before: runs stored under them still resume; a command line gets a hint.
+RENAMED = {"acoustic": "attention"}
 
 
 class UnknownTaskError(ValueError):
@@ -21,6 +25,8 @@ class UnknownTaskError(ValueError):
 
 def get_task(name: str) -> type[Task]:
     """The task class registered under ``name``."""
+    if name in RENAMED:
+        raise UnknownTaskError(f"the task {name!r} is now named {RENAMED[name]!r}")
     if name not in TASKS:
         raise UnknownTaskError(f"unknown task {name!r} (expected one of {', '.join(TASKS)})")
     module, _, attr = TASKS[name].partition(":")

@@ -1,7 +1,7 @@
 """Training the parallel acoustic model (tts/parallel_model.py) on an LJ Speech-layout folder.
 
-The same features, held-out split and batching as the attention model's task
-(train/tasks/acoustic.py); the aligner trains with the model, so no alignments are prepared
+The features, held-out split and batching of every text-to-mel task (train/tasks/mel.py);
+the aligner trains with the model, so no alignments are prepared
 beforehand. Its binarization loss is off for the first ``binarization_start`` steps, while the
 soft alignment is still forming, then ramps in over as many steps again.
 """
@@ -15,9 +15,9 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from train.data import DatasetError, collate_text_mel
-from train.tasks.acoustic import (MEL_KEYS, AcousticTask, CachedClips, _figure, _pyplot, held_out_losses, open_cache,
-                                  split_clips)
+from train.data import DatasetError
+from train.tasks.mel import (MEL_KEYS, CachedClips, TextToMelTask, figure, held_out_losses, open_cache, pyplot,
+                             split_clips)
 from tts.audio import DEFAULT_AUDIO
 from tts.parallel_model import ParallelConfig, ParallelModel
 
@@ -41,12 +41,9 @@ class ParallelTaskConfig:
                              f"got {self.model.n_mels}")
 
 
-class ParallelTask(AcousticTask):
+class ParallelTask(TextToMelTask):
     name = "parallel"
-    voice_model = "acoustic"  # a voice has one acoustic model, of either kind
     config_class = ParallelTaskConfig
-    train_defaults = {"batch_size": 16, "lr": 1e-3, "warmup_steps": 1000, "decay": "inverse_sqrt",
-                      "max_steps": 200_000, "grad_clip": 1.0, "eval_every": 2000, "checkpoint_every": 2000}
 
     def __init__(self, config: ParallelTaskConfig = ParallelTaskConfig()):
         super().__init__(config)
@@ -64,9 +61,6 @@ class ParallelTask(AcousticTask):
         if not train or not held_out:
             raise DatasetError(f"{data_dir}: no clip has as many mel frames as symbols")
         return CachedClips(cache, train, MEL_KEYS), CachedClips(cache, held_out, MEL_KEYS)
-
-    def collate(self, items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-        return collate_text_mel(items)
 
     def binarization_weight(self) -> float:
         start = self.config.binarization_start
@@ -89,11 +83,11 @@ class ParallelTask(AcousticTask):
             gen = model.generate(batch["ids"][:1, :n_ids])
             n_gen = int(gen.lengths[0])
             metrics["generated_frames_ratio"] = n_gen / n_frames
-            if writer is not None and _pyplot() is not None:
+            if writer is not None and pyplot() is not None:
                 target = batch["mel"][0, :n_frames].cpu()
-                writer.add_figure("eval/aligned", _figure(
+                writer.addfigure("eval/aligned", figure(
                     out["alignment"][0, :n_frames, :n_ids].cpu(), out["mel"][0, :n_frames].cpu(), target,
                     "aligner"), step)
-                writer.add_figure("eval/generated", _figure(
+                writer.addfigure("eval/generated", figure(
                     gen.alignment[0, :n_gen].cpu(), gen.mel[0, :n_gen].cpu(), target, "generated"), step)
         return metrics

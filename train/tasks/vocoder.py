@@ -18,7 +18,7 @@ import torch
 
 from train.data import FeatureCache
 from train.task import Task
-from train.tasks.acoustic import build_cache, open_cache, split_clips
+from train.tasks.mel import build_cache, open_cache, split_clips
 from tts.audio import DEFAULT_AUDIO, mu_law_decode, mu_law_encode
 from tts.voice import save_model
 from vocoder.lpc import lpc_from_mel, noisy_excitation
@@ -34,7 +34,7 @@ class VocoderTaskConfig:
     eval_clips: int = 8  # the corpus's last clips, held out
     sample_frames: int = 8  # the evaluation's generated sample: the reference generator is slow
     cache_dir: str = ""  # feature cache; "" puts it in the data folder's .cache
-    trim_db: float | None = 40.0  # see AcousticTaskConfig
+    trim_db: float | None = 40.0  # see AttentionTaskConfig
     # The training forward: "time-major" (WaveNet.forward, matrix products over all samples)
     # or "reference" (WaveNet.forward_reference, conv1d as the definition reads; the same
     # numbers, slower: the baseline train.bench compares against).

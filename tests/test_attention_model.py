@@ -7,16 +7,16 @@ import json
 import pytest
 import torch
 
-from tts.model import (
-    AcousticConfig,
-    AcousticModel,
+from tts.attention_model import (
+    AttentionConfig,
+    AttentionModel,
     DecoderState,
     guided_attention_weights,
     length_mask,
 )
 from tts.text.symbols import EOS_ID, SYMBOLS
 
-TINY = AcousticConfig(
+TINY = AttentionConfig(
     n_mels=12, r=3, embed_dim=16, encoder_channels=16, encoder_layers=2, encoder_kernel=3,
     prenet_dim=16, decoder_channels=16, decoder_kernel=3, decoder_dilations=(1, 2),
     converter_dilations=(1, 3), attention_dim=16, postnet_channels=16, postnet_layers=2,
@@ -24,9 +24,9 @@ TINY = AcousticConfig(
 )
 
 
-def make_model(seed: int = 0, config: AcousticConfig = TINY) -> AcousticModel:
+def make_model(seed: int = 0, config: AttentionConfig = TINY) -> AttentionModel:
     torch.manual_seed(seed)
-    return AcousticModel(config).eval()
+    return AttentionModel(config).eval()
 
 
 def random_text(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,20 +40,20 @@ def random_text(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.
 
 
 def test_config_round_trips_through_json_and_rejects_bad_values():
-    assert AcousticConfig().n_symbols == len(SYMBOLS) == 76
-    assert AcousticConfig.from_dict(json.loads(json.dumps(TINY.to_dict()))) == TINY
-    with pytest.raises(ValueError, match="unknown AcousticConfig fields: bogus"):
-        AcousticConfig.from_dict({**TINY.to_dict(), "bogus": 1})
+    assert AttentionConfig().n_symbols == len(SYMBOLS) == 76
+    assert AttentionConfig.from_dict(json.loads(json.dumps(TINY.to_dict()))) == TINY
+    with pytest.raises(ValueError, match="unknown AttentionConfig fields: bogus"):
+        AttentionConfig.from_dict({**TINY.to_dict(), "bogus": 1})
     with pytest.raises(ValueError, match="encoder_kernel"):
-        AcousticConfig(encoder_kernel=4)
+        AttentionConfig(encoder_kernel=4)
     with pytest.raises(ValueError, match="attention_dim"):
-        AcousticConfig(attention_dim=15)
+        AttentionConfig(attention_dim=15)
     with pytest.raises(ValueError, match="prenet_dropout"):
-        AcousticConfig(prenet_dropout=1.0)
+        AttentionConfig(prenet_dropout=1.0)
 
 
 def test_default_model_is_small():
-    n = sum(p.numel() for p in AcousticModel().parameters())
+    n = sum(p.numel() for p in AttentionModel().parameters())
     assert 1_000_000 < n < 3_000_000
 
 
@@ -198,7 +198,7 @@ def test_monotonic_attention_never_moves_back_and_generation_ends(seed):
     assert state.finished.all() and (state.n_steps <= limit).all() and state.step <= int(limit.max())
 
 
-def positional_only(model: AcousticModel, done_bias: float) -> AcousticModel:
+def positional_only(model: AttentionModel, done_bias: float) -> AttentionModel:
     """Attention scores from the positional encodings alone (a clean diagonal), and a done
     output that always (done_bias > 0) or never fires."""
     with torch.no_grad():
@@ -290,7 +290,7 @@ def test_bad_inputs_raise_value_errors():
 def test_a_few_optimizer_steps_reduce_the_loss():
     """Synthetic corpus: every symbol has a fixed spectrum held for two decoder steps."""
     torch.manual_seed(7)
-    model = AcousticModel(TINY)
+    model = AttentionModel(TINY)
     spectra = torch.rand(len(SYMBOLS), TINY.n_mels)
     ids, text_lengths = random_text([6, 8, 5, 7, 8, 4], seed=7)
     hold = 2 * TINY.r

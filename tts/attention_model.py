@@ -1,4 +1,4 @@
-"""The acoustic model: symbol ids in, mel spectrogram out (Deep Voice 3 / DCTTS family).
+"""The attention acoustic model: symbol ids in, mel spectrogram out (Deep Voice 3 / DCTTS family).
 
 Layout: every public tensor is (B, T, C): text ids (B, N), encoder keys/values (B, N, A),
 mel (B, T, n_mels), alignment (B, S, N) with S = T / r decoder steps. Only the inside of the
@@ -34,17 +34,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from tts.acoustic import AcousticModel, Speech
 from tts.config import JsonConfig
+from tts.layers import SQRT_HALF, ConvGLU, checked_text, length_mask
 from tts.text.symbols import PAD_ID, SYMBOLS
 
-SQRT_HALF = math.sqrt(0.5)  # keeps the variance of a sum of two unit-variance terms at 1
 DONE_THRESHOLD = 0.5
 # The postnet works on logit(mel); clamping to [eps, 1 - eps] keeps exact 0/1 frames finite.
 LOGIT_EPS = 1e-4
 
 
 @dataclass(frozen=True)
-class AcousticConfig(JsonConfig):
+class AttentionConfig(JsonConfig):
     """Model dimensions; stored as JSON next to the weights, enough to rebuild the model."""
 
     n_symbols: int = len(SYMBOLS)
@@ -90,26 +91,26 @@ class AcousticConfig(JsonConfig):
                      "prenet_dim", "decoder_channels", "decoder_kernel", "attention_dim",
                      "attention_window", "postnet_channels", "postnet_kernel", "max_steps_per_symbol"):
             if getattr(self, name) < 1:
-                raise ValueError(f"AcousticConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"AttentionConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("encoder_layers", "postnet_layers", "max_steps_on_symbol"):
             if getattr(self, name) < 0:
-                raise ValueError(f"AcousticConfig.{name} must be >= 0, got {getattr(self, name)}")
+                raise ValueError(f"AttentionConfig.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("encoder_kernel", "postnet_kernel"):
             if getattr(self, name) % 2 == 0:
-                raise ValueError(f"AcousticConfig.{name} must be odd (centred non-causal conv), "
+                raise ValueError(f"AttentionConfig.{name} must be odd (centred non-causal conv), "
                                  f"got {getattr(self, name)}")
         for name in ("decoder_dilations", "converter_dilations"):
             if any(d < 1 for d in getattr(self, name)):
-                raise ValueError(f"AcousticConfig.{name} must be positive, got {getattr(self, name)}")
+                raise ValueError(f"AttentionConfig.{name} must be positive, got {getattr(self, name)}")
         if self.attention_dim % 2:
-            raise ValueError(f"AcousticConfig.attention_dim must be even (sin/cos pairs), "
+            raise ValueError(f"AttentionConfig.attention_dim must be even (sin/cos pairs), "
                              f"got {self.attention_dim}")
         for name in ("dropout", "prenet_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"AcousticConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+                raise ValueError(f"AttentionConfig.{name} must be in [0, 1), got {getattr(self, name)}")
         for name in ("query_position_rate", "key_position_rate", "guided_attention_g"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"AcousticConfig.{name} must be > 0, got {getattr(self, name)}")
+                raise ValueError(f"AttentionConfig.{name} must be > 0, got {getattr(self, name)}")
 
 
 
@@ -137,6 +138,8 @@ class DecoderState:
 
 
 class Generation(NamedTuple):
+    """What `AttentionModel.generate` makes: the mel, and the attention per decoder step."""
+
     mel: torch.Tensor  # (B, T, n_mels) after the postnet, zero past each utterance's length
     lengths: torch.Tensor  # (B,) int64 frames per utterance (steps * r)
     alignment: torch.Tensor  # (B, S, N) attention per step, zero past each utterance's steps
@@ -150,32 +153,6 @@ def sinusoid(positions: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
-def length_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
-    """(B,) lengths -> (B, size) bool, True inside each sequence."""
-    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
-
-
-def checked_text(text_ids: torch.Tensor, text_lengths: torch.Tensor | None, n_symbols: int) -> torch.Tensor:
-    """Check a batch of symbol ids (B, N) and their lengths (B,) (default: all N); returns the
-    lengths as int64 on the ids' device. Raises ValueError naming what is wrong."""
-    if text_ids.dim() != 2 or text_ids.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"text_ids must be an integer tensor (B, N), got {text_ids.dtype} "
-                         f"{tuple(text_ids.shape)}")
-    B, N = text_ids.shape
-    if N == 0:
-        raise ValueError("text_ids is empty: nothing to say")
-    if text_lengths is None:
-        text_lengths = torch.full((B,), N, dtype=torch.long, device=text_ids.device)
-    text_lengths = text_lengths.to(device=text_ids.device, dtype=torch.long)
-    if text_lengths.shape != (B,) or text_lengths.min() < 1 or text_lengths.max() > N:
-        raise ValueError(f"text_lengths must be (B,) = ({B},) with values in [1, {N}], "
-                         f"got {text_lengths.tolist()}")
-    if text_ids.min() < 0 or text_ids.max() >= n_symbols:
-        raise ValueError(f"text_ids must be in [0, {n_symbols}), got values in "
-                         f"[{int(text_ids.min())}, {int(text_ids.max())}]")
-    return text_lengths
-
-
 def guided_attention_weights(text_lengths: torch.Tensor, step_lengths: torch.Tensor,
                              n_steps: int, n_text: int, g: float = 0.2) -> torch.Tensor:
     """DCTTS guided-attention penalty, (B, n_steps, n_text):
@@ -187,35 +164,8 @@ def guided_attention_weights(text_lengths: torch.Tensor, step_lengths: torch.Ten
     return w * valid
 
 
-class ConvGLU(nn.Module):
-    """Residual gated conv block: (x + GLU(conv(dropout(x)))) * sqrt(.5), on (B, T, C)."""
-
-    def __init__(self, channels: int, kernel: int, dilation: int, causal: bool, dropout: float):
-        super().__init__()
-        self.causal, self.dropout = causal, dropout
-        self.context = (kernel - 1) * dilation  # input frames one output sees besides its own
-        self.conv = nn.Conv1d(channels, 2 * channels, kernel, dilation=dilation)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.dropout(x, self.dropout, self.training).transpose(1, 2)  # (B, C, T)
-        left = self.context if self.causal else self.context // 2
-        h = F.pad(h, (left, self.context - left))  # (B, C, T + context)
-        h = F.glu(self.conv(h), dim=1).transpose(1, 2)  # (B, T, C)
-        return (x + h) * SQRT_HALF
-
-    def step(self, x: torch.Tensor, buffer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Causal only: x (B, 1, C), buffer (B, context, C) of the previous inputs."""
-        window = torch.cat([buffer, F.dropout(x, self.dropout, self.training)], dim=1)  # (B, context+1, C)
-        # One output frame is one matrix product over the kernel's taps; conv1d on the window
-        # would take the slow dilated-convolution path, ten times the cost per step.
-        taps = window[:, :: self.conv.dilation[0]].transpose(1, 2).flatten(1)  # (B, C * K)
-        weight = self.conv.weight.flatten(1)  # (2C, C * K), a view: same (in, tap) order
-        h = F.glu(F.linear(taps, weight, self.conv.bias), dim=-1)[:, None]  # (B, 1, C)
-        return (x + h) * SQRT_HALF, window[:, 1:]
-
-
 class TextEncoder(nn.Module):
-    def __init__(self, c: AcousticConfig):
+    def __init__(self, c: AttentionConfig):
         super().__init__()
         self.embed = nn.Embedding(c.n_symbols, c.embed_dim, padding_idx=PAD_ID)
         self.proj_in = nn.Linear(c.embed_dim, c.encoder_channels)
@@ -234,10 +184,13 @@ class TextEncoder(nn.Module):
         return keys, (keys + emb) * SQRT_HALF
 
 
-class AcousticModel(nn.Module):
-    kind = "attention"
+class AttentionModel(AcousticModel):
+    """Deep Voice 3's attention model: a decoder that reads its own frames, r per step."""
 
-    def __init__(self, config: AcousticConfig = AcousticConfig()):
+    kind = "attention"
+    config_class = AttentionConfig
+
+    def __init__(self, config: AttentionConfig = AttentionConfig()):
         super().__init__()
         self.config = c = config
         self.encoder = TextEncoder(c)
@@ -464,3 +417,25 @@ class AcousticModel(nn.Module):
         mel = torch.cat(frames, dim=1) * length_mask(lengths, S * self.config.r)[..., None]  # (B, T, M)
         alignment = torch.stack(attns, dim=1) * length_mask(state.n_steps, S)[..., None]  # (B, S, N)
         return Generation(self.apply_postnet(mel, lengths), lengths, alignment)
+
+    @torch.no_grad()
+    def speak(self, text_ids, text_lengths=None, rate: float = 1.0) -> Speech:
+        """`generate`, its attention spread over the frames of each step; a ``rate`` other than
+        1 resamples the mel in time (the decoder has no durations to scale), so the pitch
+        stays and every frame, pauses included, lasts 1 / rate as long."""
+        gen = self.generate(text_ids, text_lengths)
+        r = self.config.r
+        alignment = gen.alignment.repeat_interleave(r, dim=1)  # (B, T, N)
+        mel, lengths = gen.mel, gen.lengths
+        if rate != 1.0:
+            frames = torch.clamp(torch.round(lengths / rate), min=1).long()
+            T = int(frames.max())
+            # Frame t of the new mel is frame t * rate of the old one (linear between frames).
+            mel = F.interpolate(mel.transpose(1, 2), size=max(1, round(mel.shape[1] / rate)), mode="linear",
+                                align_corners=True).transpose(1, 2)[:, :T]
+            source = torch.clamp((torch.arange(T, device=mel.device) * rate).round().long(), max=alignment.shape[1] - 1)
+            alignment = alignment[:, source]
+            mel = mel * length_mask(frames, T)[..., None]
+            alignment = alignment * length_mask(frames, T)[..., None]
+            lengths = frames
+        return Speech(mel, lengths, alignment)
