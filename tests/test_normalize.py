@@ -399,3 +399,12 @@ def test_any_unicode(text):
 @given(st.lists(st.sampled_from(_FRAGMENTS), max_size=20).map("".join))
 def test_rule_soup(text):
     _check(text)
+
+
+@pytest.mark.parametrize("text", ["1" * 5000, "$" + "9" * 5000, "1" * 5000 + "th", "1" * 5000 + "/" + "2" * 5000,
+                                  "-" + "7" * 6000 + ".5"])
+def test_numbers_of_thousands_of_digits_are_read_digit_by_digit(text):
+    """Past what a cardinal reads sensibly (and past Python's 4300-digit int()), digits are
+    read one by one, never an error."""
+    words = normalize(text).split()
+    assert sum(word in ("one", "two", "seven", "nine") for word in words) >= 5000

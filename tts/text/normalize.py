@@ -255,7 +255,7 @@ RULES: tuple[Rule, ...] = (
           rd.speak_decade),
     _rule("ordinal",
           rf"{_START}(?P<num>\d{{1,3}}(?:,\d{{3}})+|\d+)(?:st|nd|rd|th|ST|ND|RD|TH)(?![A-Za-z\d])",
-          lambda m: nb.ordinal(int(m.group("num").replace(",", "")))),
+          lambda m: nb.ordinal_text(m.group("num"))),
     _rule("unit", rf"{_SIGN}{_START}(?P<num>{_NUM})(?:{_TO}(?P<num2>{_NUM}))?(?P<space>\s?)"
           rf"(?P<unit>{_alternation(nb.UNITS)})(?P<dot>\.(?=\s[a-z]))?(?![A-Za-z\d/])",
           rd.speak_unit),

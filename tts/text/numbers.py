@@ -71,9 +71,15 @@ def plural(words: str) -> str:
 def integer(text: str) -> str:
     """An integer as written, commas allowed: "1,203" -> cardinal; "007" -> digit by digit."""
     text = text.replace(",", "")
-    if len(text) > 1 and text.startswith("0"):
-        return digits(text)
+    if (len(text) > 1 and text.startswith("0")) or len(text) > MAX_CARDINAL_DIGITS:
+        return digits(text)  # (Python refuses int() of more than 4300 digits)
     return cardinal(int(text))
+
+
+def ordinal_text(text: str) -> str:
+    """An ordinal's digits as written, commas allowed: "1,001" -> "one thousand first"."""
+    text = text.replace(",", "")
+    return digits(text) if len(text) > MAX_CARDINAL_DIGITS else ordinal(int(text))
 
 
 def decimal(text: str) -> str:
@@ -171,7 +177,7 @@ def money(
     if upper is not None:
         return f"{number(amount)} to {number(upper)}{scale_words} {currency.units}"
     whole, _, frac = amount.replace(",", "").partition(".")
-    if scale or (frac and (len(frac) > 2 or currency.cent is None)):
+    if scale or (frac and (len(frac) > 2 or currency.cent is None)) or len(whole) > MAX_CARDINAL_DIGITS:
         return f"{number(amount)}{scale_words} {currency.units}"
     units = int(whole or "0")
     cents = int(frac.ljust(2, "0")) if frac else 0

@@ -402,6 +402,8 @@ def speak_decade(m: re.Match[str]) -> str | None:
 
 
 def speak_fraction(m: re.Match[str]) -> str | None:
+    if max(len(m.group("num")), len(m.group("den"))) > nb.MAX_CARDINAL_DIGITS:
+        return None
     num, den = int(m.group("num")), int(m.group("den"))
     if den not in _FRACTION_DENOMINATORS or not 0 < num < den:
         return None
