@@ -251,7 +251,7 @@ def test_refused_requests_say_why(served, synth):
 def test_the_heading_names_the_loaded_models(server, synth):
     from demo.app import describe
 
-    assert describe(synth) == "attention acoustic model + autoregressive WaveNet vocoder (numba kernel)"
+    assert describe(synth) == "parallel acoustic model (predicted durations) + autoregressive WaveNet vocoder (numba kernel)"
     assert describe(synth) in _fetch(f"{server}config").decode()
 
 

@@ -19,7 +19,7 @@ import soundfile as sf
 import torch
 
 from tts.config import JsonConfig
-from tts.errors import AudioFileError, check_writable, temporary_beside
+from tts.errors import FILE_MODE, AudioFileError, check_writable, temporary_beside  # noqa: F401 (FILE_MODE: here too)
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,6 @@ class AudioConfig(JsonConfig):
 
 
 DEFAULT_AUDIO = AudioConfig()
-FILE_MODE = 0o644  # what files written atomically get: readable by all, like open() would give
 
 
 # --- Files -------------------------------------------------------------------------------

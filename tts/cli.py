@@ -13,10 +13,11 @@ every usage error answer at once.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from tts.command import OneLineParser, UsageError, run_command
+from tts.command import EXIT_OK, OneLineParser, UsageError, run_command
 from tts.errors import MAX_RATE, MIN_RATE, AudioFileError, check_seed, check_writable
 from tts.options import BACKEND_CHOICES, VOCODER_CHOICES, WEIGHT_FORMATS, ChoiceError, resolve_choice
 
@@ -33,6 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_vocoder_options(p)
     p.add_argument("--seed", type=int, default=0, help="random seed of the vocoder's sampling")
     p.add_argument("--rate", type=float, default=1.0, help="speaking rate, 0.5 to 2 (default 1)")
+    p.add_argument("--ssml", action="store_true", help="read the text as SSML (also when it starts with <speak)")
+    p.add_argument("--lexicon", type=Path, help="pronunciations in CMUdict's format, before the built-in ones")
+    p.add_argument("--sentence-pause", type=float, default=0.0, metavar="SECONDS",
+                   help="silence added between sentences (default 0)")
+    p.add_argument("--paragraph-pause", type=float, default=0.0, metavar="SECONDS",
+                   help="silence added between paragraphs (default 0)")
+    p.add_argument("--timings", type=Path, metavar="FILE.json",
+                   help="write each word's and phoneme's start and end time (and the words' places in the text)")
+    p.add_argument("--subtitles", type=Path, metavar="FILE.vtt|FILE.srt", help="write subtitles of the speech")
     p.add_argument("--list-backends", action="store_true", help="list vocoder backends and whether they are usable")
     return p
 
@@ -112,12 +122,32 @@ def _check_output(path: Path) -> None:
     check_writable(path)  # AudioFileError: a usage error, exit 2
 
 
-def _check_inputs(args) -> tuple[str, list[str]]:
-    """Everything that can be checked before the (slow) voice load: the text and its
-    normalized sentences."""
-    from tts.text import split_sentences
+def _check_inputs(args) -> tuple[str, list]:
+    """Everything that can be checked before the (slow) voice load: the text and its plan
+    (normalized sentences and pauses, `tts.text.plan`)."""
+    from tts.text import NothingToSpeakError
+    from tts.text.plan import Sentence, read_plan
+    from tts.text.ssml import SsmlError, is_ssml
 
     check_vocoder_options(args)
+    for name in ("sentence_pause", "paragraph_pause"):
+        if not 0 <= getattr(args, name) <= 60:
+            raise UsageError(f"--{name.replace('_', '-')} must be 0 to 60 seconds, got {getattr(args, name)}")
+    if args.timings is not None:
+        if args.timings.suffix.lower() != ".json":
+            raise UsageError(f"--timings {args.timings} must end in .json")
+        check_writable(args.timings)
+    if args.subtitles is not None:
+        if args.subtitles.suffix.lower() not in (".vtt", ".srt"):
+            raise UsageError(f"--subtitles {args.subtitles} must end in .vtt or .srt")
+        check_writable(args.subtitles)
+    if args.lexicon is not None:
+        from tts.text.lexicon import LexiconError, load_lexicon
+
+        try:
+            args.lexicon = load_lexicon(args.lexicon)
+        except LexiconError as e:
+            raise UsageError(str(e)) from None
     text = _read_text(args)
     if not MIN_RATE <= args.rate <= MAX_RATE:
         raise UsageError(f"--rate {args.rate} is outside [{MIN_RATE}, {MAX_RATE}]")
@@ -127,11 +157,16 @@ def _check_inputs(args) -> tuple[str, list[str]]:
         raise UsageError(f"--seed: {e}") from None
     if not args.raw:
         _check_output(args.output)
-    _check_speakable(text)
+    ssml = args.ssml or is_ssml(text)
+    if not ssml:
+        _check_speakable(text)
     try:
-        return text, split_sentences(text)
-    except ValueError as e:  # NothingToSpeakError
+        plan = list(read_plan(text, ssml, args.sentence_pause, args.paragraph_pause))
+    except SsmlError as e:
         raise UsageError(str(e)) from None
+    if not any(isinstance(step, Sentence) for step in plan):
+        raise UsageError(str(NothingToSpeakError(f"nothing to speak in the text {text[:40]!r}")))
+    return text, plan
 
 
 def _progress(total_chars: int):
@@ -141,28 +176,48 @@ def _progress(total_chars: int):
     return tqdm(total=total_chars, unit="char", desc="synthesize", disable=not show, leave=False)
 
 
-def run(args, text: str, sentences: list[str]) -> int:
+def run(args, text: str, plan: list) -> int:
     from tts.audio import AudioWriter, to_pcm16
     from tts.synthesizer import Synthesizer
 
     synth = Synthesizer.load(args.voice, device=args.device, vocoder=args.vocoder, backend=args.backend,
-                             weights=args.weights)
-    chunks = synth.stream_sentences(sentences, seed=args.seed, rate=args.rate, about=text)
-    with _progress(sum(map(len, sentences))) as bar:
+                             weights=args.weights, lexicon=args.lexicon)
+    chunks = synth.stream_sentences(plan, seed=args.seed, rate=args.rate, about=text, text=text)
+    words, phonemes = [], []
+    with _progress(sum(len(step.text) for step in plan if hasattr(step, "text"))) as bar:
         if args.raw:
             out = sys.stdout.buffer
             for chunk in chunks:
                 out.write(to_pcm16(chunk.audio).astype("<i2").tobytes())
                 out.flush()
+                words += chunk.words
+                phonemes += chunk.phoneme_timings
                 if chunk.last:
                     bar.update(len(chunk.text))
-            return 0
-        with AudioWriter(args.output, synth.sample_rate) as writer:
-            for chunk in chunks:
-                writer.write(chunk.audio)
-                if chunk.last:
-                    bar.update(len(chunk.text))
-    return 0
+        else:
+            with AudioWriter(args.output, synth.sample_rate) as writer:
+                for chunk in chunks:
+                    writer.write(chunk.audio)
+                    words += chunk.words
+                    phonemes += chunk.phoneme_timings
+                    if chunk.last:
+                        bar.update(len(chunk.text))
+    _write_timings(args, words, phonemes)
+    return EXIT_OK
+
+
+def _write_timings(args, words: list, phonemes: list) -> None:
+    """The --timings JSON and the --subtitles file, each written whole or not at all."""
+    from dataclasses import asdict
+
+    from tts.errors import write_text_atomic
+    from tts.subtitles import write_subtitles
+
+    if args.timings is not None:
+        record = {"words": [asdict(w) for w in words], "phonemes": [asdict(p) for p in phonemes]}
+        write_text_atomic(args.timings, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+    if args.subtitles is not None:
+        write_subtitles(args.subtitles, words)
 
 
 def main(argv: list[str] | None = None) -> int:

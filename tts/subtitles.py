@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tts.errors import AudioFileError, temporary_beside
+from tts.errors import write_text_atomic
+from tts.timings import WordTiming
 
 # Readable subtitles: a line of at most 42 characters (a common limit for one subtitle line), up to
 # seven words, on screen for at most three seconds.
@@ -23,24 +24,8 @@ MAX_WORDS, MAX_SECONDS, MAX_CHARS = 7, 3.0, 42
 # Silence longer than this between two words starts a new cue (a <break>, a paragraph).
 MAX_GAP = 1.0
 
-# tts.audio.FILE_MODE, which cannot be imported without soundfile: readable by all, as
-# open() would make it.
-_FILE_MODE = 0o644
-
 _SENTENCE_END = re.compile(r"""[.?!…]["'”’)\]]*$""")
 _FORMATS = (".vtt", ".srt")
-
-
-@dataclass(frozen=True)
-class WordTiming:
-    """One spoken word: ``start``/``end`` in seconds of the output audio, ``offset``/``length``
-    in characters of the original input text."""
-
-    word: str
-    start: float
-    end: float
-    offset: int
-    length: int
 
 
 @dataclass(frozen=True)
@@ -81,11 +66,13 @@ def cues(
 ) -> list[Cue]:
     """Group words, in the order spoken, into cues of at most ``max_words`` words,
     ``max_seconds`` from first start to last end and ``max_chars`` characters of text. A
-    sentence end (a word ending in . ? !) closes a cue, and a silence of more than
+    sentence end (``WordTiming.sentence_end`` where the engine marks them, else a word
+    ending in . ? !) closes a cue, and a silence of more than
     ``max_gap`` seconds starts one. A single word over the limits is a cue of its own.
     Words without text are skipped. ValueError if times go backwards or below zero."""
     words = [w for w in words if w.word.strip()]
     _check(words)
+    marked = any(w.sentence_end for w in words)
     out: list[Cue] = []
     current: list[WordTiming] = []
     for w in words:
@@ -96,7 +83,7 @@ def cues(
                 out.append(Cue(tuple(current)))
                 current = []
         current.append(w)
-        if _SENTENCE_END.search(w.word.rstrip()):
+        if w.sentence_end if marked else _SENTENCE_END.search(w.word.rstrip()):
             out.append(Cue(tuple(current)))
             current = []
     if current:
@@ -140,15 +127,4 @@ def write_subtitles(path: str | os.PathLike, words: Iterable[WordTiming], **cue_
     if suffix not in _FORMATS:
         raise ValueError(f"subtitles are written as .vtt (WebVTT) or .srt (SubRip), not {path.name!r}")
     grouped = cues(words, **cue_limits)
-    text = to_webvtt(grouped) if suffix == ".vtt" else to_srt(grouped)
-    tmp = temporary_beside(path)
-    try:
-        os.chmod(tmp, _FILE_MODE)  # mkstemp's 0600 would survive the rename
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise AudioFileError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)  # gone already once renamed into place
-    return path
+    return write_text_atomic(path, to_webvtt(grouped) if suffix == ".vtt" else to_srt(grouped))

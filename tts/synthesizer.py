@@ -5,10 +5,11 @@
     for chunk in synth.stream(long_text):      # audio as soon as it is generated
         play(chunk.audio)
 
-Text is split into sentences (``tts.text.split_sentences``); each sentence goes through the
-acoustic model as a whole (its post-net looks both ways), then the vocoder emits its audio in
+Text (or SSML) becomes a plan of normalized sentences and pauses (``tts.text.plan``); each
+sentence goes through the acoustic model as a whole, then the vocoder emits its audio in
 chunks while it runs, so the first sound comes long before the sentence is done. Only one
-sentence is in flight at a time, so memory stays bounded however long the text is.
+sentence is in flight at a time, so memory stays bounded however long the text is. Every
+chunk carries the words and phonemes it completes, timed exactly from the alignment.
 
 Randomness is an input: the vocoder's uniforms for sentence i come from a generator seeded by
 ``(seed, i)`` and are drawn chunk after chunk, so ``synthesize`` is exactly the concatenation
@@ -18,7 +19,6 @@ of ``stream`` for the same seed, and every vocoder backend draws the same sample
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -29,23 +29,12 @@ import torch
 from tts.audio import write_audio
 from tts.errors import MAX_RATE, MIN_RATE, SynthesisError, check_seed
 from tts.options import AUTO
-from tts.text import NothingToSpeakError, phonemize, split_sentences, symbols_to_ids
+from tts.text import NothingToSpeakError, default_g2p, phonemize_words, symbols_to_ids
+from tts.text.plan import Pause, Sentence, read_plan
+from tts.text.sentences import words as sentence_words
+from tts.timings import PhonemeTiming, WordTiming, sentence_timings
 from tts.vocoders import build_vocoder
 from tts.voice import BUNDLED_VOICE, Voice, VoiceError, load_voice
-
-_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
-
-
-def _sentences(text: str) -> Iterator[str]:
-    """The normalized sentences of ``text``, paragraph by paragraph, so that a book starts
-    speaking without normalizing all of it first."""
-    for paragraph in _PARAGRAPH_BREAK.split(text):
-        try:
-            yield from split_sentences(paragraph)
-        except NothingToSpeakError:
-            continue
-
-
 
 
 @dataclass
@@ -59,6 +48,9 @@ class Chunk:
     alignment: np.ndarray = field(repr=False)  # (frames, symbols): which symbol each frame says
     sentence: int = 0  # index of the sentence in the text
     last: bool = False  # the last chunk of its sentence
+    # The words and phonemes whose end this chunk's audio holds, timed in the call's audio.
+    words: list[WordTiming] = field(default_factory=list)
+    phoneme_timings: list[PhonemeTiming] = field(default_factory=list)
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -89,8 +81,9 @@ class Synthesizer:
     generation state lives in each call."""
 
     def __init__(self, voice: Voice, device: str = "auto", vocoder: str = AUTO, weights: str = "fp32",
-                 backend: str = AUTO):
+                 backend: str = AUTO, lexicon: str | os.PathLike | dict | None = None):
         self.voice = voice
+        self.g2p = _g2p(lexicon)
         self.device = _resolve_device(device)
         self.acoustic = voice.acoustic.to(self.device).eval()
         self.sample_rate = voice.audio.sample_rate
@@ -106,13 +99,15 @@ class Synthesizer:
 
     @classmethod
     def load(cls, voice: str | os.PathLike | None = None, device: str = "auto", vocoder: str = AUTO,
-             weights: str = "fp32", threads: int | None = None, backend: str = AUTO) -> "Synthesizer":
+             weights: str = "fp32", threads: int | None = None, backend: str = AUTO,
+             lexicon: str | os.PathLike | dict | None = None) -> "Synthesizer":
         """Load a voice folder (default: the voice bundled with the package).
 
         ``vocoder``: "wavenet", "griffin-lim" or "auto" (the voice's default); ``backend``: the
         WaveNet's kernel, "torch", "numba", "cuda" or "auto" (the fastest usable here); see
         tts.options. ``weights="bf16"`` runs the numba kernel on bfloat16 weights: faster,
-        slightly different audio.
+        slightly different audio. ``lexicon``: pronunciations that come before CMUdict and
+        the neural G2P, a file in CMUdict's format (`tts.text.lexicon`) or {word: [[phonemes]]}.
 
         ``threads``: PyTorch's threads per operation for the acoustic model and Griffin-Lim
         (process-wide). By default 1, unless OMP_NUM_THREADS says otherwise: a sentence's
@@ -127,48 +122,91 @@ class Synthesizer:
             loaded = load_voice(path, device="cpu", require=("acoustic",))  # the vocoder's models when chosen
         except VoiceError as e:
             raise SynthesisError(str(e)) from None
-        return cls(loaded, device=device, vocoder=vocoder, weights=weights, backend=backend)
+        return cls(loaded, device=device, vocoder=vocoder, weights=weights, backend=backend, lexicon=lexicon)
 
-    # --- the two calls ---------------------------------------------------------------------
+    # --- the calls -----------------------------------------------------------------------
 
-    def synthesize(self, text: str, seed: int = 0, rate: float = 1.0) -> np.ndarray:
-        """All of ``text`` as one float32 array (the concatenation of ``stream``)."""
-        pieces = [chunk.audio for chunk in self.stream(text, seed=seed, rate=rate)]
+    def synthesize(self, text: str, seed: int = 0, rate: float = 1.0, **options) -> np.ndarray:
+        """All of ``text`` as one float32 array (the concatenation of ``stream``; ``options``
+        as ``stream`` takes them)."""
+        pieces = [chunk.audio for chunk in self.stream(text, seed=seed, rate=rate, **options)]
         return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
-    def synthesize_to_file(self, text: str, path: str | os.PathLike, seed: int = 0, rate: float = 1.0) -> Path:
-        """Speak ``text`` into a .wav or .flac file, written completely or not at all."""
-        return write_audio(path, self.synthesize(text, seed=seed, rate=rate), self.sample_rate)
+    def synthesize_with_timings(self, text: str, seed: int = 0, rate: float = 1.0, **options
+                                ) -> tuple[np.ndarray, list[WordTiming], list[PhonemeTiming]]:
+        """``synthesize``, with every word's and phoneme's time in the audio."""
+        pieces, words, phonemes = [], [], []
+        for chunk in self.stream(text, seed=seed, rate=rate, **options):
+            pieces.append(chunk.audio)
+            words += chunk.words
+            phonemes += chunk.phoneme_timings
+        return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), words, phonemes
 
-    def stream(self, text: str, seed: int = 0, rate: float = 1.0, first_sentence: int = 0) -> Iterator[Chunk]:
+    def synthesize_to_file(self, text: str, path: str | os.PathLike, seed: int = 0, rate: float = 1.0,
+                           **options) -> Path:
+        """Speak ``text`` into a .wav or .flac file, written completely or not at all."""
+        return write_audio(path, self.synthesize(text, seed=seed, rate=rate, **options), self.sample_rate)
+
+    def stream(self, text: str, seed: int = 0, rate: float = 1.0, first_sentence: int = 0, ssml: bool | None = None,
+               sentence_pause: float = 0.0, paragraph_pause: float = 0.0) -> Iterator[Chunk]:
         """Yield audio chunks as soon as they are generated, sentence after sentence.
+
+        ``ssml``: read ``text`` as SSML (`tts.text.ssml`); None: when it starts with
+        ``<speak``. ``sentence_pause`` and ``paragraph_pause``: seconds of silence added
+        between sentences and between paragraphs (blank lines, ``<p>``). Each chunk holds the
+        words and phonemes it completes, timed from the start of this call's audio, with the
+        words' places in ``text``.
 
         ``first_sentence`` numbers the sentences of text that continues earlier text (a
         ``tts.text.SentenceBuffer``'s sentences, spoken one call each): the calls then give
         exactly the audio of one call on the whole text.
 
         Raises ``NothingToSpeakError`` (a ValueError) before yielding anything if the text has
-        nothing to say, and ValueError for a speaking rate outside [0.5, 2].
+        nothing to say, ``tts.text.ssml.SsmlError`` (a ValueError) for malformed SSML, and
+        ValueError for a speaking rate outside [0.5, 2] or a negative pause.
         """
-        yield from self.stream_sentences(_sentences(text), seed, rate, first_sentence, about=text)
+        from tts.text.ssml import is_ssml
 
-    def stream_sentences(self, sentences: Iterable[str], seed: int = 0, rate: float = 1.0, first_sentence: int = 0,
-                         about: str = "") -> Iterator[Chunk]:
-        """`stream` for text already cut into normalized sentences (the output of
-        ``tts.text.split_sentences``), which are not normalized again."""
+        if min(sentence_pause, paragraph_pause) < 0:
+            raise ValueError(f"pauses must be 0 or more seconds, got {sentence_pause} and {paragraph_pause}")
+        plan = read_plan(text, is_ssml(text) if ssml is None else ssml, sentence_pause, paragraph_pause)
+        yield from self.stream_sentences(plan, seed, rate, first_sentence, about=text, text=text)
+
+    def stream_sentences(self, sentences: Iterable[Sentence | Pause | str], seed: int = 0, rate: float = 1.0,
+                         first_sentence: int = 0, about: str = "", text: str = "") -> Iterator[Chunk]:
+        """`stream` for text already planned (`tts.text.plan.read_plan`) or cut into normalized
+        sentences (``tts.text.split_sentences``), which are not normalized again. ``text``:
+        what the sentences' sources point into (their words are timed without places
+        otherwise)."""
         if not MIN_RATE <= rate <= MAX_RATE:
             raise ValueError(f"speaking rate {rate} is outside [{MIN_RATE}, {MAX_RATE}]")
         check_seed(seed)
-        index = first_sentence
+        index, elapsed, silence = first_sentence, 0, 0  # samples given out, and owed before the next
         for sentence in sentences:
+            if isinstance(sentence, Pause):
+                silence += round(sentence.seconds * self.sample_rate)
+                continue
+            if isinstance(sentence, str):
+                sentence = Sentence(sentence, None)
             try:
-                phonemes = phonemize(sentence)
+                phonemes, spans = phonemize_words(sentence.text, self.g2p)
             except NothingToSpeakError:
                 continue
-            yield from self._speak_sentence(sentence, phonemes, index, seed, rate)
+            speed = min(MAX_RATE, max(MIN_RATE, rate * sentence.rate))
+            for chunk in self._speak_sentence(sentence, phonemes, spans, index, seed, speed,
+                                              elapsed + silence, text):
+                if silence:
+                    chunk.audio = np.concatenate([np.zeros(silence, np.float32), chunk.audio])
+                    silence = 0
+                elapsed += len(chunk.audio)
+                yield chunk
             index += 1
         if index == first_sentence:
             raise NothingToSpeakError(f"nothing to speak in the text {about[:40]!r}")
+        if silence:  # a pause written after the last sentence
+            n_mels = self.voice.audio.n_mels
+            yield Chunk(np.zeros(silence, np.float32), "", [], np.zeros((0, n_mels), np.float32),
+                        np.zeros((0, 0), np.float32), index - 1, last=True)
 
     # --- one sentence ----------------------------------------------------------------------
 
@@ -181,8 +219,35 @@ class Synthesizer:
         frames = int(speech.lengths[0])
         return speech.mel[0, :frames].contiguous(), speech.alignment[0, :frames].cpu().numpy()
 
-    def _speak_sentence(self, text: str, phonemes: list[str], index: int, seed: int, rate: float) -> Iterator[Chunk]:
+    def _speak_sentence(self, sentence: Sentence, phonemes: list[str], spans: list[tuple[int, int]], index: int,
+                        seed: int, rate: float, start: int, text: str) -> Iterator[Chunk]:
+        """One sentence's chunks; ``start``: the samples of the call's audio before it."""
         mel, alignment = self.sentence_mel(phonemes, rate)
         mel_np = mel.cpu().numpy()
+        hop, sr = self.voice.audio.hop_length, self.sample_rate
+        words, timed = sentence_timings(phonemes, spans, alignment, sentence.sources, text,
+                                        sentence_words(sentence.text), start / sr, hop / sr)
+        done = start
         for audio, last in self.vocoder.stream(mel, np.random.default_rng([seed, index])):
-            yield Chunk(audio, text, phonemes, mel_np, alignment, index, last=last)
+            done += len(audio)
+            end = float("inf") if last else done / sr + 1e-9
+            mine = [w for w in words if w.end <= end]
+            words = words[len(mine):]
+            ours = [p for p in timed if p.end <= end]
+            timed = timed[len(ours):]
+            yield Chunk(audio, sentence.text, phonemes, mel_np, alignment, index, last=last, words=mine,
+                        phoneme_timings=ours)
+
+
+def _g2p(lexicon):
+    """The pronouncer: the frontend's own, or one that reads a user lexicon first."""
+    if lexicon is None:
+        return default_g2p()
+    from tts.text.lexicon import LexiconError, load_lexicon, user_g2p
+
+    if isinstance(lexicon, dict):
+        return user_g2p(lexicon)
+    try:
+        return user_g2p(load_lexicon(lexicon))
+    except LexiconError as e:
+        raise SynthesisError(str(e)) from None

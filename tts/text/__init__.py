@@ -28,7 +28,7 @@ from .symbols import (
 __all__ = [
     "EOS", "EOS_ID", "G2P", "MAX_CHARS", "NothingToSpeakError", "PAD", "PAD_ID", "PHONEMES",
     "PUNCTUATION", "SYMBOLS", "SentenceBuffer", "SYMBOL_TO_ID", "WORD", "default_g2p", "ids_to_symbols", "unspeakable",
-    "normalize", "phonemize", "split_sentences", "symbols_to_ids", "text_to_ids",
+    "normalize", "phonemize", "phonemize_words", "split_sentences", "symbols_to_ids", "text_to_ids",
     "to_phonemes", "word_to_phonemes",
 ]
 
@@ -39,6 +39,10 @@ _TOKENS = re.compile(rf"\{{[^{{}}]*\}}|[{re.escape(_PUNCT)}]|[^\s{{}}{re.escape(
 
 
 def phonemize(normalized: str, g2p: G2P | None = None) -> list[str]:
+    return phonemize_words(normalized, g2p)[0]
+
+
+def phonemize_words(normalized: str, g2p: G2P | None = None) -> tuple[list[str], list[tuple[int, int]]]:
     """Normalized text -> symbols: each word's phonemes, ``WORD`` between words, and the
     punctuation symbols where the text had them.
 
@@ -48,10 +52,13 @@ def phonemize(normalized: str, g2p: G2P | None = None) -> list[str]:
     punctuation before the first word and a mark repeated back to back are dropped. Only
     symbols of ``SYMBOLS`` other than PAD and EOS come out.
 
-    Raises ``NothingToSpeakError`` if no word has any phoneme.
+    ``phonemize_words`` also returns, per word of ``normalized`` (``sentences.words``), the [start, end)
+    of its phonemes among the symbols (empty for a word with none). Raises
+    ``NothingToSpeakError`` if no word has any phoneme.
     """
     g2p = g2p or default_g2p()
     out: list[str] = []  # stays empty until a word has phonemes
+    spans: list[tuple[int, int]] = []
     for token in _TOKENS.findall(normalized):
         if token in PUNCTUATION:
             if out and out[-1] != token:
@@ -62,9 +69,10 @@ def phonemize(normalized: str, g2p: G2P | None = None) -> list[str]:
             if out:
                 out.append(WORD)
             out.extend(phonemes)
+        spans.append((len(out) - len(phonemes), len(out)))
     if not out:
         raise NothingToSpeakError(f"nothing to speak in {normalized!r}")
-    return out
+    return out, spans
 
 
 def to_phonemes(text: str) -> list[str]:

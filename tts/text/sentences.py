@@ -57,6 +57,11 @@ def _sentences(paragraph: str, complete: bool = True) -> tuple[list[str], int]:
     return [s.strip() for s in out if s.strip()], start
 
 
+def words(normalized: str) -> list[str]:
+    """The words of normalized text, each with its mark; an override in braces is one word."""
+    return _TOKEN.findall(normalized)
+
+
 def _split_word(token: str, max_chars: int) -> list[str]:
     """A token longer than the bound: an override is cut between phonemes, a word anywhere
     (apostrophes become cuts, so every piece is still a valid word)."""
