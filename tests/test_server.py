@@ -107,9 +107,9 @@ def _get(url: str, headers: dict | None = None) -> tuple[int, dict, dict]:
         return e.code, e.headers, json.load(e)
 
 
-def _post(url: str, body, headers: dict | None = None) -> tuple[int, dict, bytes]:
+def _post(url: str, body, headers: dict | None = None, route: str = "/v1/audio/speech") -> tuple[int, dict, bytes]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(url + "/v1/audio/speech", data=data, method="POST",
+    request = urllib.request.Request(url + route, data=data, method="POST",
                                      headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=60) as r:
@@ -319,6 +319,45 @@ def test_websocket_fragments_give_the_whole_texts_audio(server, synth):
         ws.send(json.dumps({"type": "text", "text": "Hello again."}))
         ws.send(json.dumps({"type": "flush"}))
         assert _utterance(ws)[0] == _pcm(synth, "Hello again.", seed=5)
+
+
+def test_timings_route_ssml_and_pauses(server, synth):
+    """The timings route answers the audio with its words and phonemes; SSML and pauses go
+    through both routes; malformed SSML is a 400 before any audio."""
+    import base64
+
+    body = {"input": TEXT, "response_format": "pcm", "seed": 2, "sentence_pause": 0.25}
+    status, _, raw = _post(server, body, route="/v1/audio/speech/timings")
+    assert status == 200, raw
+    record = json.loads(raw)
+    audio, words, phonemes = synth.synthesize_with_timings(TEXT, seed=2, sentence_pause=0.25)
+    assert base64.b64decode(record["audio"]) == to_pcm16(audio).astype("<i2").tobytes()
+    assert [w["word"] for w in record["words"]] == [w.word for w in words] and words[3].word == "$3.50"
+    assert [TEXT[w["offset"]:w["offset"] + w["length"]] for w in record["words"]][:4] == ["Dr.", "Smith", "paid", "$3.50"]
+    assert record["phonemes"][0] == {"phoneme": "D", "start": 0.0, "end": phonemes[0].end}
+    ssml = '<speak>Hi <break time="500ms"/> there.</speak>'
+    status, _, pcm = _post(server, {"input": ssml, "response_format": "pcm"})
+    assert status == 200 and pcm == to_pcm16(synth.synthesize(ssml)).astype("<i2").tobytes()
+    status, _, raw = _post(server, {"input": "<speak>Hi <break> there</speak>", "response_format": "pcm"})
+    assert status == 400 and _error(raw)["code"] == "invalid_ssml" and "line 1" in _error(raw)["message"]
+    status, _, raw = _post(server, {"input": "Hi.", "sentence_pause": -1})
+    assert status == 422 and _error(raw)["code"] == "invalid_pause"
+
+
+def test_websocket_audio_messages_time_the_words_they_complete(server, synth):
+    with _ws(server) as ws:
+        json.loads(ws.recv(timeout=60))
+        ws.send(json.dumps({"type": "text", "text": TEXT}))
+        ws.send(json.dumps({"type": "flush"}))
+        pcm, meta, _ = _utterance(ws)
+    words = [w for m in meta for w in m["words"]]
+    _, expected, _ = synth.synthesize_with_timings(TEXT)
+    assert [(w["word"], w["start"], w["end"]) for w in words] == [(w.word, w.start, w.end) for w in expected]
+    sources = [m["source"] for m in meta if "source" in m]
+    assert sources[0] == "Dr. Smith paid $3.50 for it." and len(sources) == 3
+    first = [w for m in meta if m["sentence"] == 0 for w in m["words"]]
+    assert [sources[0][w["offset"]:w["offset"] + w["length"]] for w in first] == ["Dr.", "Smith", "paid", "$3.50",
+                                                                                  "for", "it"]
 
 
 def test_websocket_bad_messages_get_errors_and_the_session_goes_on(server, synth):

@@ -1,7 +1,10 @@
 """The routes: OpenAI's speech endpoint, a WebSocket for text still being written, voices, health.
 
-``POST /v1/audio/speech`` takes OpenAI's request (``model`` is accepted and ignored) plus an
-optional ``seed``, and streams the body while it is generated. ``/v1/audio/speech/stream`` is
+``POST /v1/audio/speech`` takes OpenAI's request (``model`` is accepted and ignored) plus the
+engine's optional ``seed``, ``ssml`` (read ``input`` as SSML; by default when it starts with
+``<speak``), ``sentence_pause`` and ``paragraph_pause`` (seconds), and streams the body while
+it is generated. ``POST /v1/audio/speech/timings`` takes the same request and answers JSON:
+the audio (base64, in ``response_format``) with every word's and phoneme's start and end. ``/v1/audio/speech/stream`` is
 a WebSocket: the client sends text as it arrives and a flush at the end; each sentence is
 spoken as soon as it is complete (``tts.text.SentenceBuffer``), and the audio comes back as
 16-bit PCM, one JSON message of metadata before each binary chunk. Either way the audio is
@@ -13,10 +16,11 @@ Errors are JSON in OpenAI's shape, ``{"error": {"message", "type", "param", "cod
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 
 from fastapi import FastAPI, Request
@@ -29,9 +33,11 @@ from tts.server.encode import MEDIA_TYPES, StreamEncoder
 from tts.server.workers import ServerBusy, WorkerPool
 from tts.synthesizer import MAX_RATE, MIN_RATE
 from tts.text import NothingToSpeakError, SentenceBuffer
+from tts.text.ssml import SsmlError
 
 MAX_CHARS = 4096  # OpenAI's limit per request
 MAX_SEED = 2**63 - 1
+MAX_PAUSE = 60.0  # seconds
 log = logging.getLogger("tts.server")
 
 
@@ -61,6 +67,14 @@ class Speech:
     format: str
     rate: float
     seed: int
+    ssml: bool | None = None
+    sentence_pause: float = 0.0
+    paragraph_pause: float = 0.0
+
+    def options(self) -> dict:
+        """What `Synthesizer.stream` takes of it."""
+        return {"seed": self.seed, "rate": self.rate, "ssml": self.ssml, "sentence_pause": self.sentence_pause,
+                "paragraph_pause": self.paragraph_pause}
 
 
 class Server:
@@ -136,7 +150,21 @@ class Server:
         if body.get("stream_format", "audio") != "audio":
             raise ApiError(422, "only stream_format 'audio' is supported", "unsupported_stream_format",
                            "stream_format")
-        return Speech(text, voice, fmt, self.rate(body.get("speed")), self.seed(body.get("seed")))
+        ssml = body.get("ssml")
+        if ssml is not None and not isinstance(ssml, bool):
+            raise ApiError(422, f"'ssml' must be true or false, got {ssml!r}", "invalid_type", "ssml")
+        return Speech(text, voice, fmt, self.rate(body.get("speed")), self.seed(body.get("seed")), ssml,
+                      self.pause(body, "sentence_pause"), self.pause(body, "paragraph_pause"))
+
+    @staticmethod
+    def pause(body: dict, name: str) -> float:
+        value = body.get(name)
+        if value is None:
+            return 0.0
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_PAUSE:
+            raise ApiError(422, f"'{name}' must be a number of seconds from 0 to {MAX_PAUSE}, got {value!r}",
+                           "invalid_pause", name)
+        return float(value)
 
 
 # --- HTTP --------------------------------------------------------------------------------
@@ -223,20 +251,9 @@ def build_app(server: Server, cors_origins: list[str] | None = None) -> FastAPI:
         check_key(request)
         req = server.speech(await _read_json(request, 12 * server.max_chars + 65536))  # \uXXXX escapes
         synth = server.synths[req.voice]
-        try:
-            job = server.pool.submit(partial(synth.stream, req.text, seed=req.seed, rate=req.rate))
-        except ServerBusy as e:
-            raise _busy(e) from None
-        try:
-            # Wait for the first chunk before answering, so text with nothing to say is a 400.
-            first = await _first_item(job, request)
-        except NothingToSpeakError as e:
-            raise ApiError(400, str(e), "nothing_to_speak", "input") from None
-        except BaseException:
-            job.cancel()
-            raise
+        job = submit(synth, req)
+        first = await first_chunk(job, request)
         if first is None:  # the client left while its request waited
-            job.cancel()
             return Response(status_code=499)
         encoder = StreamEncoder(req.format, synth.sample_rate)
 
@@ -253,6 +270,51 @@ def build_app(server: Server, cors_origins: list[str] | None = None) -> FastAPI:
 
         return StreamingResponse(body(), media_type=MEDIA_TYPES[req.format],
                                  headers={"X-Sample-Rate": str(synth.sample_rate)})
+
+    @app.post("/v1/audio/speech/timings")
+    async def speech_timings(request: Request):
+        check_key(request)
+        req = server.speech(await _read_json(request, 12 * server.max_chars + 65536))
+        synth = server.synths[req.voice]
+        job = submit(synth, req)
+        first = await first_chunk(job, request)
+        if first is None:
+            return Response(status_code=499)
+        encoder = StreamEncoder(req.format, synth.sample_rate)
+        audio, words, phonemes = bytearray(encoder.encode(first.audio)), list(first.words), list(first.phoneme_timings)
+        try:
+            async for chunk in job:
+                audio += encoder.encode(chunk.audio)
+                words += chunk.words
+                phonemes += chunk.phoneme_timings
+            audio += encoder.finish()
+        finally:
+            job.cancel()
+        return {"sample_rate": synth.sample_rate, "format": req.format,
+                "audio": base64.b64encode(bytes(audio)).decode("ascii"),
+                "words": [asdict(w) for w in words], "phonemes": [asdict(p) for p in phonemes]}
+
+    def submit(synth, req: Speech):
+        try:
+            return server.pool.submit(partial(synth.stream, req.text, **req.options()))
+        except ServerBusy as e:
+            raise _busy(e) from None
+
+    async def first_chunk(job, request: Request):
+        """The job's first chunk (None, the job cancelled, if the client left first); text
+        with nothing to say and malformed SSML are a 400 before any audio is sent."""
+        try:
+            first = await _first_item(job, request)
+        except NothingToSpeakError as e:
+            raise ApiError(400, str(e), "nothing_to_speak", "input") from None
+        except SsmlError as e:
+            raise ApiError(400, str(e), "invalid_ssml", "input") from None
+        except BaseException:
+            job.cancel()
+            raise
+        if first is None:
+            job.cancel()
+        return first
 
     @app.websocket("/v1/audio/speech/stream")
     async def speech_stream(websocket: WebSocket):
@@ -276,8 +338,11 @@ class StreamSession:
         {"type": "flush"}                                                the utterance is complete
 
     and receives ``{"type": "ready", "sample_rate": 16000, ...}`` once, then for every chunk of
-    audio ``{"type": "audio", "sentence": i, "text": "...", "samples": n, "last": bool}``
-    followed by a binary message of n 16-bit little-endian samples; after a flush's audio,
+    audio ``{"type": "audio", "sentence": i, "text": "...", "samples": n, "last": bool, "words":
+    [...], "phonemes": [...]}`` followed by a binary message of n 16-bit little-endian samples.
+    ``words`` are the words the chunk completes, each ``{"word", "start", "end", "offset",
+    "length"}`` with times in seconds from the start of the utterance and offsets into
+    ``source``, the sentence as it was received (sent with its first chunk); after a flush's audio,
     ``{"type": "done", "sentences": n, "samples": total}``. Text after a flush starts a new
     utterance. Errors come as ``{"type": "error", "error": {...}}``; the connection stays open
     unless the server is busy (close code 1013) or too much text waits (1009).
@@ -383,16 +448,23 @@ class StreamSession:
             synth = self.server.synths[voice]
             try:
                 job = self.server.pool.submit(partial(synth.stream, text, seed=seed, rate=rate,
-                                                      first_sentence=sentences))
+                                                      first_sentence=sentences, ssml=False))
             except ServerBusy as e:
                 await self.error(_busy(e))
                 await self.ws.close(code=1013)  # try again later
                 return
             try:
+                first, shift = True, samples / synth.sample_rate  # the sentence's times are from its start
                 async for chunk in job:
-                    await self.send({"type": "audio", "sentence": chunk.sentence, "text": chunk.text,
-                                     "samples": len(chunk.audio), "last": chunk.last},
-                                    to_pcm16(chunk.audio).astype("<i2").tobytes())
+                    message = {"type": "audio", "sentence": chunk.sentence, "text": chunk.text,
+                               "samples": len(chunk.audio), "last": chunk.last,
+                               "words": [{**asdict(w), "start": round(w.start + shift, 6),
+                                          "end": round(w.end + shift, 6)} for w in chunk.words],
+                               "phonemes": [{**asdict(p), "start": round(p.start + shift, 6),
+                                             "end": round(p.end + shift, 6)} for p in chunk.phoneme_timings]}
+                    if first:
+                        message["source"], first = text, False
+                    await self.send(message, to_pcm16(chunk.audio).astype("<i2").tobytes())
                     samples += len(chunk.audio)
                     sentences = chunk.sentence + 1
             except NothingToSpeakError:

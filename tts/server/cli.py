@@ -37,6 +37,7 @@ def build_parser() -> OneLineParser:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
     add_vocoder_options(p)
+    p.add_argument("--lexicon", type=Path, help="pronunciations in CMUdict's format, before the built-in ones")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="requests generated at once (default: one per CPU core)")
     p.add_argument("--queue", type=int, default=None,
@@ -119,6 +120,13 @@ def run(args) -> int:
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     check_vocoder_options(args)
+    if args.lexicon is not None:
+        from tts.text.lexicon import LexiconError, load_lexicon
+
+        try:
+            args.lexicon = load_lexicon(args.lexicon)
+        except LexiconError as e:
+            raise UsageError(str(e)) from None
     queue = 4 * args.workers if args.queue is None else args.queue
     if queue < 0:
         raise UsageError("--queue must be 0 or more")
@@ -133,7 +141,7 @@ def run(args) -> int:
     synths = {}
     for name, path in voices.items():
         synths[name] = Synthesizer.load(path, device=args.device, vocoder=args.vocoder, backend=args.backend,
-                                        weights=args.weights)
+                                        weights=args.weights, lexicon=args.lexicon)
         synths[name].synthesize("Ready.")  # one-time costs (JIT compiling) now, not on the first request
     pool = WorkerPool(args.workers, queue)
     app = build_app(Server(synths, pool, formats(), args.max_chars, args.api_key or None), args.cors_origin)
