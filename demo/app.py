@@ -58,7 +58,7 @@ def _import(name: str):
 # --- synthesizers --------------------------------------------------------------------------
 
 
-def load_synthesizers(voice: str | Path | None = None, device: str = "auto") -> dict:
+def load_synthesizers(voice: str | Path | None = None, device: str = "auto", lexicon=None) -> dict:
     """{label: Synthesizer} for every vocoder usable here (the WaveNet once per kernel
     backend), labelled as `tts.vocoders.Vocoder.label`, the one ``auto`` picks first. Raises
     ``tts.SynthesisError`` if the voice cannot be loaded at all."""
@@ -66,11 +66,12 @@ def load_synthesizers(voice: str | Path | None = None, device: str = "auto") -> 
     from tts.vocoders import usable_choices
 
     # The automatic choice first: if it fails, the voice or device is at fault, not a vocoder.
-    default = Synthesizer.load(voice, device=device)
+    default = Synthesizer.load(voice, device=device, lexicon=lexicon)
     synths = {default.vocoder.label: default}
     for vocoder, backend in usable_choices(default.device):
         try:
-            synth = Synthesizer(default.voice, device=device, vocoder=vocoder, backend=backend or "auto")
+            synth = Synthesizer(default.voice, device=device, vocoder=vocoder, backend=backend or "auto",
+                                lexicon=lexicon)
         except SynthesisError:
             continue  # the voice has no WaveNet, or the backend cannot run it here
         synths.setdefault(synth.vocoder.label, synth)
@@ -119,6 +120,12 @@ class Update:
     mel_picture: np.ndarray | None  # (H, W, 3) uint8, only when a sentence has just finished
     alignment_picture: np.ndarray | None
     timing: Timing
+    words: list  # every word heard so far, with its times (tts.timings.WordTiming)
+
+
+def words_table(words: list) -> list[list]:
+    """Rows of the page's word table: the word as written, its start and end in seconds."""
+    return [[w.word, round(w.start, 3), round(w.end, 3)] for w in words]
 
 
 def check_request(text: str, seed, rate, vocoder: str, synths: dict, max_chars: int = MAX_CHARS
@@ -150,6 +157,22 @@ def check_request(text: str, seed, rate, vocoder: str, synths: dict, max_chars: 
     return text, seed, rate, vocoder
 
 
+MAX_PAUSE = 10.0  # seconds between sentences or paragraphs
+
+
+def check_pauses(sentence_pause, paragraph_pause) -> dict:
+    """The pauses as `Synthesizer.stream` takes them, or DemoInputError saying what is wrong."""
+    pauses = {}
+    for name, value in (("sentence_pause", sentence_pause), ("paragraph_pause", paragraph_pause)):
+        try:
+            pauses[name] = float(value or 0.0)
+        except (TypeError, ValueError):
+            raise DemoInputError(f"the {name.replace('_', ' ')} must be a number of seconds, got {value!r}") from None
+        if not 0 <= pauses[name] <= MAX_PAUSE:
+            raise DemoInputError(f"the {name.replace('_', ' ')} must be 0 to {MAX_PAUSE:g} seconds, got {value}")
+    return pauses
+
+
 def describe(synth) -> str:
     """The loaded voice's models in words, for the page's heading."""
     acoustic = {"parallel": "parallel acoustic model (predicted durations)",
@@ -159,16 +182,18 @@ def describe(synth) -> str:
     return f"{acoustic} + {vocoder}"
 
 
-def speak(synth, text: str, seed: int, rate: float) -> Iterator[Update]:
-    """Stream one request: an Update per audio chunk, pictures when a sentence finishes.
+def speak(synth, text: str, seed: int, rate: float, **options) -> Iterator[Update]:
+    """Stream one request: an Update per audio chunk, pictures when a sentence finishes;
+    ``options`` as `Synthesizer.stream` takes them (ssml, sentence_pause, paragraph_pause).
 
     Raises ``tts.text.NothingToSpeakError`` (a ValueError) before yielding if the text holds
-    nothing to say.
+    nothing to say, and ``tts.text.ssml.SsmlError`` (a ValueError) for malformed SSML.
     """
     timing = Timing(vocoder=synth.vocoder.label)
     mels: list[np.ndarray] = []  # (frames, n_mels) per finished sentence
+    words: list = []
     start = time.perf_counter()
-    chunks = synth.stream(text, seed=seed, rate=rate)
+    chunks = synth.stream(text, seed=seed, rate=rate, **options)
     while True:
         t = time.perf_counter()
         chunk = next(chunks, None)
@@ -179,12 +204,13 @@ def speak(synth, text: str, seed: int, rate: float) -> Iterator[Update]:
             timing.first_audio_s = time.perf_counter() - start
         timing.audio_s += len(chunk.audio) / synth.sample_rate
         mel_picture = alignment_picture = None
-        if chunk.last:
+        words = words + chunk.words
+        if chunk.last and len(chunk.mel):
             mels.append(chunk.mel)
             timing.sentences += 1
             mel_picture = draw_mel(mels)
             alignment_picture = draw_alignment(chunk.alignment, chunk.phonemes, chunk.sentence, len(chunk.mel))
-        yield Update(to_pcm16(chunk.audio), mel_picture, alignment_picture, timing)
+        yield Update(to_pcm16(chunk.audio), mel_picture, alignment_picture, timing, words)
 
 
 # --- pictures ------------------------------------------------------------------------------
@@ -248,17 +274,19 @@ def build_app(synths: dict, max_chars: int = MAX_CHARS):
     gr = _import("gradio")
     from tts.synthesizer import MAX_RATE, MIN_RATE
     from tts.text import NothingToSpeakError
+    from tts.text.ssml import SsmlError
 
     if not synths:
         raise ValueError("build_app needs at least one Synthesizer")
     sample_rate = next(iter(synths.values())).sample_rate
 
-    def generate(text, seed, rate, vocoder):
+    def generate(text, seed, rate, vocoder, ssml=False, sentence_pause=0.0, paragraph_pause=0.0):
         try:
             text, seed, rate, label = check_request(text, seed, rate, vocoder, synths, max_chars)
-            updates = speak(synths[label], text, seed, rate)
+            pauses = check_pauses(sentence_pause, paragraph_pause)
+            updates = speak(synths[label], text, seed, rate, ssml=bool(ssml) or None, **pauses)
             first = next(updates, None)  # a text with nothing to say fails here, before any output
-        except (DemoInputError, NothingToSpeakError) as e:
+        except (DemoInputError, NothingToSpeakError, SsmlError) as e:
             # The user's mistake, shown on the page: not a fault for the console's log.
             raise gr.Error(str(e), print_exception=False) from None
         if first is None:
@@ -269,10 +297,10 @@ def build_app(synths: dict, max_chars: int = MAX_CHARS):
             yield ((sample_rate, update.audio), gr.skip(),
                    gr.skip() if update.mel_picture is None else update.mel_picture,
                    gr.skip() if update.alignment_picture is None else update.alignment_picture,
-                   update.timing.markdown(done=False))
-            update = next(updates, None)
+                   update.timing.markdown(done=False), words_table(update.words) if update.words else gr.skip())
+            last, update = update, next(updates, None)
         yield (gr.skip(), (sample_rate, np.concatenate(pieces)), gr.skip(), gr.skip(),
-               first.timing.markdown(done=True))
+               first.timing.markdown(done=True), words_table(last.words))
 
     with gr.Blocks(title="Text to speech", analytics_enabled=False) as app:
         gr.Markdown("# Text to speech\nEnglish text in, 16 kHz speech out, streamed as it is "
@@ -285,6 +313,13 @@ def build_app(synths: dict, max_chars: int = MAX_CHARS):
                     seed = gr.Number(label="Seed", value=0, precision=0, minimum=0)
                     rate = gr.Slider(MIN_RATE, MAX_RATE, value=1.0, step=0.05, label="Speaking rate")
                 vocoder = gr.Dropdown(list(synths), value=next(iter(synths)), label="Vocoder")
+                with gr.Row():
+                    ssml = gr.Checkbox(label="SSML", value=False,
+                                       info="read the text as SSML (also when it starts with <speak>)")
+                    sentence_pause = gr.Number(label="Pause between sentences (s)", value=0.0, minimum=0,
+                                               maximum=MAX_PAUSE)
+                    paragraph_pause = gr.Number(label="Pause between paragraphs (s)", value=0.0, minimum=0,
+                                                maximum=MAX_PAUSE)
                 button = gr.Button("Generate", variant="primary")
                 gr.Examples(EXAMPLES, inputs=[text])
             with gr.Column():
@@ -293,10 +328,12 @@ def build_app(synths: dict, max_chars: int = MAX_CHARS):
                 full = gr.Audio(label="Full audio (lossless)", type="numpy", format="wav",
                                 interactive=False, elem_id="full-audio")
                 timing = gr.Markdown()
+                words = gr.Dataframe(headers=["word", "start (s)", "end (s)"], label="Words, as they are heard",
+                                     interactive=False, elem_id="word-timings")
         mel = gr.Image(label="Mel spectrogram", type="numpy", format="png", interactive=False)
         alignment = gr.Image(label="Alignment", type="numpy", format="png", interactive=False)
-        button.click(generate, inputs=[text, seed, rate, vocoder],
-                     outputs=[streamed, full, mel, alignment, timing], api_name="generate")
+        button.click(generate, inputs=[text, seed, rate, vocoder, ssml, sentence_pause, paragraph_pause],
+                     outputs=[streamed, full, mel, alignment, timing, words], api_name="generate")
     return app
 
 
@@ -314,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests generated at once; later ones wait in a queue (default 2)")
     p.add_argument("--max-chars", type=int, default=MAX_CHARS,
                    help=f"longest text accepted (default {MAX_CHARS})")
+    p.add_argument("--lexicon", type=Path, help="pronunciations in CMUdict's format, before the built-in ones")
     return p
 
 
@@ -330,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
             # gradio re-encodes streamed audio with ffmpeg; without it every request would fail.
             raise MissingExtraError("the demo streams audio through ffmpeg, which is not installed "
                                     "(e.g. apt-get install ffmpeg)")
-        synths = load_synthesizers(args.voice, args.device)
+        synths = load_synthesizers(args.voice, args.device, args.lexicon)
         warm_up(next(iter(synths.values())))
         app = build_app(synths, args.max_chars)
         print(f"voice loaded; vocoders: {', '.join(synths)}", flush=True)
