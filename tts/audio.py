@@ -192,14 +192,16 @@ def mel_spectrogram(audio: np.ndarray, config: AudioConfig = DEFAULT_AUDIO) -> n
     return np.ascontiguousarray(_normalize_db(mel, config, np).T, dtype=np.float32)
 
 
-def mel_spectrogram_torch(audio: torch.Tensor, config: AudioConfig = DEFAULT_AUDIO) -> torch.Tensor:
-    """(B, T) or (T,) waveform tensor -> (B, frames, n_mels) or (frames, n_mels); same numbers as librosa."""
+def mel_spectrogram_torch(audio: torch.Tensor, config: AudioConfig = DEFAULT_AUDIO,
+                          basis: np.ndarray | None = None) -> torch.Tensor:
+    """(B, T) or (T,) waveform tensor -> (B, frames, n_mels) or (frames, n_mels); same numbers as
+    librosa. ``basis``: the filterbank (`mel_basis`), where librosa is not there to make it."""
     squeeze = audio.dim() == 1
     x = audio.unsqueeze(0) if squeeze else audio  # (B, T)
     window = torch.hann_window(config.win_length, periodic=True, dtype=x.dtype, device=x.device)
     spec = torch.stft(x, n_fft=config.n_fft, hop_length=config.hop_length, win_length=config.win_length,
                       window=window, center=True, pad_mode="reflect", return_complex=True).abs()  # (B, F, frames)
-    basis = torch.from_numpy(mel_basis(config)).to(x.device, x.dtype)
+    basis = torch.from_numpy(mel_basis(config) if basis is None else basis).to(x.device, x.dtype)
     mel = _normalize_db(basis @ spec, config, torch).transpose(1, 2)  # (B, frames, n_mels)
     return mel[0] if squeeze else mel
 
