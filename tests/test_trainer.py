@@ -25,8 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 # Equal phoneme counts and equal durations: every clip weighs the same in a batch mean, so one
 # process with a batch of 4 and two processes with 2 each compute the same gradient.
 WORDS = ["Cat.", "Dog.", "Pin.", "Sun.", "Map.", "Bed.", "Hat.", "Cup."]
+# fp32 named: "auto" would time a probe step per run, and a loaded machine could time either
+# format faster, so that runs meant to agree would compute in different formats.
 COMMON = ["trim_db=none", "batch_size=4", "eval_clips=1", "num_workers=0", "eval_every=0", "warmup_steps=0",
-          "decay=constant", "checkpoint_every=100", "lr=1e-3"]
+          "decay=constant", "checkpoint_every=100", "lr=1e-3", "cpu_format=fp32"]
 ACOUSTIC = ["model.embed_dim=16", "model.encoder_channels=16", "model.encoder_layers=1", "model.prenet_dim=16",
             "model.decoder_channels=16", "model.decoder_dilations=1,2", "model.converter_dilations=1",
             "model.attention_dim=16", "model.postnet_channels=16", "model.postnet_layers=1"]
@@ -567,3 +569,16 @@ def test_usage_errors_exit_2_with_one_line(corpus, tmp_path, capsys):
     proc = run_cli(["attention", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run")])
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert "data folder not found" in proc.stderr
+
+
+def test_checkpoint_minutes_saves_by_the_clock(corpus, tmp_path, monkeypatch):
+    """Where steps are no measure of time (a machine lent for minutes), a checkpoint is also
+    due once checkpoint_minutes have passed since the last."""
+    import train.trainer as trainer_module
+
+    clock = iter(range(0, 10**6, 25))  # every reading of the clock is 25 s later
+    monkeypatch.setattr(trainer_module.time, "monotonic", lambda: float(next(clock)))
+    sets = COMMON + VOCODER + ["max_steps=6", "checkpoint_every=1000", "keep_checkpoints=10", "checkpoint_minutes=1"]
+    fit("vocoder", corpus, tmp_path / "run", sets)
+    saved = sorted(int(p.stem.split("-")[1]) for p in (tmp_path / "run" / "checkpoints").glob("step-*.pt"))
+    assert saved[-1] == 6 and saved[0] < 6  # by the clock, long before checkpoint_every

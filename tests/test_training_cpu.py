@@ -53,7 +53,7 @@ def test_cpu_format_auto_measures_once_then_reads_the_cache(corpus, tmp_path, ca
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing measured yet
 
     cls = get_task("vocoder")
-    train_config, task_config = resolve_config(cls, overrides=[*COMMON, *VOCODER, "max_steps=1"])
+    train_config, task_config = resolve_config(cls, overrides=[*COMMON, *VOCODER, "max_steps=1", "cpu_format=auto"])
     assert train_config.cpu_format == "auto"
     Trainer(cls(task_config), train_config, corpus, tmp_path / "first").fit()
     said = capsys.readouterr().err
@@ -181,7 +181,9 @@ def test_a_shaped_vocoder_trains_on_its_signal_and_speaks_audio(corpus, tmp_path
     assert np.abs(signal - signal_to_model(config, wave, mel))[16:].max() < 0.03
     assert np.allclose(model_to_signal(config, signal_to_model(config, wave, mel), mel)[0], wave, atol=1e-4)
 
-    voice = make_tiny_voice(tmp_path / "v")
+    # Its mels (fixed inputs) keep every uniform away from a class boundary, where numba and torch
+    # could round to different classes.
+    voice = make_tiny_voice(tmp_path / "v", kind="attention")
     torch.manual_seed(1)
     vocoder = WaveNet(config).eval()
     save_model(voice, "vocoder", vocoder)

@@ -1,6 +1,7 @@
 """Training throughput of the acoustic models and the vocoder, with 1 and N processes.
 
     python -m train.bench [--runs 1x2 1x1 2x1] [--steps 8] [--warmup 3] [--clips 48] [--seconds 2.0]
+    python -m train.bench --report RUN_DIR      a run's throughput from its log, and its FLOP/s
 
 Builds a synthetic corpus in the LJ Speech layout (tones and noise with texts whose length
 matches the audio, ``--seconds`` per clip on average), then trains each task with its default
@@ -60,14 +61,14 @@ VARIANTS = {"fp32": ["cpu_format=fp32"], "bf16": ["cpu_format=bf16", "bf16=true"
 ONLY = {"reference-fp32": {"vocoder"}, "reference-bf16": {"vocoder"}}
 
 
-def vocoder_training_flops_per_sample() -> int:
-    """FLOPs of one training sample of the default WaveNet: the forward (the kernels' count
-    per sample, plus every layer's conditioning projection, the 3-tap upsampling phases and
-    the frame convolution's share) and a backward of twice that."""
+def vocoder_training_flops_per_sample(c=None) -> int:
+    """FLOPs of one training sample of a WaveNet (default: the default config): the forward
+    (the kernels' count per sample, plus every layer's conditioning projection, the 3-tap
+    upsampling phases and the frame convolution's share) and a backward of twice that."""
     from kernels.bench import flops_per_sample
     from vocoder.wavenet import WaveNetConfig
 
-    c = WaveNetConfig()
+    c = WaveNetConfig() if c is None else c
     forward = (flops_per_sample(c) + 2 * c.n_layers * 2 * c.residual_channels * c.cond_channels
                + 2 * 3 * c.cond_channels * len(c.upsample_scales)
                + 2 * 3 * c.n_mels * c.cond_channels / c.hop_length)
@@ -106,7 +107,65 @@ def run(task: str, procs: int, threads: int, data: Path, out: Path, steps: int, 
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
+def gpu_bf16_peak() -> float:
+    """The GPU's bf16 matrix-product FLOP/s as measured: an 8192^3 product, the mean of ten
+    after three warm-ups (CUDA events)."""
+    import torch
+
+    n = 8192
+    a, b = (torch.randn(n, n, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(10):
+        a @ b
+    end.record()
+    torch.cuda.synchronize()
+    return 10 * 2 * n ** 3 / (start.elapsed_time(end) / 1000)
+
+
+def report(run_dir: Path, warmup: int = 3) -> str:
+    """A run's throughput from its log.jsonl: steps, what it trained on, its rate after the
+    first ``warmup`` steps, and for a vocoder run the model's FLOP/s against the measured peak
+    of the device it ran on (a GPU's bf16 matrix product, else one CPU core's)."""
+    import torch
+
+    config = json.loads((run_dir / "config.json").read_text())
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    if not log:
+        return f"{run_dir}: no steps logged"
+    timed = log[min(warmup, len(log) - 1):]
+    units, seconds = sum(r["units"] for r in timed), sum(r["seconds"] for r in timed)
+    unit = "samples" if config["task"] == "vocoder" else "frames"
+    lines = [f"{config['task']}: {log[-1]['step']} steps ({len(log)} in this log), {sum(r['units'] for r in log):,} "
+             f"{unit} seen, {sum(r['seconds'] for r in log) / 60:.1f} min of steps",
+             f"rate after {len(log) - len(timed)} warm-up steps: {seconds / len(timed):.3f} s/step, "
+             f"{units / seconds:,.0f} {unit}/s"]
+    if config["task"] == "vocoder":
+        from vocoder.wavenet import WaveNetConfig
+
+        flops = vocoder_training_flops_per_sample(WaveNetConfig.from_dict(config["model"])) * units / seconds
+        if torch.cuda.is_available():
+            peak, where = gpu_bf16_peak(), f"{torch.cuda.get_device_name()} bf16, measured"
+        else:
+            _, _, measured = cpu_peaks()
+            peak, where = measured["fp32"], "one CPU core fp32, measured"
+        scale, prefix = (1e12, "T") if peak >= 1e12 else (1e9, "G")
+        lines.append(f"model {flops / scale:.3g} {prefix}FLOP/s = {flops / peak:.2%} of {peak / scale:.4g} "
+                     f"{prefix}FLOP/s ({where})")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["--report"]:
+        if len(argv) != 2:
+            print("usage: python -m train.bench --report RUN_DIR", file=sys.stderr)
+            return 2
+        print(report(Path(argv[1])))
+        return 0
     p = argparse.ArgumentParser(prog="python -m train.bench", description=__doc__.splitlines()[0])
     cores = os.cpu_count() or 1
     p.add_argument("--runs", nargs="+", default=[f"1x{cores}", "1x1", f"2x{max(1, cores // 2)}"],

@@ -41,6 +41,10 @@ class TrainConfig:
     ema: float = 0.0  # decay of the weights' moving average; 0: none
     eval_every: int = 1000  # 0: never
     checkpoint_every: int = 1000
+    # Also checkpoint once this many minutes have passed since the last one (rank 0's clock
+    # decides, for every rank alike): on a machine lent for minutes, steps are no measure.
+    # 0: by steps only.
+    checkpoint_minutes: float = 0.0
     keep_checkpoints: int = 3
     num_workers: int = 2  # DataLoader worker processes per rank
     bucket_batches: int = 32  # global batches sorted together by length
@@ -58,7 +62,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("warmup_steps", "decay_steps", "eval_every", "num_workers", "weight_decay", "grad_clip",
-                     "min_lr"):
+                     "min_lr", "checkpoint_minutes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.adam_eps <= 0:

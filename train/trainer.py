@@ -12,8 +12,8 @@ differs between models is a `Task` (train/task.py); everything else is here:
   exactly the batches one process sees.
 - A step whose loss or gradient norm is not finite on any rank is skipped on every rank
   (one all-reduce per step carries that flag, the stop request and the logged sums).
-- Checkpoints every ``checkpoint_every`` steps, at the end, and at the next step boundary
-  after SIGTERM/SIGINT: weights, optimizer, scheduler, EMA, step, epoch, sampler position,
+- Checkpoints every ``checkpoint_every`` steps and ``checkpoint_minutes``, at the end, and at
+  the next step boundary after SIGTERM/SIGINT: weights, optimizer, scheduler, EMA, step, epoch, sampler position,
   every rank's RNG states and the config, written atomically and loaded with
   ``weights_only=True``. Resuming continues the run exactly, as if never interrupted.
 - Rank 0 writes ``RUN_DIR/log.jsonl`` (one line per step), ``RUN_DIR/eval.jsonl``,
@@ -240,6 +240,7 @@ class Trainer:
         self.resume = resume
         self.step = self.epoch = self.position = self.skipped = 0
         self._stop = False
+        self._save_due, self._saved_time = False, time.monotonic()
         self._owns_group = False
         self.progress = self.writer = self.log = self.eval_log = None
 
@@ -477,12 +478,15 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip if c.grad_clip > 0 else float("inf"))
         bad = (~torch.isfinite(loss_sum) | ~torch.isfinite(norm)).float()
-        # One all-reduce carries the skip flag, the stop request and the logged sums.
-        counts = torch.tensor([float(self._stop), float(items), float(units)], device=info.device)
+        # One all-reduce carries the skip flag, the stop request, rank 0's "a checkpoint is due"
+        # and the logged sums.
+        due = info.is_main and c.checkpoint_minutes > 0 and time.monotonic() - self._saved_time >= 60 * c.checkpoint_minutes
+        counts = torch.tensor([float(self._stop), float(due), float(items), float(units)], device=info.device)
         flags = torch.cat([bad[None], loss_sum[None], counts])
         if info.distributed:
             dist.all_reduce(flags)
-        bad, loss_total, stop, items_total, units_total = flags.tolist()
+        bad, loss_total, stop, due, items_total, units_total = flags.tolist()
+        self._save_due = due > 0
         skipped = bad > 0
         lr = self.optimizer.param_groups[0]["lr"]
         if skipped:
@@ -543,9 +547,9 @@ class Trainer:
                     self._log(record, seconds)
                     if c.eval_every and self.step % c.eval_every == 0:
                         self._evaluate()
-                if self.step % c.checkpoint_every == 0 or self._stop:
+                if self.step % c.checkpoint_every == 0 or self._stop or self._save_due:
                     self.save_checkpoint()
-                    saved_at = self.step
+                    saved_at, self._saved_time = self.step, time.monotonic()
                 if self._stop:
                     break
             if saved_at != self.step:

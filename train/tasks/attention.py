@@ -94,10 +94,10 @@ class AttentionTask(TextToMelTask):
             metrics["generated_frames_ratio"] = n_gen / n_frames
             if writer is not None and pyplot() is not None:
                 target = batch["mel"][0, :n_frames].cpu()
-                writer.addfigure("eval/teacher_forced", figure(
+                writer.add_figure("eval/teacher_forced", figure(
                     out["alignment"][0, :steps, :n_ids].cpu(), out["mel_after"][0, :n_frames].cpu(), target,
                     "teacher-forced"), step)
-                writer.addfigure("eval/generated", figure(
+                writer.add_figure("eval/generated", figure(
                     gen.alignment[0, :n_gen // model.config.r].cpu(), gen.mel[0, :n_gen].cpu(), target,
                     "generated"), step)
         return metrics

@@ -85,9 +85,9 @@ class ParallelTask(TextToMelTask):
             metrics["generated_frames_ratio"] = n_gen / n_frames
             if writer is not None and pyplot() is not None:
                 target = batch["mel"][0, :n_frames].cpu()
-                writer.addfigure("eval/aligned", figure(
+                writer.add_figure("eval/aligned", figure(
                     out["alignment"][0, :n_frames, :n_ids].cpu(), out["mel"][0, :n_frames].cpu(), target,
                     "aligner"), step)
-                writer.addfigure("eval/generated", figure(
+                writer.add_figure("eval/generated", figure(
                     gen.alignment[0, :n_gen].cpu(), gen.mel[0, :n_gen].cpu(), target, "generated"), step)
         return metrics
