@@ -32,7 +32,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
   export PYTHONPATH=$work/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-if ! missing=$("$python" -c "import torch, soundfile, unidecode, num2words, tts.audio, train.pack" 2>&1); then
+if ! missing=$("$python" -c "import torch, soundfile, librosa, unidecode, num2words, tts.audio, train.pack" 2>&1); then
   echo "error: the trainer cannot import what it needs (${missing##*$'\n'}): carry wheels in .whl/" >&2
   exit 1
 fi
