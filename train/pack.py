@@ -1,7 +1,7 @@
 """A feature pack: one file that carries a corpus's training features to a machine that has
 neither the corpus nor the teacher that read it.
 
-    python -m train.pack build --data CORPUS --out PACK.npz [--max-mb 50] [--trim-db 40|none]
+    python -m train.pack build --data CORPUS --out PACK.npz [--max-mb 38] [--trim-db 40|none]
     python -m train.pack unpack PACK.npz --to DIR
 
 ``build`` reads the corpus's feature cache (building it first where it is missing) and packs
@@ -29,8 +29,8 @@ The mels are not packed: ``unpack`` makes them from the audio (torch's STFT and 
 filterbank, so neither librosa nor a GPU is needed; within 1.5e-3 of the mels of the float
 waveform, far below what the models resolve). FLAC takes about 18 kB per second of speech,
 where version 1's 8-bit mu-law audio and float16 mels took 23 (BENCHMARKS.md), so a pack of
-50 MB holds about 0.75 h, and the audio is 16-bit rather than 8-bit mu-law. Version 1 packs
-still unpack.
+38 MB (the default, what fits beside the repository on a GPU machine) holds about 0.57 h, and
+the audio is 16-bit rather than 8-bit mu-law. Version 1 packs still unpack.
 
 Errors a user can cause end in one line on stderr and exit code 2.
 """
@@ -63,9 +63,9 @@ PACK_FORMAT = "tts-feature-pack"
 PACK_VERSION = 2
 READS = (1, 2)  # the versions unpack reads
 MB = 1_000_000
-# The working tree that travels to a GPU machine holds 64 MiB in all, the repository's own
-# ~14 MB included.
-DEFAULT_MAX_MB = 50.0
+# The working tree that travels to a GPU machine holds 64 MiB (67.1 MB) in all: the
+# repository's own ~24 MB and the carried wheels' ~3 MB (kernels/gpu_wheels.sh) leave ~40.
+DEFAULT_MAX_MB = 38.0
 ARRAYS = {1: ("meta", "n_ids", "ids", "frames", "mel", "wave"),
           2: ("meta", "n_ids", "ids", "frames", "flac", "flac_bytes", "mel_basis")}
 META_KEYS = {"format", "version", "audio", "trim_db", "symbols", "clips"}
