@@ -191,5 +191,16 @@ def test_training_starts_on_an_unpacked_folder(unpacked, tmp_path, monkeypatch, 
     assert [p.stat().st_mtime_ns for p in files] == mtimes
 
 
-def test_gpu_session_script_parses():
-    subprocess.run(["bash", "-n", str(REPO / "train" / "gpu_session.sh")], check=True)
+def test_gpu_session_trains_from_a_pack_and_brings_back_four_files(pack, tmp_path):
+    """The GPU session's exact script, a few seconds long, on this machine: unpack, continue
+    the bundled voice's WaveNet, stop by the clock, export, report."""
+    out = tmp_path / "out"
+    run = subprocess.run(["bash", str(REPO / "train" / "gpu_session.sh"), str(pack), "0.1", str(out), "vocoder",
+                          "--preset", "gpu", "--set", *COMMON, "segment_frames=4", "batch_size=2", "num_workers=0",
+                          "checkpoint_minutes=0.05"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert sorted(p.name for p in (out / "voice").iterdir()) == ["config.json", "log.jsonl", "throughput.txt",
+                                                                 "vocoder.safetensors"]
+    report = (out / "voice" / "throughput.txt").read_text()
+    assert "samples/s" in report and "FLOP/s" in report

@@ -27,12 +27,13 @@ python=${PYTHON:-python3}
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-if ls .whl/*.whl >/dev/null 2>&1; then
-  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$work/site" .whl/*.whl
-  export PYTHONPATH=$work/site${PYTHONPATH:+:$PYTHONPATH}
-fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-if ! missing=$("$python" -c "import torch, soundfile, librosa, unidecode, num2words, tts.audio, train.pack" 2>&1); then
+needs="import torch, soundfile, librosa, unidecode, num2words, tts.audio, train.pack"
+if ! "$python" -c "$needs" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
+  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$work/site" .whl/*.whl
+  export PYTHONPATH=$PYTHONPATH:$work/site
+fi
+if ! missing=$("$python" -c "$needs" 2>&1); then
   echo "error: the trainer cannot import what it needs (${missing##*$'\n'}): carry wheels in .whl/" >&2
   exit 1
 fi
