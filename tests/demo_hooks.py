@@ -24,8 +24,8 @@ def _install(folder: Path) -> None:
 
     stream = Synthesizer.stream
 
-    def held_stream(self, text, seed=0, rate=1.0):
-        for i, chunk in enumerate(stream(self, text, seed=seed, rate=rate)):
+    def held_stream(self, text, seed=0, rate=1.0, **options):
+        for i, chunk in enumerate(stream(self, text, seed=seed, rate=rate, **options)):
             yield chunk
             if i == 0 and seed >= HOLD_FROM:
                 (folder / f"held-{seed}").touch()

@@ -318,3 +318,16 @@ def test_browser_plays_the_streamed_audio(server, synth):
                 browser.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_a_request_shows_its_words_with_their_times(synth):
+    from demo.app import DemoInputError, check_pauses, speak, words_table
+
+    updates = list(speak(synth, "<speak>Hello <break time='300ms'/> there.</speak>", 0, 1.0, ssml=None,
+                         sentence_pause=0.0, paragraph_pause=0.0))
+    rows = words_table(updates[-1].words)
+    assert [row[0] for row in rows] == ["Hello", "there."] and rows[1][1] >= rows[0][2] + 0.3
+    assert check_pauses("0.5", None) == {"sentence_pause": 0.5, "paragraph_pause": 0.0}
+    for bad in (-1, 11, "soon"):
+        with pytest.raises(DemoInputError, match="pause"):
+            check_pauses(bad, 0)
