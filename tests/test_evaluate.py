@@ -261,3 +261,19 @@ def test_compare_calls_a_paired_difference_only_beyond_chance(tmp_path, capsys):
     assert "| no difference |" in capsys.readouterr().out
     assert main([str(base), str(tmp_path / "missing.json")]) == 2
     assert capsys.readouterr().err.startswith("compare: error: cannot read report")
+
+
+def test_the_ceiling_systems_are_the_audio_through_each_representation():
+    from tts.audio import mel_spectrogram
+    from tts.evaluate.ceiling import systems
+
+    t = np.arange(8000) / 16000
+    audio = (0.4 * np.sin(2 * np.pi * 150 * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2).astype(np.float32)
+    mel = mel_spectrogram(audio)[:40]
+    out = systems(audio, mel)
+    assert list(out) == ["teacher", "mu-law 8", "lpc excitation", "lpc from mu-law"]
+    assert out["teacher"] is audio
+    for name in ("mu-law 8", "lpc excitation", "lpc from mu-law"):
+        assert out[name].shape == audio.shape
+        error = np.abs(out[name] - audio)
+        assert 0 < error.max() < 0.05, name  # only the 8-bit quantization's error, shaped
