@@ -148,3 +148,20 @@ def test_bad_ssml_is_one_line_and_nothing_is_written(tmp_path, ssml, message):
     err = r.stderr.decode().strip().splitlines()
     assert r.returncode == 2 and len(err) == 1 and message in err[0], (ssml[:50], err)
     assert not out.exists() and not (tmp_path / "t.json").exists()
+
+
+def test_on_the_bundled_voice_each_word_holds_its_sound_and_the_break_is_silent():
+    """A real, trained voice: the speech of each word lies inside its timing, and the forced
+    pause between two words is silence."""
+    voice = Synthesizer.load(vocoder="griffin-lim")
+    audio, words, _ = voice.synthesize_with_timings(
+        '<speak>Seven <break time="800ms"/> bright lanterns glowed.</speak>')
+    assert [w.word for w in words] == ["Seven", "bright", "lanterns", "glowed."]
+    rms = lambda a, b: float(np.sqrt(np.mean(audio[int(a * SR):int(b * SR)] ** 2)))  # noqa: E731
+    silence = rms(words[0].end + 0.1, words[1].start - 0.1)
+    assert silence < 1e-4  # the break: zeros, exactly where the timings say
+    for w in words:
+        assert rms(w.start, w.end) > 0.02, w  # where the word is, there is its sound
+    # Outside the words, little is said: the loud part of the audio lies inside them.
+    inside = sum(np.sum(audio[int(w.start * SR):int(w.end * SR)] ** 2) for w in words)
+    assert inside > 0.9 * np.sum(audio ** 2)
