@@ -10,9 +10,8 @@ from typing import Any, Iterable
 
 import torch
 
-from train.tasks.mel import TextToMelTask, figure, held_out_losses, pyplot
+from train.tasks.mel import TextToMelTask, check_config, figure, held_out_losses, pyplot
 from tts.attention_model import AttentionConfig, AttentionModel
-from tts.audio import DEFAULT_AUDIO
 
 
 @dataclass(frozen=True)
@@ -35,11 +34,7 @@ class AttentionTaskConfig:
             raise ValueError(f"self_feed must be in [0, 1], got {self.self_feed}")
         if self.input_noise < 0:
             raise ValueError(f"input_noise must be >= 0, got {self.input_noise}")
-        if self.eval_clips < 1:
-            raise ValueError(f"eval_clips must be >= 1, got {self.eval_clips}")
-        if self.model.n_mels != DEFAULT_AUDIO.n_mels:
-            raise ValueError(f"model.n_mels must be {DEFAULT_AUDIO.n_mels} (the audio config's), "
-                             f"got {self.model.n_mels}")
+        check_config(self)
 
 
 class AttentionTask(TextToMelTask):

@@ -25,6 +25,16 @@ from tts.voice import save_model
 MEL_KEYS = ("ids", "mel")
 
 
+def check_config(config) -> None:
+    """What every text-to-mel task's config must hold: a held-out clip, and the mel of the
+    audio config."""
+    if config.eval_clips < 1:
+        raise ValueError(f"eval_clips must be >= 1, got {config.eval_clips}")
+    if config.model.n_mels != DEFAULT_AUDIO.n_mels:
+        raise ValueError(f"model.n_mels must be {DEFAULT_AUDIO.n_mels} (the audio config's), "
+                         f"got {config.model.n_mels}")
+
+
 class CachedClips(torch.utils.data.Dataset):
     """Some clips of a feature cache, each read with only the given arrays."""
 

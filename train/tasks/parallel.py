@@ -16,9 +16,8 @@ import numpy as np
 import torch
 
 from train.data import DatasetError
-from train.tasks.mel import (MEL_KEYS, CachedClips, TextToMelTask, figure, held_out_losses, open_cache, pyplot,
-                             split_clips)
-from tts.audio import DEFAULT_AUDIO
+from train.tasks.mel import (MEL_KEYS, CachedClips, TextToMelTask, check_config, figure, held_out_losses,
+                             open_cache, pyplot, split_clips)
 from tts.parallel_model import ParallelConfig, ParallelModel
 
 
@@ -32,13 +31,9 @@ class ParallelTaskConfig:
     trim_db: float | None = 40.0
 
     def __post_init__(self):
-        if self.eval_clips < 1:
-            raise ValueError(f"eval_clips must be >= 1, got {self.eval_clips}")
         if self.binarization_start < 0:
             raise ValueError(f"binarization_start must be >= 0, got {self.binarization_start}")
-        if self.model.n_mels != DEFAULT_AUDIO.n_mels:
-            raise ValueError(f"model.n_mels must be {DEFAULT_AUDIO.n_mels} (the audio config's), "
-                             f"got {self.model.n_mels}")
+        check_config(self)
 
 
 class ParallelTask(TextToMelTask):
