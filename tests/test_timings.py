@@ -35,6 +35,9 @@ def test_words_point_at_what_was_written_even_where_the_frontend_expanded_it():
     written = [[text[a:b] for a, b in step.sources] for step in plan]
     assert written[0][:4] == ["Dr.", "Smith", "paid", "$3.50"] and set(written[0][4:8]) == {"$3.50"}
     assert written[0][-1] == "3/4/2025" and written[1] == ["He", "said", "hello", "world"]
+    steps = list(read_plan("One. Two.\n\nThree.", sentence_pause=0.2, paragraph_pause=0.5))
+    assert [step if isinstance(step, Pause) else step.text for step in steps] == \
+        ["one.", Pause(0.2), "two.", Pause(0.5), "three."]
 
 
 def test_timings_tile_the_audio_and_each_chunk_carries_the_words_it_completes(synth):
