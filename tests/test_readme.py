@@ -1,0 +1,83 @@
+"""The README is a contract: its command-line and server examples run as written.
+
+Each example line of the README's ``bash`` blocks that speaks (``synthesize ...``, the
+server's ``curl``) runs here in a fresh folder, with the bundled voice, as a user would type
+it. Installing (``pip``, ``apt-get``) is what CI itself does first; training needs a corpus
+and hours, and is covered by the trainer's tests instead.
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BIN = Path(sys.executable).parent  # where the package's scripts (synthesize, tts-server) are
+
+
+def example_lines() -> list[str]:
+    """Every command of the README's bash blocks: continuations joined, comments dropped."""
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.split(r"\s{2,}#", line)[0].strip()
+            if line:
+                lines.append(line)
+    return lines
+
+
+SPEAKING = [line for line in example_lines() if re.match(r"(synthesize|echo .*\| synthesize)\b", line)
+            and "--voice my-voice" not in line]  # my-voice: the training example's own voice
+
+
+def _env() -> dict:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def test_the_readme_has_the_examples_this_file_runs():
+    assert len(SPEAKING) >= 5 and any("--subtitles" in line for line in SPEAKING)
+
+
+@pytest.mark.parametrize("line", SPEAKING)
+def test_command_line_examples_run_as_written(line, tmp_path):
+    if "aplay" in line and shutil.which("aplay") is None:
+        pytest.skip("the example plays through aplay (alsa-utils), which is not installed")
+    (tmp_path / "chapter.txt").write_text("Chapter one.\n\nIt was a bright cold day in April.\n", encoding="utf-8")
+    run = subprocess.run(line, shell=True, cwd=tmp_path, env=_env(), capture_output=True, timeout=600)
+    assert run.returncode == 0, run.stderr.decode()[-2000:]
+    for name in re.findall(r"(?:-o|--output|--timings|--subtitles) (\S+)", line):
+        assert (tmp_path / name).stat().st_size > 0, name
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_server_example_runs_as_written(tmp_path):
+    pytest.importorskip("fastapi", reason="the server extra is not installed")
+    if shutil.which("curl") is None:
+        pytest.skip("the example calls the server with curl, which is not installed")
+    if not _port_free(8000):
+        pytest.skip("port 8000, the example's, is taken on this machine")
+    lines = example_lines()
+    curl = next(line for line in lines if line.startswith("curl ") and "/v1/audio/speech" in line)
+    server = subprocess.Popen(["tts-server"], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while _port_free(8000):
+            assert server.poll() is None and time.monotonic() < deadline, server.stdout.read()[-2000:]
+            time.sleep(0.5)
+        run = subprocess.run(curl, shell=True, cwd=tmp_path, env=_env(), capture_output=True, timeout=300)
+        assert run.returncode == 0, run.stderr.decode()
+        assert (tmp_path / "hello.wav").read_bytes()[:4] == b"RIFF"
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
