@@ -2,7 +2,9 @@
 the size limit, one-line errors, and training that starts on an unpacked folder at once."""
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -192,13 +194,15 @@ def test_training_starts_on_an_unpacked_folder(unpacked, tmp_path, monkeypatch, 
 
 
 def test_gpu_session_trains_from_a_pack_and_brings_back_four_files(pack, tmp_path):
-    """The GPU session's exact script, a few seconds long, on this machine: unpack, continue
-    the bundled voice's WaveNet, stop by the clock, export, report."""
+    """The GPU session's exact script on this machine: unpack, continue the bundled voice's
+    WaveNet (three steps: a step count, not the clock, ends it here, so that a slow start
+    cannot leave it without a checkpoint), export, report."""
     out = tmp_path / "out"
-    run = subprocess.run(["bash", str(REPO / "train" / "gpu_session.sh"), str(pack), "0.1", str(out), "vocoder",
+    run = subprocess.run(["bash", str(REPO / "train" / "gpu_session.sh"), str(pack), "5", str(out), "vocoder",
                           "--preset", "gpu", "--set", *COMMON, "segment_frames=4", "batch_size=2", "num_workers=0",
-                          "checkpoint_minutes=0.05"],
-                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                          "max_steps=3"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env={**os.environ, "PYTHON": sys.executable})
     assert run.returncode == 0, run.stderr[-2000:]
     assert sorted(p.name for p in (out / "voice").iterdir()) == ["config.json", "log.jsonl", "throughput.txt",
                                                                  "vocoder.safetensors"]
