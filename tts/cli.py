@@ -182,7 +182,7 @@ def run(args, text: str, plan: list) -> int:
 
     synth = Synthesizer.load(args.voice, device=args.device, vocoder=args.vocoder, backend=args.backend,
                              weights=args.weights, lexicon=args.lexicon)
-    chunks = synth.stream_sentences(plan, seed=args.seed, rate=args.rate, about=text, text=text)
+    chunks = synth.stream_sentences(plan, seed=args.seed, rate=args.rate, text=text)
     words, phonemes = [], []
     with _progress(sum(len(step.text) for step in plan if hasattr(step, "text"))) as bar:
         if args.raw:

@@ -170,10 +170,10 @@ class Synthesizer:
         if min(sentence_pause, paragraph_pause) < 0:
             raise ValueError(f"pauses must be 0 or more seconds, got {sentence_pause} and {paragraph_pause}")
         plan = read_plan(text, is_ssml(text) if ssml is None else ssml, sentence_pause, paragraph_pause)
-        yield from self.stream_sentences(plan, seed, rate, first_sentence, about=text, text=text)
+        yield from self.stream_sentences(plan, seed, rate, first_sentence, text=text)
 
     def stream_sentences(self, sentences: Iterable[Sentence | Pause | str], seed: int = 0, rate: float = 1.0,
-                         first_sentence: int = 0, about: str = "", text: str = "") -> Iterator[Chunk]:
+                         first_sentence: int = 0, text: str = "") -> Iterator[Chunk]:
         """`stream` for text already planned (`tts.text.plan.read_plan`) or cut into normalized
         sentences (``tts.text.split_sentences``), which are not normalized again. ``text``:
         what the sentences' sources point into (their words are timed without places
@@ -202,7 +202,7 @@ class Synthesizer:
                 yield chunk
             index += 1
         if index == first_sentence:
-            raise NothingToSpeakError(f"nothing to speak in the text {about[:40]!r}")
+            raise NothingToSpeakError(f"nothing to speak in the text {text[:40]!r}")
         if silence:  # a pause written after the last sentence
             n_mels = self.voice.audio.n_mels
             yield Chunk(np.zeros(silence, np.float32), "", [], np.zeros((0, n_mels), np.float32),

@@ -64,7 +64,6 @@ class WaveNetVocoder(Vocoder):
     filter (pre-emphasis or linear prediction) that turn its classes into audio."""
 
     name = WAVENET
-    models = ("vocoder",)  # what it needs of the voice folder
 
     def __init__(self, wavenet, audio: AudioConfig, backend: str, weights: str = "fp32",
                  device: torch.device = torch.device("cpu")):
@@ -104,7 +103,6 @@ class GriffinLimVocoder(Vocoder):
     """Griffin-Lim: the phase found from the mel alone, no network (tts.audio.griffin_lim_stream)."""
 
     name = GRIFFIN_LIM
-    models = ()
 
     @classmethod
     def from_voice(cls, voice, backend: str, weights: str, device: torch.device) -> "GriffinLimVocoder":
