@@ -1,1 +1,1 @@
-"""The gradio web demo (python -m demo), built on the public tts API alone."""
+"""The gradio web demo (python -m tts.demo), built on the public tts API alone."""

@@ -1,5 +1,5 @@
-"""``python -m demo``: serve the text-to-speech web demo."""
+"""``python -m tts.demo``: serve the text-to-speech web demo."""
 
-from demo.app import main
+from tts.demo.app import main
 
 raise SystemExit(main())

@@ -1,6 +1,6 @@
 """The gradio web demo: type text, hear it spoken as it is generated.
 
-    python -m demo [--voice PATH] [--host 127.0.0.1] [--port 7860] [--concurrency N]
+    python -m tts.demo [--voice PATH] [--host 127.0.0.1] [--port 7860] [--concurrency N]
 
 Thin on purpose: everything speech-related goes through the public ``tts.Synthesizer``; this
 file only turns its chunks into what the page shows. The audio streams to the browser chunk
@@ -341,7 +341,7 @@ def build_app(synths: dict, max_chars: int = MAX_CHARS):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m demo", description="The text-to-speech web demo.")
+    p = OneLineParser(prog="python -m tts.demo", description="The text-to-speech web demo.")
     p.add_argument("--voice", type=Path, help="voice folder (default: the bundled voice)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
     p.add_argument("--host", default="127.0.0.1",

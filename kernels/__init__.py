@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-from kernels.state import KernelState
+from tts.kernels.state import KernelState
 from tts.options import BACKENDS, WEIGHT_FORMATS
 
 __all__ = ["BACKENDS", "BackendUnavailableError", "KernelState", "WEIGHT_FORMATS", "available_backends",
@@ -50,9 +50,9 @@ def backend_status(name: str) -> tuple[bool, str]:
         if importlib.util.find_spec("numba") is None:
             return False, "numba is not installed"
         return True, ""
-    if importlib.util.find_spec("kernels.cuda") is None:
+    if importlib.util.find_spec("tts.kernels.cuda") is None:
         return False, "this installation has no CUDA kernel"
-    if not importlib.import_module("kernels.cuda").cuda_usable():
+    if not importlib.import_module("tts.kernels.cuda").cuda_usable():
         return False, "no CUDA GPU found"
     return True, ""
 
@@ -78,10 +78,10 @@ def load_backend(name: str, model_or_weights, weights: str = "fp32"):
     if weights != "fp32" and name != "numba":
         raise BackendUnavailableError(f"{name} backend unavailable with {weights} weights: only numba has them")
 
-    from vocoder.wavenet import WaveNet
+    from tts.vocoder.wavenet import WaveNet
 
     if name == "torch":
-        from kernels.reference import TorchKernel
+        from tts.kernels.reference import TorchKernel
 
         if isinstance(model_or_weights, WaveNet):
             return TorchKernel.from_model(model_or_weights)
@@ -89,9 +89,9 @@ def load_backend(name: str, model_or_weights, weights: str = "fp32"):
     exported = (model_or_weights.export_weights() if isinstance(model_or_weights, WaveNet)
                 else model_or_weights)
     if name == "numba":
-        from kernels.cpu import NumbaKernel
+        from tts.kernels.cpu import NumbaKernel
 
         return NumbaKernel(exported, weight_format=weights)
-    from kernels.cuda import CudaKernel
+    from tts.kernels.cuda import CudaKernel
 
     return CudaKernel(exported)

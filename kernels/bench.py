@@ -1,6 +1,6 @@
 """WaveNet inference speed of each vocoder backend against this machine's speed of light.
 
-    python -m kernels.bench [--seconds 1.0] [--backends torch numba cuda]
+    python -m tts.kernels.bench [--seconds 1.0] [--backends torch numba cuda]
                             [--configs default medium] [--repeats 3] [--chunk-seconds 0.1]
                             [--cuda-chunk 3200] [--cuda-batches 100 128 256]
                             [--cuda-topologies fused split] [--device-arrays auto]
@@ -97,11 +97,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kernels import BACKENDS, WEIGHT_FORMATS, available_backends, load_backend
-from vocoder.wavenet import WaveNet, WaveNetConfig
+import tts
+from tts.kernels import BACKENDS, WEIGHT_FORMATS, available_backends, load_backend
+from tts.vocoder.wavenet import WaveNet, WaveNetConfig
 
 SAMPLE_RATE = 16000
-REPO = Path(__file__).resolve().parents[1]
+# The folder that holds the tts package (a source checkout's root, or site-packages): what the
+# measuring subprocesses import the engine from.
+REPO = Path(tts.__file__).resolve().parents[1]
 CONFIGS = {"default": WaveNetConfig, "medium": WaveNetConfig.medium}
 
 
@@ -212,9 +215,9 @@ def time_backend(kernel, config: WaveNetConfig, batch: int, samples: int, repeat
 def weight_quality(weights: dict[str, np.ndarray], config: WaveNetConfig, steps: int) -> dict:
     """What bf16 weights cost against fp32 ones in the numba kernel, one utterance of `steps`
     samples with the same conditioning and uniforms (see the module docstring)."""
-    from kernels.cpu import NumbaKernel
+    from tts.kernels.cpu import NumbaKernel
     from tts.audio import mu_law_decode
-    from vocoder.wavenet import sample_classes
+    from tts.vocoder.wavenet import sample_classes
 
     cond, u = random_inputs(config, 1, steps, seed=1)
     fp32 = NumbaKernel(weights, parallel=False)
@@ -244,8 +247,8 @@ def startup_times() -> dict[str, float]:
     script = textwrap.dedent("""
         import json, time
         import numpy as np
-        from kernels.cpu import NumbaKernel
-        from vocoder.wavenet import WaveNet, WaveNetConfig
+        from tts.kernels.cpu import NumbaKernel
+        from tts.vocoder.wavenet import WaveNet, WaveNetConfig
         kernel = NumbaKernel(WaveNet(WaveNetConfig()).export_weights())
         out = {}
         for batch, key in ((1, "one utterance"), (2, "batch")):
@@ -302,7 +305,7 @@ class GpuInfo:
         import numba
         from numba import cuda
 
-        from kernels.cuda import H200
+        from tts.kernels.cuda import H200
 
         if numba.config.ENABLE_CUDASIM:
             return cls("CUDA simulator", (9, 0), H200["sm_count"], H200_CLOCK_HZ, math.inf,
@@ -498,7 +501,7 @@ def cuda_records(model: WaveNet, config_name: str, gpu: GpuInfo, *, samples: int
     `batches` utterances with the plan the kernel chooses. Returns (records, notes); a row
     the kernel cannot run here (a split plan in the simulator, or more blocks than the GPU
     holds at once) becomes a note."""
-    from kernels.cuda import CudaKernel
+    from tts.kernels.cuda import CudaKernel
 
     mode = resolve_device_arrays(device_arrays)
     config, weights = model.config, model.export_weights()
@@ -611,7 +614,7 @@ def cuda_table(records: list[dict]) -> list[str]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m kernels.bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m tts.kernels.bench", description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=1.0, help="seconds of audio per measurement")
     p.add_argument("--torch-seconds", type=float, default=0.05, help="seconds of audio for the torch reference")
     p.add_argument("--repeats", type=int, default=3, help="runs per figure")
@@ -646,7 +649,7 @@ def main(argv=None) -> int:
 
     import numba
 
-    from kernels import backend_status
+    from tts.kernels import backend_status
 
     torch.set_num_threads(1)
     usable = available_backends()

@@ -37,7 +37,7 @@ Numerics with float32 weights: float32 throughout, with FMA contraction; the sum
 from torch's in the last bits. exp is a polynomial (about 1 ulp) that vectorizes where
 libm's does not; the gate tanh(a) * sigmoid(b) is one expression with one division
 (absolute error about 2e-7).
-Sampling is `vocoder.wavenet.sample_classes` as torch runs it on the CPU: softmax with max
+Sampling is `tts.vocoder.wavenet.sample_classes` as torch runs it on the CPU: softmax with max
 subtraction, the cdf accumulated in float64 and rounded to float32 per entry (what
 torch.cumsum does with float32 on the CPU), the first class whose cdf exceeds u, clamped to
 255. So the classes match the reference's unless u falls within rounding of a cdf step.
@@ -57,9 +57,9 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from kernels import WEIGHT_FORMATS
-from kernels.state import KernelState, check_state
-from vocoder.wavenet import validate_exported
+from tts.kernels import WEIGHT_FORMATS
+from tts.kernels.state import KernelState, check_state
+from tts.vocoder.wavenet import validate_exported
 from tts._numba import numba  # caches compiled code in the user cache folder
 
 BLOCK = 32  # output rows per register block: two AVX-512 registers per accumulator set

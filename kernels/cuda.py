@@ -94,7 +94,7 @@ exactly.
 Where the code lives: kernels/cuda_plan.py, the plan (`_Phase`, `KernelPlan`, `pack_weights`;
 numpy only); kernels/cuda_device.py, the device code (`build_kernel`); this module, the host
 side (`CudaKernel`); kernels/cuda_checks.py, the PTX, simulator and GPU checks and
-`python -m kernels.cuda_checks --selftest`.
+`python -m tts.kernels.cuda_checks --selftest`.
 """
 
 from __future__ import annotations
@@ -106,11 +106,11 @@ import numpy as np
 
 # The plan and the device code live in their own modules; their names are importable from
 # here, the kernel's public module, as well.
-from kernels.cuda_device import _SIGNATURE, _numba_cuda, _simulated, build_kernel
-from kernels.cuda_plan import (FLAG_STRIDE, H200, L2_STREAM_BUDGET, N_CLASSES,  # noqa: F401
+from tts.kernels.cuda_device import _SIGNATURE, _numba_cuda, _simulated, build_kernel
+from tts.kernels.cuda_plan import (FLAG_STRIDE, H200, L2_STREAM_BUDGET, N_CLASSES,  # noqa: F401
                                STATIC_SMEM, VECTOR, WARP, KernelPlan, _Phase, pack_weights)
-from kernels.state import KernelState, check_state
-from vocoder.wavenet import validate_exported
+from tts.kernels.state import KernelState, check_state
+from tts.vocoder.wavenet import validate_exported
 
 LOGITS_ATOL = 1e-3  # float32 sums in another order, logits of magnitude ~10
 SPIN_LIMIT = 200_000_000  # polls of one step counter before a block gives up (tens of seconds)

@@ -1,6 +1,6 @@
 """Checks of the persistent CUDA WaveNet kernel against the torch reference: PTX for sm_90
-(no GPU needed), the CUDA simulator, and a real GPU. `python -m kernels.cuda_checks --selftest`
-runs them and tests/test_kernels_cuda.py builds on them; kernels.cuda re-exports these
+(no GPU needed), the CUDA simulator, and a real GPU. `python -m tts.kernels.cuda_checks --selftest`
+runs them and tests/test_kernels_cuda.py builds on them; tts.kernels.cuda re-exports these
 names. The design they check is described in kernels/cuda.py.
 """
 
@@ -16,10 +16,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from kernels.cuda import LOGITS_ATOL, CudaKernel, cuda_usable
-from kernels.cuda_device import _SIGNATURE, _numba_cuda, build_kernel
-from kernels.cuda_plan import KernelPlan
-from vocoder.wavenet import validate_exported
+from tts.kernels.cuda import LOGITS_ATOL, CudaKernel, cuda_usable
+from tts.kernels.cuda_device import _SIGNATURE, _numba_cuda, build_kernel
+from tts.kernels.cuda_plan import KernelPlan
+from tts.vocoder.wavenet import validate_exported
 
 
 def margin_uniforms(model, cond, uniforms):
@@ -132,7 +132,7 @@ def _sharp_model(config, seed: int = 0):
     giving a near-uniform distribution that hides errors in the network."""
     import torch
 
-    from vocoder.wavenet import WaveNet
+    from tts.vocoder.wavenet import WaveNet
 
     torch.manual_seed(seed)
     model = WaveNet(config).eval()
@@ -145,7 +145,7 @@ def _sharp_model(config, seed: int = 0):
 
 
 def _tiny_config():
-    from vocoder.wavenet import WaveNetConfig
+    from tts.vocoder.wavenet import WaveNetConfig
 
     return WaveNetConfig(n_layers=3, residual_channels=8, skip_channels=16, output_channels=16,
                          max_dilation=2, cond_channels=8)
@@ -226,7 +226,7 @@ def _split_roles_in_one_block(weights) -> KernelPlan:
 
 
 def _compile_check() -> int:
-    from vocoder.wavenet import WaveNetConfig
+    from tts.vocoder.wavenet import WaveNetConfig
 
     _numba_cuda()
     configs = {"default": WaveNetConfig(), "medium": WaveNetConfig.medium()}
@@ -262,7 +262,7 @@ def _compile_check() -> int:
 def _random_weights(config, seed: int = 0) -> dict[str, np.ndarray]:
     import torch
 
-    from vocoder.wavenet import WaveNet
+    from tts.vocoder.wavenet import WaveNet
 
     torch.manual_seed(seed)
     return WaveNet(config).export_weights()
@@ -271,7 +271,7 @@ def _random_weights(config, seed: int = 0) -> dict[str, np.ndarray]:
 def _gpu_check() -> int:
     import torch
 
-    from vocoder.wavenet import WaveNetConfig
+    from tts.vocoder.wavenet import WaveNetConfig
 
     torch.set_num_threads(1)
     for name, config, topologies, steps in (("default", WaveNetConfig(), ("fused", "split"), 2000),
@@ -296,7 +296,7 @@ def _gpu_check() -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kernels.cuda_checks",
+    parser = argparse.ArgumentParser(prog="python -m tts.kernels.cuda_checks",
                                      description="Check the persistent CUDA WaveNet kernel.")
     parser.add_argument("--selftest", action="store_true",
                         help="PTX compile check, simulator comparison, and the GPU comparison "
@@ -312,7 +312,7 @@ def main(argv=None) -> int:
         if _compile_check():
             return 1
         env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-        done = subprocess.run([sys.executable, "-m", "kernels.cuda_checks", "--simulator-check"], env=env)
+        done = subprocess.run([sys.executable, "-m", "tts.kernels.cuda_checks", "--simulator-check"], env=env)
         if done.returncode:
             return 1
         if cuda_usable():

@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from kernels.cuda_plan import FLAG_STRIDE, N_CLASSES, VECTOR, WARP, KernelPlan, _Phase
-from kernels.state import KernelState
+from tts.kernels.cuda_plan import FLAG_STRIDE, N_CLASSES, VECTOR, WARP, KernelPlan, _Phase
+from tts.kernels.state import KernelState
 
 _SIGNATURE = ("void(float32[::1], float32[:, :, :, ::1], float32[:, ::1], int32[:, ::1], "
               "float32[:, :, ::1], int32[::1], int64[::1], int32[:, ::1], float32[:, :, ::1], "

@@ -49,15 +49,15 @@ step() {  # step NAME COMMAND...: its output to OUT/NAME.log, its exit code to O
 cat "$out/machine.txt"
 
 if [ "${GPU_CHECK_DRY_RUN:-0}" = 1 ]; then
-    step selftest "$python" -m kernels.cuda_checks --selftest
+    step selftest "$python" -m tts.kernels.cuda_checks --selftest
     step pytest "$python" -m pytest -m cuda -q -p no:cacheprovider tests/test_kernels_cuda.py
-    step bench json_to "$out/kernels.json" "$python" -m kernels.bench --backends torch --configs default \
+    step bench json_to "$out/kernels.json" "$python" -m tts.kernels.bench --backends torch --configs default \
         --torch-seconds 0.05 --repeats 1 --skip-startup --json
 else
-    step selftest "$python" -m kernels.cuda_checks --selftest
+    step selftest "$python" -m tts.kernels.cuda_checks --selftest
     step pytest "$python" -m pytest -m cuda -q -p no:cacheprovider -rs tests/test_kernels_cuda.py
     # Batch 1 for each topology, and many real-time streams at once.
-    step bench json_to "$out/kernels.json" "$python" -m kernels.bench --backends torch cuda \
+    step bench json_to "$out/kernels.json" "$python" -m tts.kernels.bench --backends torch cuda \
         --configs default medium --cuda-topologies fused split --cuda-batches 100 128 256 --skip-startup --json
 fi
 echo "results in $out/ ($( [ $failed = 0 ] && echo 'all steps passed' || echo 'a step failed: see summary.txt'))"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from kernels.state import KernelState
-from vocoder.wavenet import WaveNet, WaveNetConfig, validate_exported
+from tts.kernels.state import KernelState
+from tts.vocoder.wavenet import WaveNet, WaveNetConfig, validate_exported
 
 
 def wavenet_from_exported(weights: dict[str, np.ndarray]) -> WaveNet:

@@ -1,6 +1,6 @@
 """The generation state every fast WaveNet backend carries between chunks.
 
-It holds exactly what the reference `vocoder.wavenet.WaveNetState` holds, flattened into
+It holds exactly what the reference `tts.vocoder.wavenet.WaveNetState` holds, flattened into
 plain arrays a kernel can index: the ring buffers of all layers back to back in one
 ``history`` array (layer l owns rows ``offsets[l] : offsets[l] + dilations[l]``; at step t
 its slot ``t % dilations[l]`` holds x_l[t - d] and is overwritten with x_l[t]), the class of
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vocoder.wavenet import START_CLASS, WaveNetState
+from tts.vocoder.wavenet import START_CLASS, WaveNetState
 
 
 @dataclass

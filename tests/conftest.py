@@ -12,7 +12,7 @@ def _cuda_kernel_usable() -> bool:
     """Whether the CUDA kernel can run here, by its own check (numba-cuda and a GPU), not
     torch's: a CPU build of torch on a GPU machine must still run the GPU tests."""
     try:
-        from kernels.cuda import cuda_usable
+        from tts.kernels.cuda import cuda_usable
     except ImportError:
         return False
     return cuda_usable()
@@ -21,7 +21,7 @@ def _cuda_kernel_usable() -> bool:
 def pytest_collection_modifyitems(config, items):
     if not any("cuda" in item.keywords for item in items) or _cuda_kernel_usable():
         return
-    skip = pytest.mark.skip(reason="needs a GPU the CUDA kernel can use (kernels.cuda.cuda_usable)")
+    skip = pytest.mark.skip(reason="needs a GPU the CUDA kernel can use (tts.kernels.cuda.cuda_usable)")
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)

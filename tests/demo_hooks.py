@@ -1,4 +1,4 @@
-"""``python -m tests.demo_hooks ARGS``: the web demo (``python -m demo ARGS``) with one hook
+"""``python -m tests.demo_hooks ARGS``: the web demo (``python -m tts.demo ARGS``) with one hook
 for tests that need requests to overlap or to wait.
 
 With ``DEMO_HOLD_DIR`` set, a request whose seed is ``HOLD_FROM`` or more stops after its
@@ -41,6 +41,6 @@ def _install(folder: Path) -> None:
 if __name__ == "__main__":
     if os.environ.get("DEMO_HOLD_DIR"):
         _install(Path(os.environ["DEMO_HOLD_DIR"]))
-    from demo.app import main
+    from tts.demo.app import main
 
     raise SystemExit(main())

@@ -39,7 +39,7 @@ ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 # vocoder raise. Nothing else is changed.
 GATED_CLI = """
 import os, signal, sys
-import kernels
+from tts import kernels
 
 # Ctrl-C as in a terminal, even when the test runs as a background job (which starts its
 # children with SIGINT ignored, and Python then installs no KeyboardInterrupt handler).
@@ -181,7 +181,7 @@ def test_a_stream_stopped_midway_leaves_no_file(voice, tmp_path, how):
 
 
 def test_list_backends():
-    from kernels import BACKENDS, backend_status
+    from tts.kernels import BACKENDS, backend_status
 
     r = synthesize("--list-backends")
     assert r.returncode == 0

@@ -5,9 +5,9 @@ import sys
 import pytest
 import soundfile as sf
 
-from train.corpus import build, corpus_order, main, read_texts
+from tts.train.corpus import build, corpus_order, main, read_texts
 from tts.teachers import TeacherError
-from train.data import FeatureCache, read_metadata
+from tts.train.data import FeatureCache, read_metadata
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 needs_joe = pytest.mark.skipif(

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from train.data import (BucketBatchSampler, DatasetError, FeatureCache, collate_text_mel, read_metadata)
+from tts.train.data import (BucketBatchSampler, DatasetError, FeatureCache, collate_text_mel, read_metadata)
 from tts.audio import AudioConfig
 from tts.text.symbols import EOS_ID, PAD_ID
 

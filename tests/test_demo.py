@@ -27,7 +27,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from gradio_client.utils import Status
 
-from demo.app import QUEUE_PER_WORKER
+from tts.demo.app import QUEUE_PER_WORKER
 from tests.demo_hooks import HOLD_FROM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -249,14 +249,14 @@ def test_refused_requests_say_why(served, synth):
 
 @needs_ffmpeg
 def test_the_heading_names_the_loaded_models(server, synth):
-    from demo.app import describe
+    from tts.demo.app import describe
 
     assert describe(synth) == "parallel acoustic model (predicted durations) + autoregressive WaveNet vocoder (numba kernel)"
     assert describe(synth) in _fetch(f"{server}config").decode()
 
 
 def test_missing_voice_is_one_line_and_exit_code_1(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "demo", "--voice", str(tmp_path / "nowhere")], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "tts.demo", "--voice", str(tmp_path / "nowhere")], cwd=ROOT,
                             env=_demo_env(), capture_output=True, text=True, timeout=STARTUP_TIMEOUT_S,
                             check=False)
     assert result.returncode == 1
@@ -321,7 +321,7 @@ def test_browser_plays_the_streamed_audio(server, synth):
 
 
 def test_a_request_shows_its_words_with_their_times(synth):
-    from demo.app import DemoInputError, check_pauses, speak, words_table
+    from tts.demo.app import DemoInputError, check_pauses, speak, words_table
 
     updates = list(speak(synth, "<speak>Hello <break time='300ms'/> there.</speak>", 0, 1.0, ssml=None,
                          sentence_pause=0.0, paragraph_pause=0.0))

@@ -15,7 +15,7 @@ from tts.text.g2p import (
     word_to_phonemes,
 )
 from tts.text.lts_rules import RULES
-from train.tasks.g2p import edit_distance
+from tts.train.tasks.g2p import edit_distance
 from tts.text.symbols import PHONEMES
 
 PHONEME_SET = set(PHONEMES)

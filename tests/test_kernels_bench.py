@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from kernels import bench
-from vocoder.wavenet import WaveNetConfig
+from tts.kernels import bench
+from tts.vocoder.wavenet import WaveNetConfig
 
 REPO = Path(__file__).resolve().parents[1]
 REQUIRED = {"backend", "config", "samples_per_s", "realtime_factor", "speedup_vs_torch",
@@ -113,9 +113,9 @@ _SIMULATOR_RUN = textwrap.dedent("""
     sys.setswitchinterval(5e-5)  # the simulator's threads busy-wait: hand over the GIL sooner
     import torch
     torch.set_num_threads(1)
-    from kernels import bench
-    from kernels.cuda import CudaKernel
-    from vocoder.wavenet import WaveNet, WaveNetConfig
+    from tts.kernels import bench
+    from tts.kernels.cuda import CudaKernel
+    from tts.vocoder.wavenet import WaveNet, WaveNetConfig
 
     torch.manual_seed(0)
     config = WaveNetConfig(n_layers=2, residual_channels=8, skip_channels=16,

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-import kernels
-from kernels import BackendUnavailableError, KernelState, available_backends, backend_status, load_backend
-from kernels.cpu import BLOCK, NumbaKernel, bfloat16_bits, pack_weights
-from kernels.reference import TorchKernel, wavenet_from_exported
-from vocoder.wavenet import WaveNet, WaveNetConfig
+from tts import kernels
+from tts.kernels import BackendUnavailableError, KernelState, available_backends, backend_status, load_backend
+from tts.kernels.cpu import BLOCK, NumbaKernel, bfloat16_bits, pack_weights
+from tts.kernels.reference import TorchKernel, wavenet_from_exported
+from tts.vocoder.wavenet import WaveNet, WaveNetConfig
 from tts.vocoders import choose_backend
 
 # R not a multiple of the register block, S and A neither; a single layer with R = 7; and
@@ -384,7 +384,7 @@ def test_auto_falls_back_to_torch_with_a_warning_without_numba(monkeypatch):
     find_spec = importlib.util.find_spec
 
     def without_numba(name, *args, **kwargs):
-        return None if name in ("numba", "kernels.cuda") else find_spec(name, *args, **kwargs)
+        return None if name in ("numba", "tts.kernels.cuda") else find_spec(name, *args, **kwargs)
 
     monkeypatch.setattr(importlib.util, "find_spec", without_numba)
     model = make_model(TINY)
@@ -409,7 +409,7 @@ def test_compiled_code_is_cached_in_the_user_cache_folder_not_the_package(tmp_pa
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     env["XDG_CACHE_HOME"] = str(tmp_path)
     script = ("import numpy as np\n"
-              "from vocoder.lpc import lpc_synthesis, lpc_from_mel\n"
+              "from tts.vocoder.lpc import lpc_synthesis, lpc_from_mel\n"
               "mel = np.random.default_rng(0).random((3, 80)).astype(np.float32)\n"
               "lpc_synthesis(np.zeros(600, np.float32), lpc_from_mel(mel, 16), 200)\n")
     root = Path(__file__).resolve().parents[1]

@@ -17,10 +17,10 @@ import torch
 
 pytest.importorskip("numba_cuda", reason="numba-cuda is not installed: pip install 'tts-engine[gpu]'")
 
-from kernels import cuda as kc  # noqa: E402
-from kernels import cuda_checks as checks  # noqa: E402
-from kernels.state import KernelState  # noqa: E402
-from vocoder.wavenet import WaveNetConfig, validate_exported  # noqa: E402
+from tts.kernels import cuda as kc  # noqa: E402
+from tts.kernels import cuda_checks as checks  # noqa: E402
+from tts.kernels.state import KernelState  # noqa: E402
+from tts.vocoder.wavenet import WaveNetConfig, validate_exported  # noqa: E402
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 on_host = pytest.mark.skipif(SIMULATOR, reason="runs in the host process, not the simulator")
@@ -465,7 +465,7 @@ def test_gpu_runs_every_self_test_variant_with_real_shuffles_and_loads():
 
 @pytest.mark.cuda
 def test_gpu_split_kernel_gives_up_on_a_spin_limit_and_says_so(monkeypatch):
-    from kernels import cuda as cuda_module
+    from tts.kernels import cuda as cuda_module
 
     model = checks._sharp_model(WaveNetConfig())
     cond, _, uniforms = _inputs(model, batch=1, steps=200)

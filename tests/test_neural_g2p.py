@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from train.data import DatasetError
-from train.tasks.g2p import (
+from tts.train.data import DatasetError
+from tts.train.tasks.g2p import (
     DICT_FILE,
     G2PDataset,
     G2PTask,

@@ -14,10 +14,10 @@ import soundfile as sf
 from test_parallel_model import PARALLEL
 from test_trainer import COMMON, VOCODER
 
-import train.data
-from train.__main__ import main as train_main
-from train.data import FeatureCache, read_metadata
-from train.pack import MB, main
+import tts.train.data as train_data
+from tts.train.__main__ import main as train_main
+from tts.train.data import FeatureCache, read_metadata
+from tts.train.pack import MB, main
 from tts.audio import DEFAULT_AUDIO, mu_law_encode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,7 +183,7 @@ def test_training_starts_on_an_unpacked_folder(unpacked, tmp_path, monkeypatch, 
     def no_features(*args, **kwargs):
         raise AssertionError("features computed again")
 
-    monkeypatch.setattr(train.data, "compute_features", no_features)
+    monkeypatch.setattr(train_data, "compute_features", no_features)
     files = sorted((unpacked / ".cache").rglob("*"))
     mtimes = [p.stat().st_mtime_ns for p in files]
     assert train_main([task, "--data", str(unpacked), "--out", str(tmp_path / "run"),

@@ -11,14 +11,14 @@ import torch
 from test_trainer import COMMON, corpus, fit  # noqa: F401 (corpus is a fixture)
 from voices import TINY_VOCODER, make_tiny_voice
 
-from train.__main__ import main
-from train.trainer import export_run
+from tts.train.__main__ import main
+from tts.train.trainer import export_run
 from tts import Synthesizer
 from tts.align import (beta_binomial_prior, durations_to_alignment, forward_sum_loss,
                        monotonic_alignment_search)
 from tts.parallel_model import ParallelConfig, ParallelModel
 from tts.voice import VoiceError, load_model, load_voice, read_config, save_model
-from vocoder.wavenet import WaveNet
+from tts.vocoder.wavenet import WaveNet
 
 TINY = ParallelConfig(channels=16, encoder_layers=1, decoder_dilations=(1, 2), duration_layers=1,
                       aligner_channels=8, dropout=0.0)

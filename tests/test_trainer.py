@@ -13,12 +13,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from train.__main__ import main
-from train.data import FeatureCache
-from train.tasks import get_task
-from train.tasks.attention import AttentionTask
-from train.config import ConfigError, TrainConfig, resolve_config
-from train.trainer import Trainer, checkpoints, export_run, latest_checkpoint, load_checkpoint, lr_at
+from tts.train.__main__ import main
+from tts.train.data import FeatureCache
+from tts.train.tasks import get_task
+from tts.train.tasks.attention import AttentionTask
+from tts.train.config import ConfigError, TrainConfig, resolve_config
+from tts.train.trainer import Trainer, checkpoints, export_run, latest_checkpoint, load_checkpoint, lr_at
 from tts.voice import load_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,13 +70,13 @@ def losses(run_dir) -> dict[int, float | None]:
 
 
 def start_cli(args, nproc=1) -> subprocess.Popen:
-    """``python -m train ARGS``, or under ``torchrun --standalone`` (a free port) for nproc > 1."""
+    """``python -m tts.train ARGS``, or under ``torchrun --standalone`` (a free port) for nproc > 1."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     if nproc == 1:
-        cmd = [sys.executable, "-m", "train", *args]
+        cmd = [sys.executable, "-m", "tts.train", *args]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "train", *args]
+               "-m", "tts.train", *args]
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -230,9 +230,9 @@ KILLED_RUN = """
 import os, signal, sys
 import torch
 torch.set_num_threads(1)
-from train.tasks.attention import AttentionTask
-from train.config import resolve_config
-from train.trainer import Trainer
+from tts.train.tasks.attention import AttentionTask
+from tts.train.config import resolve_config
+from tts.train.trainer import Trainer
 
 class DiesMidStep(AttentionTask):
     calls = 0
@@ -309,9 +309,9 @@ FAULT_RUN = """
 import os, signal, sys
 import torch
 torch.set_num_threads(1)
-from train.tasks.attention import AttentionTask
-from train.config import resolve_config
-from train.trainer import Trainer
+from tts.train.tasks.attention import AttentionTask
+from tts.train.config import resolve_config
+from tts.train.trainer import Trainer
 
 FAULT = {fault!r}
 save = torch.save
@@ -403,9 +403,9 @@ ONE_RANK_FAULTS = """
 import os, sys
 import torch
 torch.set_num_threads(1)
-from train.tasks.attention import AttentionTask
-from train.config import resolve_config
-from train.trainer import Trainer
+from tts.train.tasks.attention import AttentionTask
+from tts.train.config import resolve_config
+from tts.train.trainer import Trainer
 
 class OneRankFaults(AttentionTask):
     calls = 0
@@ -457,9 +457,9 @@ def test_a_fault_on_one_rank_skips_the_step_on_every_rank(corpus, tmp_path):
 GROUP_FREED = """
 import sys, weakref
 import torch.distributed as dist
-from train.tasks.attention import AttentionTask
-from train.config import resolve_config
-from train.trainer import Trainer
+from tts.train.tasks.attention import AttentionTask
+from tts.train.config import resolve_config
+from tts.train.trainer import Trainer
 
 class Watched(AttentionTask):
     group = None
@@ -574,7 +574,7 @@ def test_usage_errors_exit_2_with_one_line(corpus, tmp_path, capsys):
 def test_checkpoint_minutes_saves_by_the_clock(corpus, tmp_path, monkeypatch):
     """Where steps are no measure of time (a machine lent for minutes), a checkpoint is also
     due once checkpoint_minutes have passed since the last."""
-    import train.trainer as trainer_module
+    import tts.train.trainer as trainer_module
 
     clock = iter(range(0, 10**6, 25))  # every reading of the clock is 25 s later
     monkeypatch.setattr(trainer_module.time, "monotonic", lambda: float(next(clock)))

@@ -11,18 +11,18 @@ import torch
 from test_trainer import ACOUSTIC, COMMON, VOCODER, corpus, fit  # noqa: F401 (corpus is a fixture)
 from voices import TINY_VOCODER, make_tiny_voice
 
-from train.__main__ import main
-from train.config import config_dict, resolve_config
-from train.tasks import get_task
-from train.tasks.attention import AttentionTask
-from train.tasks.vocoder import Crops
-from train.trainer import Trainer, export_run
+from tts.train.__main__ import main
+from tts.train.config import config_dict, resolve_config
+from tts.train.tasks import get_task
+from tts.train.tasks.attention import AttentionTask
+from tts.train.tasks.vocoder import Crops
+from tts.train.trainer import Trainer, export_run
 from tts import Synthesizer
 from tts.audio import de_emphasis, mel_spectrogram, mu_law_decode, pre_emphasis
 from tts.attention_model import AttentionModel
 from tts.voice import load_model, save_model
-from vocoder.lpc import lpc_from_mel, lpc_residual, lpc_synthesis, noisy_excitation
-from vocoder.wavenet import START_CLASS, WaveNet, model_to_signal, signal_to_model
+from tts.vocoder.lpc import lpc_from_mel, lpc_residual, lpc_synthesis, noisy_excitation
+from tts.vocoder.wavenet import START_CLASS, WaveNet, model_to_signal, signal_to_model
 
 
 def test_cpu_presets_size_the_schedule(capsys):
@@ -48,7 +48,7 @@ def test_cpu_bf16_autocasts_and_still_trains(corpus, tmp_path):
 
 
 def test_cpu_format_auto_measures_once_then_reads_the_cache(corpus, tmp_path, capsys, monkeypatch):
-    from train import precision
+    from tts.train import precision
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing measured yet
 
@@ -85,7 +85,7 @@ def test_settings_stored_before_cpu_format_still_load(tmp_path):
 
 
 def test_choose_cpu_format_picks_the_faster_and_keeps_the_rng(tmp_path, monkeypatch):
-    from train import precision
+    from tts.train import precision
 
     model = torch.nn.Linear(4, 4)
     loss = lambda: model(torch.ones(2, 4)).square().sum()  # noqa: E731
@@ -101,7 +101,7 @@ def test_choose_cpu_format_picks_the_faster_and_keeps_the_rng(tmp_path, monkeypa
 
 
 def test_nominal_peak_follows_the_flags():
-    from train.precision import nominal_peak
+    from tts.train.precision import nominal_peak
 
     avx2 = nominal_peak({"avx2", "fma"}, 1e9)
     assert avx2 == {"fp32": 32e9, "bf16": 32e9}
@@ -170,7 +170,7 @@ def test_pre_emphasis_round_trips_chunk_by_chunk(rng):
 def test_a_shaped_vocoder_trains_on_its_signal_and_speaks_audio(corpus, tmp_path, shaping):
     """Pre-emphasis or linear prediction: the crops hold the signal the network models, and
     every way of generating turns its samples back into audio the same way, chunk by chunk."""
-    from train.data import FeatureCache
+    from tts.train.data import FeatureCache
 
     config = dataclasses.replace(TINY_VOCODER, **shaping)
     cache = FeatureCache(corpus, trim_db=None)
@@ -252,7 +252,7 @@ def test_noise_injection_targets_undo_the_drift_of_the_noisy_inputs(rng, order):
 
 
 def test_noise_injection_trains_and_its_crops_repeat_per_epoch(corpus, tmp_path):
-    from train.data import FeatureCache
+    from tts.train.data import FeatureCache
 
     config = dataclasses.replace(TINY_VOCODER, lpc_order=12)
     cache = FeatureCache(corpus, trim_db=None)

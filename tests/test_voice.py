@@ -7,7 +7,7 @@ import torch
 from tts.audio import AudioConfig
 from tts.attention_model import AttentionConfig, AttentionModel
 from tts.voice import VoiceError, load_model, load_voice, read_config, save_model
-from vocoder.wavenet import WaveNet, WaveNetConfig
+from tts.vocoder.wavenet import WaveNet, WaveNetConfig
 
 TINY_ACOUSTIC = AttentionConfig(embed_dim=16, encoder_channels=16, encoder_layers=1, prenet_dim=16,
                                decoder_channels=16, attention_dim=16, decoder_dilations=(1,), converter_dilations=(1,),

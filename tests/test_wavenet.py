@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tts.audio import mu_law_encode
-from vocoder.wavenet import (
+from tts.vocoder.wavenet import (
     START_CLASS,
     WaveNet,
     WaveNetConfig,
@@ -89,7 +89,7 @@ def test_teacher_forced_generation_matches_forward():
 def test_sampling_temperature_divides_the_generated_logits_and_every_kernel_follows():
     from dataclasses import replace
 
-    from kernels import load_backend
+    from tts.kernels import load_backend
 
     model = tiny_model()
     cooled = WaveNet(replace(TINY, temperature=0.5)).eval()

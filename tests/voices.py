@@ -19,7 +19,7 @@ import math
 from tts.attention_model import AttentionConfig, AttentionModel
 from tts.parallel_model import ParallelConfig, ParallelModel
 from tts.voice import save_model
-from vocoder.wavenet import WaveNet, WaveNetConfig
+from tts.vocoder.wavenet import WaveNet, WaveNetConfig
 
 TINY_ACOUSTIC = AttentionConfig(
     embed_dim=16, encoder_channels=16, encoder_layers=1, prenet_dim=16, decoder_channels=16,

@@ -1,10 +1,10 @@
 """Command line of the trainer.
 
-    python -m train TASK --data DIR --out RUN_DIR [--preset cpu] [--config FILE.json]
+    python -m tts.train TASK --data DIR --out RUN_DIR [--preset cpu] [--config FILE.json]
                          [--set KEY=VALUE ...] [--init VOICE_DIR] [--resume | --no-resume]
                          [--print-config]
-    torchrun --nproc_per_node=N -m train TASK ...        one process per GPU (or CPU worker)
-    python -m train export RUN_DIR --to VOICE_DIR [--default-vocoder wavenet|griffin-lim]
+    torchrun --nproc_per_node=N -m tts.train TASK ...        one process per GPU (or CPU worker)
+    python -m tts.train export RUN_DIR --to VOICE_DIR [--default-vocoder wavenet|griffin-lim]
 
 TASK is g2p, parallel (the acoustic model that ships), attention (the attention acoustic
 model) or vocoder. Settings come from the task's defaults, then (when resuming)
@@ -27,10 +27,10 @@ import os
 import sys
 from pathlib import Path
 
-from train.data import DatasetError
-from train.tasks import RENAMED, TASKS, UnknownTaskError, get_task
-from train.config import ConfigError, config_dict, resolve_config
-from train.trainer import RunDirError, Trainer, export_run, latest_checkpoint, load_checkpoint, stored_config
+from tts.train.data import DatasetError
+from tts.train.tasks import RENAMED, TASKS, UnknownTaskError, get_task
+from tts.train.config import ConfigError, config_dict, resolve_config
+from tts.train.trainer import RunDirError, Trainer, export_run, latest_checkpoint, load_checkpoint, stored_config
 from tts.audio import AudioFileError
 from tts.command import EXIT_OK, OneLineParser, UsageError, run_command
 from tts.voice import DEFAULT_VOCODERS, VoiceError, load_model, set_default_vocoder
@@ -46,7 +46,7 @@ def presets(task: str) -> list[str]:
 
 
 def _train_parser(task: str) -> argparse.ArgumentParser:
-    p = OneLineParser(prog=f"python -m train {task}", description=f"Train the {task} model.")
+    p = OneLineParser(prog=f"python -m tts.train {task}", description=f"Train the {task} model.")
     p.add_argument("--data", required=True, help="dataset folder (LJ Speech layout for acoustic and vocoder)")
     p.add_argument("--out", required=True, help="run folder: checkpoints, logs, TensorBoard")
     p.add_argument("--preset", choices=presets(task), help="settings sized for a kind of machine "
@@ -63,7 +63,7 @@ def _train_parser(task: str) -> argparse.ArgumentParser:
 
 
 def _export_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m train export", description="Write a run's model into a voice folder.")
+    p = OneLineParser(prog="python -m tts.train export", description="Write a run's model into a voice folder.")
     p.add_argument("run_dir")
     p.add_argument("--to", required=True, dest="voice_dir", help="voice folder to write (created if missing)")
     p.add_argument("--default-vocoder", choices=DEFAULT_VOCODERS,

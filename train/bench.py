@@ -1,11 +1,11 @@
 """Training throughput of the acoustic models and the vocoder, with 1 and N processes.
 
-    python -m train.bench [--runs 1x2 1x1 2x1] [--steps 8] [--warmup 3] [--clips 48] [--seconds 2.0]
-    python -m train.bench --report RUN_DIR      a run's throughput from its log, and its FLOP/s
+    python -m tts.train.bench [--runs 1x2 1x1 2x1] [--steps 8] [--warmup 3] [--clips 48] [--seconds 2.0]
+    python -m tts.train.bench --report RUN_DIR      a run's throughput from its log, and its FLOP/s
 
 Builds a synthetic corpus in the LJ Speech layout (tones and noise with texts whose length
 matches the audio, ``--seconds`` per clip on average), then trains each task with its default
-model config for ``--steps`` steps through the real command line (``python -m train`` or
+model config for ``--steps`` steps through the real command line (``python -m tts.train`` or
 ``torchrun``), and reads the step times from the run's log.jsonl. The first ``--warmup``
 steps (allocator and thread-pool warm-up) are left out. A run ``PxT`` is P processes of T
 threads each (OMP_NUM_THREADS); data are read in the training process (num_workers=0), so
@@ -25,7 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+import tts
+
+# The folder that holds the tts package (a source checkout's root, or site-packages): what the
+# measuring subprocesses import the engine from.
+REPO = Path(tts.__file__).resolve().parents[1]
 # Syllable-like words: about 12 symbols per second of audio, as in read speech.
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "ran", "far", "away", "from", "home"]
 BATCH = {"parallel": 16, "attention": 16, "vocoder": 8}  # the tasks' default global batch sizes
@@ -65,8 +69,8 @@ def vocoder_training_flops_per_sample(c=None) -> int:
     """FLOPs of one training sample of a WaveNet (default: the default config): the forward
     (the kernels' count per sample, plus every layer's conditioning projection, the 3-tap
     upsampling phases and the frame convolution's share) and a backward of twice that."""
-    from kernels.bench import flops_per_sample
-    from vocoder.wavenet import WaveNetConfig
+    from tts.kernels.bench import flops_per_sample
+    from tts.vocoder.wavenet import WaveNetConfig
 
     c = WaveNetConfig() if c is None else c
     forward = (flops_per_sample(c) + 2 * c.n_layers * 2 * c.residual_channels * c.cond_channels
@@ -80,8 +84,8 @@ def cpu_peaks() -> tuple[str, dict[str, float], dict[str, float]]:
     the same measured: a 1024^3 matrix product in torch, one thread)."""
     import torch
 
-    from kernels.bench import _fast_time
-    from train.precision import FLAGS, clock_hz, cpu_name_and_flags, nominal_peak
+    from tts.kernels.bench import _fast_time
+    from tts.train.precision import FLAGS, clock_hz, cpu_name_and_flags, nominal_peak
 
     name, flags = cpu_name_and_flags()
     clock = clock_hz()
@@ -98,8 +102,8 @@ def run(task: str, procs: int, threads: int, data: Path, out: Path, steps: int, 
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
     sets = [f"max_steps={steps}", f"batch_size={BATCH[task]}", "eval_every=0", f"checkpoint_every={steps}",
             "num_workers=0", "eval_clips=2", *VARIANTS[variant]]
-    launcher = [sys.executable, "-m", "train"] if procs == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}", "-m", "train"]
+    launcher = [sys.executable, "-m", "tts.train"] if procs == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}", "-m", "tts.train"]
     cmd = [*launcher, task, "--data", str(data), "--out", str(out), "--set", *sets]
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
     if proc.returncode:
@@ -143,7 +147,7 @@ def report(run_dir: Path, warmup: int = 3) -> str:
              f"rate after {len(log) - len(timed)} warm-up steps: {seconds / len(timed):.3f} s/step, "
              f"{units / seconds:,.0f} {unit}/s"]
     if config["task"] == "vocoder":
-        from vocoder.wavenet import WaveNetConfig
+        from tts.vocoder.wavenet import WaveNetConfig
 
         flops = vocoder_training_flops_per_sample(WaveNetConfig.from_dict(config["model"])) * units / seconds
         if torch.cuda.is_available():
@@ -162,11 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     if argv[:1] == ["--report"]:
         if len(argv) != 2:
-            print("usage: python -m train.bench --report RUN_DIR", file=sys.stderr)
+            print("usage: python -m tts.train.bench --report RUN_DIR", file=sys.stderr)
             return 2
         print(report(Path(argv[1])))
         return 0
-    p = argparse.ArgumentParser(prog="python -m train.bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tts.train.bench", description=__doc__.splitlines()[0])
     cores = os.cpu_count() or 1
     p.add_argument("--runs", nargs="+", default=[f"1x{cores}", "1x1", f"2x{max(1, cores // 2)}"],
                    help="PROCESSESxTHREADS per run")
@@ -194,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# vocoder training: {flops / 1e6:.2f} MFLOP per sample (forward and backward)")
     with tempfile.TemporaryDirectory(prefix="train-bench-") as tmp:
         data = make_corpus(Path(tmp) / "corpus", args.clips, args.seconds)
-        from train.data import FeatureCache
+        from tts.train.data import FeatureCache
 
         FeatureCache(data).build(workers=os.cpu_count() or 1, progress=False)
         print("| task | variant | processes x threads | global batch | step (s) | items/s | throughput "

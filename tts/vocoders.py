@@ -67,7 +67,7 @@ class WaveNetVocoder(Vocoder):
 
     def __init__(self, wavenet, audio: AudioConfig, backend: str, weights: str = "fp32",
                  device: torch.device = torch.device("cpu")):
-        from kernels import BackendUnavailableError, load_backend
+        from tts.kernels import BackendUnavailableError, load_backend
 
         super().__init__(audio)
         self.wavenet = wavenet.to(device).eval()
@@ -83,7 +83,7 @@ class WaveNetVocoder(Vocoder):
 
     @torch.no_grad()
     def stream(self, mel, rng):
-        from vocoder.wavenet import model_to_signal
+        from tts.vocoder.wavenet import model_to_signal
 
         mel_np, state, carry = mel.cpu().numpy(), self.kernel.init_state(1), None
         frames = mel.shape[0]
@@ -130,7 +130,7 @@ def choose_backend(backend: str, weights: str, device: torch.device) -> str:
     """The kernel "auto" runs the WaveNet on: the CUDA kernel where the models run on a GPU
     that it can use, else numba, else the torch reference with a warning (it is far slower
     than real time). Only numba has bf16 weights. A named backend is returned as it is."""
-    from kernels import backend_status
+    from tts.kernels import backend_status
 
     if backend != AUTO:
         return backend
@@ -167,7 +167,7 @@ def build_vocoder(voice, vocoder: str = AUTO, backend: str = AUTO, weights: str 
 
 def usable_choices(device: torch.device = torch.device("cpu")) -> list[tuple[str, str | None]]:
     """Every (vocoder, backend) that can run here, the WaveNet's fastest backend first."""
-    from kernels import backend_status
+    from tts.kernels import backend_status
 
     wavenet = [(WAVENET, b) for b in reversed(BACKENDS)
                if backend_status(b)[0] and (b != "cuda" or device.type == "cuda")]

@@ -54,7 +54,7 @@ def _model_classes(name: str, kind: str | None = None) -> tuple[type, type]:
     if name == "vocoder":
         if kind not in (None, WAVENET):  # absent: the WaveNet, the one kind of network vocoder
             raise VoiceError(f"unknown vocoder kind {kind!r} (expected {WAVENET})")
-        from vocoder.wavenet import WaveNet, WaveNetConfig
+        from tts.vocoder.wavenet import WaveNet, WaveNetConfig
 
         return WaveNet, WaveNetConfig
     if name == "g2p":

@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tts.audio import de_emphasis, mu_law_decode, mu_law_encode, pre_emphasis
-from vocoder.lpc import lpc_from_mel, lpc_residual, lpc_synthesis
+from tts.vocoder.lpc import lpc_from_mel, lpc_residual, lpc_synthesis
 from tts.config import JsonConfig
 
 # The previous sample before the first one: silence, mu_law_encode(0.0) == 128.
@@ -308,7 +308,7 @@ class WaveNet(nn.Module):
         """`forward` written as the network's definition reads, channel-major (B, C, T) with
         conv1d throughout: the upsampler repeats and smooths, each layer runs its dilated,
         residual and skip convolutions one by one. The reference `forward` is tested against
-        (logits and gradients), and the baseline `python -m train.bench` measures it by."""
+        (logits and gradients), and the baseline `python -m tts.train.bench` measures it by."""
         h = F.leaky_relu(self.frame_conv(mel.transpose(1, 2)), 0.2)  # (B, C_cond, T_frames)
         for scale, conv in zip(self.config.upsample_scales, self.upsample_convs):
             h = conv(F.pad(torch.repeat_interleave(h, scale, dim=2), (scale, scale), mode="replicate"))

@@ -1,17 +1,17 @@
 """The task registry: a task name -> the class that trains that model, imported on first use
-(so that ``python -m train parallel`` never imports the g2p task's dependencies, or the reverse)."""
+(so that ``python -m tts.train parallel`` never imports the g2p task's dependencies, or the reverse)."""
 
 from __future__ import annotations
 
 import importlib
 
-from train.task import Task
+from tts.train.task import Task
 
 TASKS: dict[str, str] = {
-    "g2p": "train.tasks.g2p:G2PTask",
-    "attention": "train.tasks.attention:AttentionTask",
-    "parallel": "train.tasks.parallel:ParallelTask",
-    "vocoder": "train.tasks.vocoder:VocoderTask",
+    "g2p": "tts.train.tasks.g2p:G2PTask",
+    "attention": "tts.train.tasks.attention:AttentionTask",
+    "parallel": "tts.train.tasks.parallel:ParallelTask",
+    "vocoder": "tts.train.tasks.vocoder:VocoderTask",
 }
 
 

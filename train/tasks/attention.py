@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import torch
 
-from train.tasks.mel import TextToMelTask, check_config, figure, held_out_losses, pyplot
+from tts.train.tasks.mel import TextToMelTask, check_config, figure, held_out_losses, pyplot
 from tts.attention_model import AttentionConfig, AttentionModel
 
 

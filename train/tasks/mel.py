@@ -17,8 +17,8 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from train.data import DatasetError, FeatureCache, collate_text_mel
-from train.task import Task
+from tts.train.data import DatasetError, FeatureCache, collate_text_mel
+from tts.train.task import Task
 from tts.audio import DEFAULT_AUDIO
 from tts.voice import save_model
 

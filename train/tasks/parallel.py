@@ -15,8 +15,8 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from train.data import DatasetError
-from train.tasks.mel import (MEL_KEYS, CachedClips, TextToMelTask, check_config, figure, held_out_losses,
+from tts.train.data import DatasetError
+from tts.train.tasks.mel import (MEL_KEYS, CachedClips, TextToMelTask, check_config, figure, held_out_losses,
                              open_cache, pyplot, split_clips)
 from tts.parallel_model import ParallelConfig, ParallelModel
 

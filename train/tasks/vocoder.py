@@ -16,13 +16,13 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
-from train.data import FeatureCache
-from train.task import Task
-from train.tasks.mel import build_cache, open_cache, split_clips
+from tts.train.data import FeatureCache
+from tts.train.task import Task
+from tts.train.tasks.mel import build_cache, open_cache, split_clips
 from tts.audio import DEFAULT_AUDIO, mu_law_decode, mu_law_encode
 from tts.voice import save_model
-from vocoder.lpc import lpc_from_mel, noisy_excitation
-from vocoder.wavenet import START_CLASS, WaveNet, WaveNetConfig, model_to_signal, signal_to_model
+from tts.vocoder.lpc import lpc_from_mel, noisy_excitation
+from tts.vocoder.wavenet import START_CLASS, WaveNet, WaveNetConfig, model_to_signal, signal_to_model
 
 CONTEXT_SAMPLES = 64  # audio before a crop that its first samples' predictor looks back on
 
@@ -37,7 +37,7 @@ class VocoderTaskConfig:
     trim_db: float | None = 40.0  # see AttentionTaskConfig
     # The training forward: "time-major" (WaveNet.forward, matrix products over all samples)
     # or "reference" (WaveNet.forward_reference, conv1d as the definition reads; the same
-    # numbers, slower: the baseline train.bench compares against).
+    # numbers, slower: the baseline tts.train.bench compares against).
     forward: str = "time-major"
     # Noise injection (LPCNet): the classes fed back to the network in training carry noise of
     # Laplacian shape whose scale, per frame, is drawn from noise * u^2 (u uniform in [0, 1]),

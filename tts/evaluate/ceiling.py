@@ -27,7 +27,7 @@ from tts.command import OneLineParser, run_command
 def systems(audio: np.ndarray, mel: np.ndarray, order: int = 16) -> dict[str, np.ndarray]:
     """The teacher's audio (frames * hop,) and mel (frames, n_mels) through each representation."""
     from tts.audio import DEFAULT_AUDIO, mu_law_decode, mu_law_encode
-    from vocoder.lpc import lpc_from_mel, lpc_residual, lpc_synthesis
+    from tts.vocoder.lpc import lpc_from_mel, lpc_residual, lpc_synthesis
 
     def mu8(x):
         return mu_law_decode(mu_law_encode(np.clip(x, -1.0, 1.0))).astype(np.float32)

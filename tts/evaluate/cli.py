@@ -65,7 +65,7 @@ def read_heldout(corpus: Path, n: int) -> list[Clip]:
         raise UsageError(f"corpus folder not found: {corpus}")
     path = corpus / "heldout.csv"
     if not path.is_file():
-        raise UsageError(f"corpus {corpus} has no heldout.csv (build it with python -m train.corpus)")
+        raise UsageError(f"corpus {corpus} has no heldout.csv (build it with python -m tts.train.corpus)")
     clips = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if len(clips) == n:

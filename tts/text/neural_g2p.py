@@ -1,7 +1,7 @@
 """Neural grapheme-to-phoneme: a spelling in, ARPAbet with lexical stress out.
 
 The frontend asks it for words the pronouncing dictionary lacks. It is trained on CMUdict by
-the engine's trainer (``python -m train g2p``, see ``train/tasks/g2p.py``) and shipped in
+the engine's trainer (``python -m tts.train g2p``, see ``train/tasks/g2p.py``) and shipped in
 ``tts/text/data/`` as a voice folder holding only a ``g2p`` model.
 
 Layout: (B, T, C) throughout. Letters are ids (B, N), phonemes ids (B, T).
