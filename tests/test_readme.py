@@ -3,7 +3,9 @@
 Each example line of the README's ``bash`` blocks that speaks (``synthesize ...``, the
 server's ``curl``) runs here in a fresh folder, with the bundled voice, as a user would type
 it. Installing (``pip``, ``apt-get``) is what CI itself does first; training needs a corpus
-and hours, and is covered by the trainer's tests instead.
+and hours, and is covered by the trainer's tests instead, but every module a README command
+runs answers ``--help`` from a folder outside the repository, and the training commands'
+settings are read and checked as written (``--print-config``).
 """
 
 import os
@@ -34,6 +36,12 @@ def example_lines() -> list[str]:
 
 SPEAKING = [line for line in example_lines() if re.match(r"(synthesize|echo .*\| synthesize)\b", line)
             and "--voice my-voice" not in line]  # my-voice: the training example's own voice
+
+
+MODULES = sorted({m for line in example_lines() for m in re.findall(r"(?:python3? |torchrun .*?)-m (\S+)", line)}
+                 - {"pytest"})
+TRAINING = [line for line in example_lines() if re.match(r"(python -m|torchrun .*-m) tts\.train [a-z]", line)
+            and " export " not in line]
 
 
 def _env() -> dict:
@@ -81,3 +89,26 @@ def test_server_example_runs_as_written(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def test_the_readme_runs_the_engines_modules():
+    assert {"tts.train", "tts.train.corpus", "tts.demo", "tts.evaluate"} <= set(MODULES) and len(TRAINING) >= 3
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_module_a_readme_command_runs_answers_help(module, tmp_path):
+    """From a folder outside the repository: the module is the installed engine's."""
+    run = subprocess.run([sys.executable, "-m", module, "--help"], cwd=tmp_path, env=_env(), capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0 and f"-m {module}" in run.stdout, (run.stdout + run.stderr)[-2000:]
+
+
+@pytest.mark.parametrize("line", TRAINING)
+def test_training_examples_settings_are_valid_as_written(line, tmp_path):
+    """The command with torchrun's launcher dropped and --print-config added: its task, options
+    and --set values are the trainer's (nothing trains, no data is read)."""
+    args = line[line.index("-m tts.train ") + len("-m tts.train "):].split()
+    run = subprocess.run([sys.executable, "-m", "tts.train", *args, "--print-config"], cwd=tmp_path, env=_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert '"task"' in run.stdout
