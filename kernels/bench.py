@@ -1,11 +1,11 @@
 """WaveNet inference speed of each vocoder backend against this machine's speed of light.
 
     python -m tts.kernels.bench [--seconds 1.0] [--backends torch numba cuda]
-                            [--configs default medium] [--repeats 3] [--chunk-seconds 0.1]
-                            [--cuda-chunk 3200] [--cuda-batches 100 128 256]
-                            [--cuda-topologies fused split] [--device-arrays auto]
-                            [--weights fp32 [bf16]] [--quality-steps 4000]
-                            [--json] [--skip-startup]
+                                [--configs default medium] [--repeats 3] [--chunk-seconds 0.1]
+                                [--cuda-chunk 3200] [--cuda-batches 100 128 256]
+                                [--cuda-topologies fused split] [--device-arrays auto]
+                                [--weights fp32 [bf16]] [--quality-steps 4000]
+                                [--json] [--skip-startup]
 
 For each config (the default voice's `WaveNetConfig()` and `WaveNetConfig.medium()`, random
 weights as initialized, random conditioning of the spread real conditioning has) and each

@@ -1,8 +1,8 @@
 """Command line of the trainer.
 
     python -m tts.train TASK --data DIR --out RUN_DIR [--preset cpu] [--config FILE.json]
-                         [--set KEY=VALUE ...] [--init VOICE_DIR] [--resume | --no-resume]
-                         [--print-config]
+                             [--set KEY=VALUE ...] [--init VOICE_DIR] [--resume | --no-resume]
+                             [--print-config]
     torchrun --nproc_per_node=N -m tts.train TASK ...        one process per GPU (or CPU worker)
     python -m tts.train export RUN_DIR --to VOICE_DIR [--default-vocoder wavenet|griffin-lim]
 
