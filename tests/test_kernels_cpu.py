@@ -415,5 +415,7 @@ def test_compiled_code_is_cached_in_the_user_cache_folder_not_the_package(tmp_pa
     root = Path(__file__).resolve().parents[1]
     r = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, timeout=300)
     assert r.returncode == 0, r.stderr.decode()
-    cached = list((tmp_path / "tts-engine" / "numba").rglob("*.nbi"))
+    from tts import __version__
+
+    cached = list((tmp_path / "tts-engine" / __version__ / "numba").rglob("*.nbi"))
     assert cached and any("lpc" in p.name for p in cached), cached

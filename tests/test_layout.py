@@ -3,6 +3,7 @@ training, and the names of the engine's choices are written in one place."""
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -57,7 +58,13 @@ def test_every_import_of_the_engine_goes_through_tts():
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
+    source = out / "source"  # a copy: building in place would leave build/ in the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for folder in ("tts", *FOLDERS):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
                            capture_output=True, text=True)
     assert built.returncode == 0, built.stderr[-2000:]
     return next(out.glob("*.whl"))

@@ -7,7 +7,7 @@
 
 import os as _os
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # 0.2: one installed namespace (tts.vocoder, tts.kernels, tts.train, tts.demo)
 
 # The engine is one namespace: the folders vocoder/, kernels/, train/ and demo/ beside this one
 # in a source checkout are tts.vocoder, tts.kernels, tts.train and tts.demo (pyproject.toml
