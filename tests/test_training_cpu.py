@@ -265,3 +265,39 @@ def test_noise_injection_trains_and_its_crops_repeat_per_epoch(corpus, tmp_path)
     assert not np.array_equal(crops[1]["inputs"], item["inputs"])
     summary = fit("vocoder", corpus, tmp_path / "run", COMMON + VOCODER + ["max_steps=2", "noise=4"])
     assert summary["step"] == 2 and np.isfinite(summary["loss"])
+
+
+def test_ground_truth_aligned_mels_are_the_voices_on_the_real_durations(corpus, tmp_path):
+    from tts.train.data import FeatureCache
+    from tts.train.tasks.vocoder import aligned_mels
+
+    voice = make_tiny_voice(tmp_path / "voice")
+    cache = FeatureCache(corpus, trim_db=None).build(progress=False)
+    folder = aligned_mels(cache, voice, progress=False)
+    acoustic = load_model(voice, "acoustic")
+    own = cache[0]
+    mel = np.load(folder / f"{cache.entries[0]['id']}.npy")
+    assert mel.shape == own["mel"].shape and not np.allclose(mel, own["mel"], atol=1e-3)
+    with torch.no_grad():
+        said = acoustic(torch.from_numpy(own["ids"].astype(np.int64))[None], torch.tensor([len(own["ids"])]),
+                        torch.from_numpy(own["mel"])[None], torch.tensor([len(own["mel"])]))["mel"][0]
+    assert np.allclose(mel, said.numpy(), atol=1e-6)
+    assert aligned_mels(cache, voice, progress=False) == folder  # made once
+    crops = Crops(cache, [0], 4, model=TINY_VOCODER, mel_dir=folder)
+    item, start = crops[0], None
+    for s in range(len(mel) - 3):  # the crop's frames are the aligned mel's
+        if np.array_equal(item["mel"], mel[s:s + 4]):
+            start = s
+    assert start is not None
+    summary = fit("vocoder", corpus, tmp_path / "run", COMMON + VOCODER + ["max_steps=2", f"aligned_mels={voice}"])
+    assert summary["step"] == 2 and np.isfinite(summary["loss"])
+
+
+def test_aligned_mels_need_a_parallel_voice(corpus, tmp_path):
+    from tts.train.data import FeatureCache
+    from tts.train.tasks.vocoder import aligned_mels
+    from tts.voice import VoiceError
+
+    voice = make_tiny_voice(tmp_path / "voice", kind="attention")
+    with pytest.raises(VoiceError, match="parallel"):
+        aligned_mels(FeatureCache(corpus, trim_db=None).build(progress=False), voice, progress=False)

@@ -9,18 +9,22 @@ uninterrupted run would have, whichever DataLoader worker reads them.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from tts.train.data import FeatureCache
 from tts.train.task import Task
 from tts.train.tasks.mel import build_cache, open_cache, split_clips
 from tts.audio import DEFAULT_AUDIO, mu_law_decode, mu_law_encode
-from tts.voice import save_model
+from tts.voice import VoiceError, load_model, read_config, save_model
 from tts.vocoder.lpc import lpc_from_mel, noisy_excitation
 from tts.vocoder.wavenet import START_CLASS, WaveNet, WaveNetConfig, model_to_signal, signal_to_model
 
@@ -44,6 +48,13 @@ class VocoderTaskConfig:
     # in mu-law classes, and the targets undo the drift it causes (vocoder.lpc.noisy_excitation).
     # 0: teacher forcing on the clean signal. LPCNet trains with 4.
     noise: float = 0.0
+    # Ground-truth-aligned mels (as Tacotron 2 trained its WaveNet): a voice folder whose
+    # parallel acoustic model makes the mel each clip trains on, said on the durations its
+    # aligner finds in the clip's own mel, so that the frames line up with the real audio.
+    # The WaveNet then learns to make speech from the mels synthesis gives it, smoothing and
+    # all; the predictor's coefficients come from the same mel, as in synthesis. "": each
+    # clip's own mel.
+    aligned_mels: str = ""
 
     def __post_init__(self):
         for name in ("segment_frames", "eval_clips", "sample_frames"):
@@ -65,8 +76,9 @@ class Crops(torch.utils.data.Dataset):
     VocoderTaskConfig.noise). Clips shorter than a crop are padded with silence."""
 
     def __init__(self, cache: FeatureCache, indices: list[int], segment_frames: int, seed: int = 0,
-                 model: WaveNetConfig = WaveNetConfig(), noise: float = 0.0):
+                 model: WaveNetConfig = WaveNetConfig(), noise: float = 0.0, mel_dir: Path | None = None):
         self.cache, self.indices, self.segment_frames = cache, indices, segment_frames
+        self.mel_dir = mel_dir  # each clip's mel from here (`aligned_mels`) instead of the cache's
         self.model = model  # what the classes stand for: the audio, pre-emphasized or its excitation
         self.noise = noise
         self.seed, self.epoch = seed, 0
@@ -82,8 +94,11 @@ class Crops(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         hop, seg = self.cache.audio.hop_length, self.segment_frames
-        with np.load(self.cache.dir / f"{self.cache.entries[self.indices[i]]['id']}.npz", allow_pickle=False) as f:
+        clip = self.cache.entries[self.indices[i]]["id"]
+        with np.load(self.cache.dir / f"{clip}.npz", allow_pickle=False) as f:
             mel, wave = f["mel"], f["wave"]
+        if self.mel_dir is not None:
+            mel = np.load(self.mel_dir / f"{clip}.npy", allow_pickle=False)
         start = np.random.default_rng([self.seed, self.epoch, i]).integers(0, max(0, len(mel) - seg) + 1)
         before = wave[max(0, start * hop - CONTEXT_SAMPLES):start * hop]
         mel = mel[start:start + seg]
@@ -113,6 +128,41 @@ class Crops(torch.utils.data.Dataset):
         return {"classes": targets, "inputs": inputs}
 
 
+def aligned_mels(cache: FeatureCache, voice_dir: str | os.PathLike, progress: bool = True) -> Path:
+    """Each clip's mel as the voice's parallel acoustic model says it on the durations its
+    aligner finds in the clip's cached mel (ground-truth-aligned: frame for frame the real
+    audio's), one ``ID.npy`` per clip in a folder of the cache named by the model's weights.
+    Made once; clips with fewer frames than symbols, which the aligner cannot align, keep their
+    own mel."""
+    model = load_model(voice_dir, "acoustic")
+    if getattr(model, "kind", None) != "parallel":
+        raise VoiceError(f"aligned_mels needs a voice whose acoustic model is the parallel kind; "
+                         f"{voice_dir} has {getattr(model, 'kind', '?')}")
+    weights = Path(voice_dir) / read_config(voice_dir)["models"]["acoustic"]["weights"]
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+    out = cache.dir / f"aligned-{digest}"
+    if (out / "done").is_file():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    own = 0
+    for entry in tqdm(cache.entries, desc="aligned mels", unit="clip", disable=not progress):
+        path = out / f"{entry['id']}.npy"
+        with np.load(cache.dir / f"{entry['id']}.npz", allow_pickle=False) as f:
+            ids, mel = f["ids"].astype(np.int64), f["mel"]
+        if len(mel) < len(ids):
+            aligned, own = mel, own + 1
+        else:
+            with torch.no_grad():
+                aligned = model(torch.from_numpy(ids)[None], torch.tensor([len(ids)]), torch.from_numpy(mel)[None],
+                                torch.tensor([len(mel)]))["mel"][0].numpy()
+        fd, tmp = tempfile.mkstemp(prefix=f".{entry['id']}.", suffix=".npy", dir=out)
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, aligned.astype(np.float32))
+        os.replace(tmp, path)
+    (out / "done").write_text(f"{len(cache.entries)} clips from {voice_dir}; {own} too short to align kept their own mel\n")
+    return out
+
+
 class VocoderTask(Task):
     name = "vocoder"
     config_class = VocoderTaskConfig
@@ -128,6 +178,8 @@ class VocoderTask(Task):
 
     def prepare(self, data_dir: Path) -> None:
         build_cache(data_dir, self.config.cache_dir, self.config.trim_db)
+        if self.config.aligned_mels:
+            aligned_mels(open_cache(data_dir, self.config.cache_dir, self.config.trim_db), self.config.aligned_mels)
 
     def build_model(self) -> WaveNet:
         return WaveNet(self.config.model)
@@ -137,9 +189,10 @@ class VocoderTask(Task):
         train, held_out = split_clips(cache, self.config.eval_clips)
         seg = self.config.segment_frames
         model = self.config.model
+        mel_dir = aligned_mels(cache, self.config.aligned_mels, progress=False) if self.config.aligned_mels else None
         # The held-out loss stays teacher-forced on the clean signal, comparable across runs.
-        return (Crops(cache, train, seg, model=model, noise=self.config.noise),
-                Crops(cache, held_out, seg, model=model))
+        return (Crops(cache, train, seg, model=model, noise=self.config.noise, mel_dir=mel_dir),
+                Crops(cache, held_out, seg, model=model, mel_dir=mel_dir))
 
     def lengths(self, dataset: Crops) -> list[int]:
         return [min(dataset.frames(i), self.config.segment_frames) for i in range(len(dataset))]
