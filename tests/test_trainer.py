@@ -305,6 +305,23 @@ def test_sigterm_checkpoints_at_the_step_boundary_and_stops(corpus, tmp_path):
     assert train.max_steps == 50 and task.model.decoder_dilations == (1, 2) and task.trim_db is None
 
 
+def test_sigterm_after_a_steps_all_reduce_stops_at_the_next_step(corpus, tmp_path, monkeypatch):
+    """The signal lands in the optimizer's update, after the step has shared its stop flags:
+    it is kept for the next step, not lost."""
+    step, calls = torch.optim.AdamW.step, []
+
+    def step_then_signal(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step_then_signal)
+    record = fit("attention", corpus, tmp_path / "run", COMMON + ACOUSTIC + ["max_steps=8"])
+    assert record["step"] == 3
+    assert load_checkpoint(latest_checkpoint(tmp_path / "run"))["step"] == 3
+
+
 FAULT_RUN = """
 import os, signal, sys
 import torch

@@ -239,7 +239,10 @@ class Trainer:
         self.data_dir, self.run_dir = Path(data_dir), Path(run_dir)
         self.resume = resume
         self.step = self.epoch = self.position = self.skipped = 0
-        self._stop = False
+        # A stop signal sets _stop_requested; every rank stops together (_stop) at the step whose
+        # all-reduce first carries a request, so that a signal that lands after one step's
+        # all-reduce is kept for the next instead of being overwritten.
+        self._stop_requested = self._stop = False
         self._save_due, self._saved_time = False, time.monotonic()
         self._owns_group = False
         self.progress = self.writer = self.log = self.eval_log = None
@@ -444,7 +447,7 @@ class Trainer:
     # ---- signals ----------------------------------------------------------------------
 
     def _on_signal(self, signum, frame) -> None:
-        self._stop = True
+        self._stop_requested = True
         # A second Ctrl-C interrupts at once.
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -481,7 +484,7 @@ class Trainer:
         # One all-reduce carries the skip flag, the stop request, rank 0's "a checkpoint is due"
         # and the logged sums.
         due = info.is_main and c.checkpoint_minutes > 0 and time.monotonic() - self._saved_time >= 60 * c.checkpoint_minutes
-        counts = torch.tensor([float(self._stop), float(due), float(items), float(units)], device=info.device)
+        counts = torch.tensor([float(self._stop_requested), float(due), float(items), float(units)], device=info.device)
         flags = torch.cat([bad[None], loss_sum[None], counts])
         if info.distributed:
             dist.all_reduce(flags)
