@@ -134,15 +134,16 @@ def aligned_mels(cache: FeatureCache, voice_dir: str | os.PathLike, progress: bo
     audio's), one ``ID.npy`` per clip in a folder of the cache named by the model's weights.
     Made once; clips with fewer frames than symbols, which the aligner cannot align, keep their
     own mel."""
-    model = load_model(voice_dir, "acoustic")
-    if getattr(model, "kind", None) != "parallel":
+    config = read_config(voice_dir)
+    entry = config["models"]["acoustic"]
+    if entry.get("kind") != "parallel":
         raise VoiceError(f"aligned_mels needs a voice whose acoustic model is the parallel kind; "
-                         f"{voice_dir} has {getattr(model, 'kind', '?')}")
-    weights = Path(voice_dir) / read_config(voice_dir)["models"]["acoustic"]["weights"]
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:16]
+                         f"{voice_dir} has {entry.get('kind', '?')}")
+    digest = hashlib.sha256((Path(voice_dir) / entry["weights"]).read_bytes()).hexdigest()[:16]
     out = cache.dir / f"aligned-{digest}"
-    if (out / "done").is_file():
+    if (out / "done").is_file():  # every rank asks again in datasets(): no model to load then
         return out
+    model = load_model(voice_dir, "acoustic", config=config)
     out.mkdir(parents=True, exist_ok=True)
     own = 0
     for entry in tqdm(cache.entries, desc="aligned mels", unit="clip", disable=not progress):
