@@ -108,7 +108,7 @@ import numpy as np
 # here, the kernel's public module, as well.
 from tts.kernels.cuda_device import _SIGNATURE, _numba_cuda, _simulated, build_kernel
 from tts.kernels.cuda_plan import (FLAG_STRIDE, H200, L2_STREAM_BUDGET, N_CLASSES,  # noqa: F401
-                               STATIC_SMEM, VECTOR, WARP, KernelPlan, _Phase, pack_weights)
+                               VECTOR, WARP, KernelPlan, _Phase, pack_weights)
 from tts.kernels.state import KernelState, check_state
 from tts.vocoder.wavenet import validate_exported
 

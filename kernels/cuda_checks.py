@@ -63,6 +63,15 @@ def local_memory_lines(ptx: str) -> list[str]:
             if ".local" in line or "ld.local" in line or "st.local" in line]
 
 
+def static_shared_lines(ptx: str) -> list[str]:
+    """Declarations of fixed-size shared arrays. The kernel keeps everything in the one
+    dynamic shared memory (every `.extern .shared` array starts at its base), the only
+    kind numba's simulator gives all of a block's threads reliably."""
+    return [line.strip() for line in ptx.splitlines()
+            if ".shared" in line.split() and ".extern" not in line.split()
+            and line.rstrip().endswith("];")]
+
+
 COUNTER_LOAD = "ld.acquire"  # a hand-off counter, re-read on every poll
 DATA_LOAD = "ld.global.cg"  # exchanged activations: L2 only, never a stale L1 line
 
@@ -242,6 +251,10 @@ def _compile_check() -> int:
         if lines:
             print(f"PTX for sm_90, {label}: local memory used: {lines[0]}")
             return 1
+        lines = static_shared_lines(ptx)
+        if lines:
+            print(f"PTX for sm_90, {label}: a static shared array: {lines[0]}")
+            return 1
         lines = unlooped_handoff_loads(ptx)
         if lines:
             print(f"PTX for sm_90, {label}: hand-off load hoisted out of the step loop: {lines[0]}")
@@ -254,7 +267,7 @@ def _compile_check() -> int:
         if missing:
             print(f"PTX for sm_90, {label}: hand-offs through global memory without {', '.join(missing)}")
             return 1
-    print(f"PTX for sm_90: {len(variants)} variants compile, no local memory, hand-off loads "
+    print(f"PTX for sm_90: {len(variants)} variants compile, no local memory, no static shared arrays, hand-off loads "
           f"ordered ({COUNTER_LOAD}, {DATA_LOAD}) and in the step loop, counters re-read on every poll")
     return 0
 

@@ -285,7 +285,7 @@ def build_kernel(plan: KernelPlan):
     V_X, V_PAST, V_PRE, V_Z = m["x"], m["past"], m["pre"], m["z"]
     V_SKIP, V_HID, V_LOGITS, V_CDF, V_WARPS, V_XCH = (m["skip"], m["hidden"], m["logits"],
                                                        m["cdf"], m["warps"], m["exchange"])
-    RING_ROWS = plan.ring_rows
+    RING, FLAG = m["ring"], m["flag"]  # in the int32 view of the same memory
     C = max(1, NC // NT)  # classes per thread in the sampler
     NW = NT // WARP
     load4, load_l2, load_volatile, group_sum, warp_max, warp_scan = _warp_primitives(plan.simulated)
@@ -325,12 +325,12 @@ def build_kernel(plan: KernelPlan):
             while load_volatile(flags, index) < step:
                 spins += 1
                 if spins > spin_limit:
-                    state[0] = 1
+                    state[FLAG] = 1
                     status[slot] = 1
                     break
             cuda.threadfence()
         cuda.syncthreads()
-        return state[0] == 0
+        return state[FLAG] == 0
 
     @device
     def block_sum(sm, ub, ftid, tid, v):
@@ -389,7 +389,7 @@ def build_kernel(plan: KernelPlan):
                 row = OFF[l] + t % DIL[l]
                 sm[ub + V_PAST + i] = history[u, row, i - ll * R]
                 if i == ll * R:
-                    ring[(ty * GB + gb) * LG + ll] = row
+                    ring[RING + (ty * GB + gb) * LG + ll] = row
         cuda.syncthreads()
         lane = tid % PRE_LN
         for p in range(PRE_NP):
@@ -414,7 +414,7 @@ def build_kernel(plan: KernelPlan):
         pre = ub + V_PRE + (gb * LG + ll) * R2
         # x_l[t] takes the ring slot of x_l[t - d], which pre_activations already read.
         if live:
-            row = ring[(ty * GB + gb) * LG + ll]
+            row = ring[RING + (ty * GB + gb) * LG + ll]
             for r in range(tid, R, NT):
                 history[u, row, r] = sm[ub + V_X + r]
         lane = tid % GATE_LN
@@ -587,13 +587,13 @@ def build_kernel(plan: KernelPlan):
         live = u < n_utt  # the last block of a multi-utterance launch may have idle slots
         if not live:
             u = n_utt - 1
+        # One dynamic shared memory, seen as float32 (`sm`) and as int32 (`ring` rows and the
+        # gave-up flag at their own offsets): dynamic shared arrays all alias.
         sm = cuda.shared.array(0, float32)
-        state = cuda.shared.array(1, int32)
-        ring = cuda.shared.array(RING_ROWS, int32)  # per utterance and layer: this step's ring row
+        ring = cuda.shared.array(0, int32)
+        state = ring
         for i in range(ftid, SMEM, NT * UPB):
-            sm[i] = _F0  # padding lanes read zeros, never stale NaNs
-        if ftid == 0:
-            state[0] = 0
+            sm[i] = _F0  # padding lanes read zeros, never stale NaNs; the flag starts at 0
         cuda.syncthreads()
 
         # Roles: chain groups 0..G-1, then output parts G..G+K-1; chain group 0 also samples.

@@ -61,7 +61,7 @@ def test_packed_products_compute_w_times_v(rows, inputs, threads, max_lanes):
 
 @on_host
 def test_plans_for_the_named_voices_fit_an_h200():
-    limit = kc.H200["smem_per_block"] - kc.STATIC_SMEM
+    limit = kc.H200["smem_per_block"]
     default, medium = WaveNetConfig(), WaveNetConfig.medium()
     plan = kc.KernelPlan.choose(_dims(default), default.dilations, 1)
     assert plan.fused and plan.stage_chain and plan.smem_bytes <= limit
@@ -251,6 +251,7 @@ def test_kernel_compiles_for_sm90_without_local_memory(config, batch, topology):
     ptx = checks.ptx_for(plan, cc=(9, 0))
     assert ".target sm_90" in ptx
     assert checks.local_memory_lines(ptx) == []
+    assert checks.static_shared_lines(ptx) == []  # one dynamic shared memory, aliased by type
     # Every counter poll and hand-off load is re-issued inside the step loop, each counter on
     # every poll, and hand-offs through global memory use the ordered loads.
     assert checks.unlooped_handoff_loads(ptx) == []
@@ -310,6 +311,12 @@ def test_ptx_checks_catch_a_counter_read_once_before_its_poll_loop():
     once = POLL_HOISTED.replace("$L__BB0_1:\n\tbar.sync \t0;\n\tld.acquire.gpu.global.b32 \t%r1, [%rd1];",
                                 "\tld.acquire.gpu.global.b32 \t%r1, [%rd1];\n$L__BB0_1:\n\tbar.sync \t0;")
     assert checks.unlooped_handoff_loads(once) and checks.hoisted_polls(once)
+
+
+def test_ptx_checks_catch_a_static_shared_array():
+    ptx = (".visible .shared .align 4 .b8 _cudapy_smem_2[12];\n"
+           ".extern .shared .align 4 .b8 _cudapy_smem_1[];\n\tst.shared.u32 [%r1], %r2;")
+    assert checks.static_shared_lines(ptx) == [".visible .shared .align 4 .b8 _cudapy_smem_2[12];"]
 
 
 def test_ptx_checks_require_ordered_loads_for_global_hand_offs():
