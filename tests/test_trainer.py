@@ -294,6 +294,16 @@ class InterruptedAtStep2(AttentionTask):
         return super().loss(model, batch)
 
 
+def test_a_resume_with_another_learning_rate_follows_it(corpus, tmp_path):
+    # The schedule is the configuration's, not the checkpoint's: a run resumed with a new peak
+    # or decay continues from its step on the new schedule (the optimizer state carries over).
+    run = tmp_path / "run"
+    fit("vocoder", corpus, run, [*COMMON, *VOCODER, "max_steps=2"])
+    fit("vocoder", corpus, run, [*COMMON, *VOCODER, "max_steps=4", "lr=4e-4"])
+    rates = {r["step"]: r["lr"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())}
+    assert rates == pytest.approx({1: 1e-3, 2: 1e-3, 3: 4e-4, 4: 4e-4})
+
+
 def test_sigterm_checkpoints_at_the_step_boundary_and_stops(corpus, tmp_path):
     record = fit("attention", corpus, tmp_path / "run", COMMON + ACOUSTIC + ["max_steps=50"],
                  task_cls=InterruptedAtStep2)

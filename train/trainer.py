@@ -417,6 +417,12 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.step, self.epoch, self.position, self.skipped = (ckpt["step"], ckpt["epoch"], ckpt["position"],
                                                               ckpt["skipped"])
+        # The schedule is the configuration's: a resume with another peak or decay goes on from
+        # this step on the new one (the checkpoint's scheduler would keep the old peak).
+        c = self.config
+        self.scheduler.base_lrs = [c.lr] * len(self.optimizer.param_groups)
+        for group in self.optimizer.param_groups:
+            group["initial_lr"], group["lr"] = c.lr, lr_at(c, self.step)
         rank = self.info.rank
         if ckpt["world_size"] == self.info.world_size:
             set_rng_state(ckpt["rng"][rank], self.info.device)
