@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from tts.audio import DEFAULT_AUDIO, normalize_peak, to_mono_16k, write_audio
 from tts.command import EXIT_OK, OneLineParser, UsageError, run_command
+from tts.files import replacing
 from tts.teachers import TEACHERS, TeacherError, join_with_pauses, make_teacher
 from tts.text import NothingToSpeakError, normalize, split_sentences
 
@@ -86,9 +87,8 @@ def _speak_one(job: tuple[str, str, str]) -> str | None:
 
 
 def _write_rows(path: Path, rows: list[str]) -> None:
-    tmp = path.with_suffix(".csv.part")
-    tmp.write_text("".join(row + "\n" for row in rows), encoding="utf-8")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text("".join(row + "\n" for row in rows), encoding="utf-8")
 
 
 def build(texts: list[tuple[str, str]], out: Path, teacher: str = "joe", limit: int | None = None,

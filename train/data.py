@@ -15,7 +15,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from tts.audio import DEFAULT_AUDIO, AudioConfig, load_audio, mel_spectrogram, normalize_peak, trim_silence
+from tts.files import replacing
 from tts.text import NothingToSpeakError, text_to_ids
 from tts.text.symbols import PAD_ID, SYMBOLS
 
@@ -109,10 +109,8 @@ def _build_one(args) -> tuple[str, dict | None, str | None]:
     except (NothingToSpeakError, ValueError) as e:
         return clip.id, None, str(e)
     # A name of its own: two runs on one corpus may build the same clip's features at once.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
+    with replacing(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would add ".npz"
         np.savez(f, **feats)
-    os.replace(tmp, path)
     return clip.id, {"n_ids": len(feats["ids"]), "frames": len(feats["mel"])}, None
 
 
@@ -165,10 +163,8 @@ class FeatureCache:
         self.digest = metadata_digest(self.root)
         manifest = {"audio": self.audio.to_dict(), "trim_db": self.trim_db, "clips": self.entries,
                     "skipped": skipped, "metadata": self.digest}
-        fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".json", dir=self.dir)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(manifest))
-        os.replace(tmp, self.manifest_path)
+        with replacing(self.manifest_path) as tmp:
+            tmp.write_text(json.dumps(manifest))
         return self
 
     def __len__(self) -> int:

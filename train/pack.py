@@ -54,9 +54,10 @@ import torch
 from tqdm import tqdm
 
 from tts.train.data import Clip, DatasetError, FeatureCache, cache_key, metadata_digest, read_metadata
-from tts.audio import (DEFAULT_AUDIO, FILE_MODE, AudioFileError, mel_basis, mel_spectrogram_torch, mu_law_decode,
+from tts.audio import (DEFAULT_AUDIO, AudioFileError, mel_basis, mel_spectrogram_torch, mu_law_decode,
                        write_audio)
 from tts.command import EXIT_OK, OneLineParser, run_command
+from tts.files import FILE_MODE
 from tts.text.symbols import SYMBOLS
 
 PACK_FORMAT = "tts-feature-pack"

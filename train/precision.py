@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import torch
 
+from tts.files import replacing
+
 FORMATS = ("auto", "fp32", "bf16")
 # bf16 must beat float32 by this factor to be chosen: a tie is not worth its rounding.
 MARGIN = 0.9
@@ -125,9 +127,8 @@ def choose_cpu_format(task_name: str, config: Any, loss_fn: Callable[[], torch.T
         entries[key] = cached
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(entries, indent=1) + "\n")
-            os.replace(tmp, path)
+            with replacing(path) as tmp:
+                tmp.write_text(json.dumps(entries, indent=1) + "\n")
             where = f"measured, cached in {path}"
         except OSError:
             where = "measured (not cached: the cache folder is not writable)"

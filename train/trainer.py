@@ -42,6 +42,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from tts.files import replacing
 from tts.train.data import BucketBatchSampler
 from tts.train.config import ConfigError, TrainConfig, config_dict, resolve_config
 from tts.train.task import Task
@@ -397,9 +398,8 @@ class Trainer:
         folder = self.run_dir / CHECKPOINT_DIR
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"step-{self.step:08d}.pt"
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)  # a crash leaves the previous checkpoint, never half of this one
+        with replacing(path) as tmp:  # a crash leaves the previous checkpoint, never half of this one
+            torch.save(payload, tmp)
         for _, old in checkpoints(self.run_dir)[:-self.config.keep_checkpoints]:
             old.unlink(missing_ok=True)
         return path

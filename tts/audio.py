@@ -19,7 +19,8 @@ import soundfile as sf
 import torch
 
 from tts.config import JsonConfig
-from tts.errors import FILE_MODE, AudioFileError, check_writable, temporary_beside  # noqa: F401 (FILE_MODE: here too)
+from tts.errors import AudioFileError, check_writable, temporary_beside
+from tts.files import FILE_MODE
 
 
 @dataclass(frozen=True)

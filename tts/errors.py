@@ -9,6 +9,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from tts.files import replacing
+
 
 class AudioFileError(ValueError):
     """An audio file that cannot be read or written."""
@@ -42,25 +44,15 @@ def temporary_beside(path: Path) -> str:
     return tmp
 
 
-# Files the engine writes are readable by all, as open() would make them (mkstemp's 0600
-# would survive the rename into place).
-FILE_MODE = 0o644
-
-
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write UTF-8 ``text`` at ``path`` whole or not at all: beside it first, then renamed
     into place. AudioFileError (a ValueError) where it cannot be written."""
     path = Path(path)
-    tmp = temporary_beside(path)
     try:
-        os.chmod(tmp, FILE_MODE)
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            tmp.write_text(text, encoding="utf-8", newline="\n")
     except OSError as e:
         raise AudioFileError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)  # gone already once renamed into place
     return path
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from tts.audio import DEFAULT_AUDIO, FILE_MODE, AudioConfig
+from tts.audio import DEFAULT_AUDIO, AudioConfig
+from tts.files import replacing
 from tts.options import VOCODERS, WAVENET
 from tts.text.symbols import SYMBOLS
 
@@ -72,20 +72,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        # After writing: mkstemp's 0600 would survive the rename, and safetensors recreates
-        # the file with 0600 of its own.
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_config(voice_dir: str | os.PathLike) -> dict[str, Any]:
     """The parsed and checked ``config.json`` of a voice folder."""
     voice_dir = Path(voice_dir)
@@ -126,13 +112,15 @@ def save_model(voice_dir: str | os.PathLike, name: str, model: torch.nn.Module,
     weights = voice_dir / f"{name}.safetensors"
     # Contiguous CPU copies, without DDP's "module." or torch.compile's "_orig_mod." prefixes.
     state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
-    _write_atomic(weights, lambda tmp: save_file(state, tmp, metadata={"model": name}))
+    with replacing(weights) as tmp:
+        save_file(state, str(tmp), metadata={"model": name})
     config["models"][name] = {"config": unwrap(model).config.to_dict(), "weights": weights.name,
                               "sha256": _sha256(weights)}
     if kind is not None:
         config["models"][name]["kind"] = kind
     text = json.dumps(config, indent=2) + "\n"
-    _write_atomic(voice_dir / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    with replacing(voice_dir / CONFIG_FILE) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return voice_dir
 
 
@@ -236,5 +224,6 @@ def set_default_vocoder(voice_dir: str | os.PathLike, name: str) -> Path:
     config = read_config(voice_dir)
     config["default_vocoder"] = name
     text = json.dumps(config, indent=2) + "\n"
-    _write_atomic(voice_dir / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    with replacing(voice_dir / CONFIG_FILE) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return voice_dir

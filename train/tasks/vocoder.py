@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -24,6 +23,7 @@ from tts.train.data import FeatureCache
 from tts.train.task import Task
 from tts.train.tasks.mel import build_cache, open_cache, split_clips
 from tts.audio import DEFAULT_AUDIO, mu_law_decode, mu_law_encode
+from tts.files import replacing
 from tts.voice import VoiceError, load_model, read_config, save_model
 from tts.vocoder.lpc import lpc_from_mel, noisy_excitation
 from tts.vocoder.wavenet import START_CLASS, WaveNet, WaveNetConfig, model_to_signal, signal_to_model
@@ -156,10 +156,8 @@ def aligned_mels(cache: FeatureCache, voice_dir: str | os.PathLike, progress: bo
             with torch.no_grad():
                 aligned = model(torch.from_numpy(ids)[None], torch.tensor([len(ids)]), torch.from_numpy(mel)[None],
                                 torch.tensor([len(mel)]))["mel"][0].numpy()
-        fd, tmp = tempfile.mkstemp(prefix=f".{entry['id']}.", suffix=".npy", dir=out)
-        with os.fdopen(fd, "wb") as f:
+        with replacing(path) as tmp, open(tmp, "wb") as f:  # a file object: np.save would add ".npy"
             np.save(f, aligned.astype(np.float32))
-        os.replace(tmp, path)
     (out / "done").write_text(f"{len(cache.entries)} clips from {voice_dir}; {own} too short to align kept their own mel\n")
     return out
 

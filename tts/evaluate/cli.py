@@ -11,7 +11,6 @@ import argparse
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 
 from tts.cli import add_vocoder_options, check_vocoder_options
 from tts.command import OneLineParser, UsageError, run_command
+from tts.files import replacing
 
 PARTS = ("engine", "vocoder", "griffin-lim", "robustness", "speed")
 JUDGES = ("wer", "dnsmos", "mcd")
@@ -335,16 +335,8 @@ def _finite(value):
 
 def write_json(path: Path, report: dict) -> None:
     """Write the report atomically: the file is complete or absent."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_finite(report), f, indent=1)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(_finite(report), indent=1) + "\n", encoding="utf-8")
 
 
 def run(args) -> int:
