@@ -245,30 +245,23 @@ def _compile_check() -> int:
         for topology, batch in (("fused", 1), ("split", 1), ("fused", 512)):
             plan = KernelPlan.choose(dims, c.dilations, batch, topology=topology)
             variants.append((f"{name} {topology} batch {batch}", plan))
+    problems = ((local_memory_lines, "local memory used"),
+                (static_shared_lines, "a static shared array"),
+                (unlooped_handoff_loads, "hand-off load hoisted out of the step loop"),
+                (hoisted_polls, "counter read once before its poll loop"))
     for label, plan in variants:
         ptx = ptx_for(plan)
-        lines = local_memory_lines(ptx)
-        if lines:
-            print(f"PTX for sm_90, {label}: local memory used: {lines[0]}")
-            return 1
-        lines = static_shared_lines(ptx)
-        if lines:
-            print(f"PTX for sm_90, {label}: a static shared array: {lines[0]}")
-            return 1
-        lines = unlooped_handoff_loads(ptx)
-        if lines:
-            print(f"PTX for sm_90, {label}: hand-off load hoisted out of the step loop: {lines[0]}")
-            return 1
-        lines = hoisted_polls(ptx)
-        if lines:
-            print(f"PTX for sm_90, {label}: counter read once before its poll loop: {lines[0]}")
-            return 1
+        for find, problem in problems:
+            lines = find(ptx)
+            if lines:
+                print(f"PTX for sm_90, {label}: {problem}: {lines[0]}")
+                return 1
         missing = missing_ordered_loads(ptx, plan)
         if missing:
             print(f"PTX for sm_90, {label}: hand-offs through global memory without {', '.join(missing)}")
             return 1
-    print(f"PTX for sm_90: {len(variants)} variants compile, no local memory, no static shared arrays, hand-off loads "
-          f"ordered ({COUNTER_LOAD}, {DATA_LOAD}) and in the step loop, counters re-read on every poll")
+    print(f"PTX for sm_90: {len(variants)} variants compile, no local memory, no static shared arrays, "
+          f"hand-off loads ordered ({COUNTER_LOAD}, {DATA_LOAD}) and in the step loop, counters re-read on every poll")
     return 0
 
 
