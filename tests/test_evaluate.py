@@ -31,8 +31,6 @@ def voiced(seconds: float, f0: float = 120.0, seed: int = 0) -> np.ndarray:
     return (0.2 * x / np.max(np.abs(x))).astype(np.float32)
 
 
-
-
 @pytest.fixture
 def corpus(tmp_path):
     root = tmp_path / "corpus"
@@ -96,6 +94,20 @@ def test_mcd_on_audio():
     padded = np.concatenate([np.zeros(4000, np.float32), x, np.zeros(4000, np.float32)])
     assert metrics.mcd(padded, x) < 0.5  # silence at the ends is trimmed (edge frames differ a little)
     assert metrics.mcd(voiced(0.5, 220.0, seed=1), x) > 3  # another pitch: other harmonics in the bands
+
+
+def test_periodicity_falls_as_a_voice_turns_to_noise():
+    rng = np.random.default_rng(0)
+    clean = voiced(1.0)
+    noisy = [metrics.periodicity(clean + level * rng.standard_normal(len(clean)).astype(np.float32))
+             for level in (0.02, 0.05, 0.2)]
+    assert metrics.periodicity(clean) > 0.9 and noisy[0] > noisy[1] > noisy[2]
+    assert metrics.periodicity(rng.standard_normal(SR).astype(np.float32)) < 0.2
+    assert metrics.periodicity(voiced(1.0, f0=300.0)) > 0.9  # any pitch of a speaking voice
+    # Pauses do not count: half a second of near-silence beside the tone changes little.
+    padded = np.concatenate([1e-4 * rng.standard_normal(SR // 2).astype(np.float32), clean])
+    assert metrics.periodicity(padded) == pytest.approx(metrics.periodicity(clean), abs=0.03)
+    assert np.isnan(metrics.periodicity(np.zeros(SR, np.float32)))
 
 
 def test_mel_amplitude_undoes_the_normalization():
@@ -175,6 +187,7 @@ def test_cli_without_judges(voice, corpus, tmp_path, capsys):
     assert set(systems) == {"engine", "teacher", "copy_synthesis", "acoustic_griffin_lim", "teacher_griffin_lim"}
     assert [c["id"] for c in systems["engine"]["clips"]] == ["c1", "c2"]
     assert "mcd" not in systems["teacher"] and systems["engine"]["mcd"] > 0
+    assert 0 < systems["copy_synthesis"]["periodicity"] < 1 and "periodicity" in report["definitions"]
     ratios = [e["seconds"] / t["seconds"] for e, t in zip(systems["engine"]["clips"], systems["teacher"]["clips"])]
     assert report["duration_ratio"]["mean"] == pytest.approx(np.mean(ratios))
     assert report["speed"]["runs"][0]["realtime_factor"] > 0
@@ -238,10 +251,12 @@ def test_bootstrap_interval_covers_the_mean_and_narrows_with_lines():
     assert 0.0 <= lo < 3 / 40 < hi <= 2 / 10
 
 
-def _report(path, ovrl, errors):
-    clips = [{"id": f"c{i}", "ovrl": o, "errors": e, "words": 10} for i, (o, e) in enumerate(zip(ovrl, errors))]
+def _report(path, ovrl, errors, periodicity=None):
+    periodicity = ovrl / 4 if periodicity is None else periodicity
+    clips = [{"id": f"c{i}", "ovrl": o, "errors": e, "words": 10, "periodicity": p}
+             for i, (o, e, p) in enumerate(zip(ovrl, errors, periodicity))]
     systems = {"copy_synthesis": {"ovrl": float(np.mean(ovrl)), "wer": sum(errors) / (10 * len(errors)),
-                                  "clips": clips}}
+                                  "periodicity": float(np.mean(periodicity)), "clips": clips}}
     path.write_text(__import__("json").dumps({"systems": systems}))
     return path
 
@@ -257,6 +272,7 @@ def test_compare_calls_a_paired_difference_only_beyond_chance(tmp_path, capsys):
     assert main([str(base), str(better)]) == 0
     out = capsys.readouterr().out
     assert "| copy_synthesis | DNSMOS OVRL | 50 |" in out and out.count("| better |") == 2
+    assert "| periodicity | 50 |" in out and out.count("| higher |") == 1  # nearer the teacher is the aim, not more
     assert main([str(base), str(same)]) == 0
     assert "| no difference |" in capsys.readouterr().out
     assert main([str(base), str(tmp_path / "missing.json")]) == 2

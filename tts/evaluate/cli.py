@@ -135,9 +135,9 @@ def systems_audio(synth, clip: Clip, parts: set[str], seed: int) -> dict[str, np
 def judge(audio: np.ndarray, reference: list[str], teacher: np.ndarray, judges: dict, config,
           is_teacher: bool) -> dict:
     from tts.evaluate.judges import normalize_words
-    from tts.evaluate.metrics import mcd, speech_seconds, word_errors
+    from tts.evaluate.metrics import mcd, periodicity, speech_seconds, word_errors
 
-    record = {"seconds": speech_seconds(audio, config)}
+    record = {"seconds": speech_seconds(audio, config), "periodicity": periodicity(audio, config)}
     if "wer" in judges:
         record["hypothesis"] = judges["wer"](audio)
         record["errors"] = word_errors(reference, normalize_words(record["hypothesis"]))
@@ -160,11 +160,11 @@ def aggregate(clips: list[dict]) -> dict:
         out["wer"] = sum(c["errors"] for c in clips) / words if words else float("nan")
         out["wer_ci"] = bootstrap_interval(wer_statistic([c["errors"] for c in clips], [c["words"] for c in clips]),
                                            len(clips))
-    for key in ("sig", "bak", "ovrl", "p808", "mcd"):
+    for key in ("sig", "bak", "ovrl", "p808", "mcd", "periodicity"):
         values = [c[key] for c in clips if key in c and not math.isnan(c[key])]
         if clips and key in clips[0]:
             out[key] = float(np.mean(values)) if values else float("nan")
-            if key == "ovrl":
+            if key in ("ovrl", "periodicity"):
                 out["ovrl_ci"] = bootstrap_interval(mean_statistic(values), len(values))
     return out
 
@@ -244,7 +244,7 @@ def _teacher_seconds(teacher, text: str, config) -> float:
 def definitions() -> dict:
     from tts.evaluate.judges import Recognizer
     from tts.audio import GRIFFIN_LIM_ITERATIONS
-    from tts.evaluate.metrics import MCD_ORDER, SPEECH_TOP_DB
+    from tts.evaluate.metrics import MCD_ORDER, PERIODICITY_TOP_DB, PITCH_HZ, SPEECH_TOP_DB
 
     return {
         "wer": f"{Recognizer.name}; reference (the corpus's normalized text) and transcript both through "
@@ -252,6 +252,9 @@ def definitions() -> dict:
         "dnsmos": "speechmos DNSMOS P.835 (SIG, BAK, OVRL; not personalized) and P.808, mean over lines",
         "mcd": f"dB, c1..c{MCD_ORDER} of the natural-log mel amplitude cepstrum (the engine's 80 Slaney bands), "
                "10/ln10 * sqrt(2 * sum dc^2), mean over the DTW path, both sides trimmed to speech",
+        "periodicity": f"mean over 40 ms frames within {PERIODICITY_TOP_DB:.0f} dB of the loudest of the "
+                       f"autocorrelation peak at {PITCH_HZ[0]:.0f}-{PITCH_HZ[1]:.0f} Hz lags over the frame's "
+                       "energy (1: periodic, 0: noise); the teacher's own audio is the target",
         "griffin_lim": f"tts.audio.griffin_lim: filterbank pseudo-inverse + librosa griffinlim, {GRIFFIN_LIM_ITERATIONS} iterations, the voice's AudioConfig",
         "duration": f"speech seconds (first to last frame within {SPEECH_TOP_DB:.0f} dB of the peak), engine / teacher",
     }
@@ -283,7 +286,8 @@ def format_table(report: dict) -> str:
             return
         rows.append((title, "", ""))
         for key, label, digits in [("wer", "WER", 3), ("sig", "DNSMOS SIG", 2), ("bak", "DNSMOS BAK", 2),
-                                   ("ovrl", "DNSMOS OVRL", 2), ("p808", "DNSMOS P.808", 2), ("mcd", "MCD dB", 2)]:
+                                   ("ovrl", "DNSMOS OVRL", 2), ("p808", "DNSMOS P.808", 2), ("mcd", "MCD dB", 2),
+                                   ("periodicity", "periodicity", 3)]:
             if key in e or key in t:
                 rows.append((f"  {label}", _fmt_ci(e, key, digits) if e else "", _fmt_ci(t, key, digits) if t else ""))
 

@@ -1,10 +1,11 @@
 """``python -m tts.evaluate.compare BASE.json NEW.json``: is NEW better than BASE, beyond chance?
 
 Two reports of ``python -m tts.evaluate --out`` on the same held-out lines. For each system in
-both (the engine, copy-synthesis, ...), the paired difference NEW - BASE of WER and DNSMOS OVRL,
-with its 95% bootstrap interval: the same lines are resampled for both, so what the lines have
-in common (a hard sentence) cancels out. A difference whose interval excludes 0 is called
-better or worse; otherwise, no difference is shown.
+both (the engine, copy-synthesis, ...), the paired difference NEW - BASE of WER, DNSMOS OVRL and
+periodicity, with its 95% bootstrap interval: the same lines are resampled for both, so what the
+lines have in common (a hard sentence) cancels out. A difference whose interval excludes 0 is
+called better or worse (periodicity: higher or lower, as the teacher's, not the most, is the
+aim); otherwise, no difference is shown.
 
 Exit codes: 0 success; 2 unreadable reports or no lines in common. Errors are one line on stderr.
 """
@@ -20,7 +21,9 @@ import numpy as np
 from tts.command import EXIT_OK, OneLineParser, run_command
 from tts.evaluate.metrics import bootstrap_interval, mean_statistic, wer_statistic
 
-METRICS = (("wer", "WER", 3, -1), ("ovrl", "DNSMOS OVRL", 2, +1))  # key, label, digits, sign of "better"
+# key, label, digits, sign of "better" (periodicity: no sign; nearer the teacher's is better, so
+# the comparison only says whether it moved).
+METRICS = (("wer", "WER", 3, -1), ("ovrl", "DNSMOS OVRL", 2, +1), ("periodicity", "periodicity", 3, 0))
 
 
 class CompareError(ValueError):
@@ -71,10 +74,12 @@ def compare(base: dict, new: dict) -> list[dict]:
             if result is None:
                 continue
             lo, hi = result["ci"]
-            if lo > 0 or hi < 0:  # the interval excludes no difference
+            if not (lo > 0 or hi < 0):  # the interval includes no difference
+                verdict = "no difference"
+            elif better_sign:
                 verdict = "better" if better_sign * result["difference"] > 0 else "worse"
             else:
-                verdict = "no difference"
+                verdict = "higher" if result["difference"] > 0 else "lower"
             rows.append({"system": system, "metric": label, "digits": digits, "base": base["systems"][system][key],
                          "new": new["systems"][system][key], **result, "verdict": verdict})
     return rows
