@@ -187,7 +187,10 @@ def test_cli_without_judges(voice, corpus, tmp_path, capsys):
     assert set(systems) == {"engine", "teacher", "copy_synthesis", "acoustic_griffin_lim", "teacher_griffin_lim"}
     assert [c["id"] for c in systems["engine"]["clips"]] == ["c1", "c2"]
     assert "mcd" not in systems["teacher"] and systems["engine"]["mcd"] > 0
-    assert 0 < systems["copy_synthesis"]["periodicity"] < 1 and "periodicity" in report["definitions"]
+    copy = systems["copy_synthesis"]
+    assert 0 < copy["periodicity"] < 1 and "periodicity" in report["definitions"]
+    assert copy["periodicity_ci"][0] <= copy["periodicity"] <= copy["periodicity_ci"][1]
+    assert "ovrl_ci" not in copy  # no DNSMOS asked, no OVRL interval
     ratios = [e["seconds"] / t["seconds"] for e, t in zip(systems["engine"]["clips"], systems["teacher"]["clips"])]
     assert report["duration_ratio"]["mean"] == pytest.approx(np.mean(ratios))
     assert report["speed"]["runs"][0]["realtime_factor"] > 0

@@ -150,8 +150,8 @@ def judge(audio: np.ndarray, reference: list[str], teacher: np.ndarray, judges: 
 
 
 def aggregate(clips: list[dict]) -> dict:
-    """One system's numbers over all lines: corpus WER, mean DNSMOS and MCD, and for WER and
-    OVRL the 95% bootstrap interval over lines (``wer_ci``, ``ovrl_ci``)."""
+    """One system's numbers over all lines: corpus WER, mean DNSMOS, MCD and periodicity, and
+    for WER, OVRL and periodicity the 95% bootstrap interval over lines (``wer_ci``, ...)."""
     from tts.evaluate.metrics import bootstrap_interval, mean_statistic, wer_statistic
 
     out = {}
@@ -165,7 +165,7 @@ def aggregate(clips: list[dict]) -> dict:
         if clips and key in clips[0]:
             out[key] = float(np.mean(values)) if values else float("nan")
             if key in ("ovrl", "periodicity"):
-                out["ovrl_ci"] = bootstrap_interval(mean_statistic(values), len(values))
+                out[f"{key}_ci"] = bootstrap_interval(mean_statistic(values), len(values))
     return out
 
 
