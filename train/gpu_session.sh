@@ -28,7 +28,7 @@ python=${PYTHON:-python3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-needs="import torch, soundfile, librosa, unidecode, num2words, tts.audio, train.pack"
+needs="import torch, soundfile, librosa, unidecode, num2words, tts.audio, tts.train.pack"
 if ! "$python" -c "$needs" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
   "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$work/site" .whl/*.whl
   export PYTHONPATH=$PYTHONPATH:$work/site
