@@ -316,7 +316,7 @@ def format_table(report: dict) -> str:
     width = max(len(r[0]) for r in rows) if rows else 10
     lines = [f"{report['lines']} held-out lines, voice {report['voice']}",
              f"{'':{width}s}  {'engine':>22s}  {'teacher':>22s}",
-             "(WER and OVRL: the mean over lines [its 95% bootstrap interval])"]
+             "(WER, OVRL and periodicity: the mean over lines [its 95% bootstrap interval])"]
     lines += [f"{a:{width}s}  {b:>22s}  {c:>22s}" for a, b, c in rows]
     for failure in report.get("robustness", {}).get("failures", []):
         lines.append(f"robustness failure: {failure}")
