@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import numbers
 import os
-import tempfile
 from pathlib import Path
 
-from tts.files import replacing
+from tts.files import replacing, temporary_beside as _temporary_beside
 
 
 class AudioFileError(ValueError):
@@ -37,11 +36,9 @@ def temporary_beside(path: Path) -> str:
     """An empty temporary file in the folder of ``path`` (so that a rename puts it in place
     at once), or AudioFileError saying why none can be made there."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        return str(_temporary_beside(path))
     except OSError as e:
         raise AudioFileError(f"cannot write {path}: {e.strerror or e}") from None
-    os.close(fd)
-    return tmp
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -13,18 +13,25 @@ from pathlib import Path
 FILE_MODE = 0o644
 
 
+def temporary_beside(path: str | os.PathLike) -> Path:
+    """An empty hidden file in the folder of ``path`` (``.NAME.*.part``), so that a rename
+    puts it in place at once; OSError where none can be made there."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
 @contextmanager
 def replacing(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary file beside ``path`` for the block to write; renamed over ``path`` when the
     block ends without an error, removed when it raises. Readers see the old file or the new
     one, never half of one, and an interrupted block leaves no file behind. The file's mode
     is set after the block, since some writers (safetensors) recreate the file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+    tmp = temporary_beside(path)
     try:
-        yield Path(tmp)
+        yield tmp
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)  # gone already once renamed into place
+        tmp.unlink(missing_ok=True)  # gone already once renamed into place

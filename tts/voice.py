@@ -118,10 +118,13 @@ def save_model(voice_dir: str | os.PathLike, name: str, model: torch.nn.Module,
                               "sha256": _sha256(weights)}
     if kind is not None:
         config["models"][name]["kind"] = kind
-    text = json.dumps(config, indent=2) + "\n"
-    with replacing(voice_dir / CONFIG_FILE) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    _write_config(voice_dir, config)
     return voice_dir
+
+
+def _write_config(voice_dir: Path, config: dict[str, Any]) -> None:
+    with replacing(voice_dir / CONFIG_FILE) as tmp:
+        tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -223,7 +226,5 @@ def set_default_vocoder(voice_dir: str | os.PathLike, name: str) -> Path:
     voice_dir = Path(voice_dir)
     config = read_config(voice_dir)
     config["default_vocoder"] = name
-    text = json.dumps(config, indent=2) + "\n"
-    with replacing(voice_dir / CONFIG_FILE) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    _write_config(voice_dir, config)
     return voice_dir

@@ -252,9 +252,9 @@ def definitions() -> dict:
         "dnsmos": "speechmos DNSMOS P.835 (SIG, BAK, OVRL; not personalized) and P.808, mean over lines",
         "mcd": f"dB, c1..c{MCD_ORDER} of the natural-log mel amplitude cepstrum (the engine's 80 Slaney bands), "
                "10/ln10 * sqrt(2 * sum dc^2), mean over the DTW path, both sides trimmed to speech",
-        "periodicity": f"mean over 40 ms frames within {PERIODICITY_TOP_DB:.0f} dB of the loudest of the "
-                       f"autocorrelation peak at {PITCH_HZ[0]:.0f}-{PITCH_HZ[1]:.0f} Hz lags over the frame's "
-                       "energy (1: periodic, 0: noise); the teacher's own audio is the target",
+        "periodicity": f"mean over 40 ms frames within {PERIODICITY_TOP_DB:.0f} dB of the loudest of the peak "
+                       f"normalized cross-correlation of the frame with itself at {PITCH_HZ[0]:.0f}-"
+                       f"{PITCH_HZ[1]:.0f} Hz lags (1: periodic, 0: noise); the teacher's own audio is the target",
         "griffin_lim": f"tts.audio.griffin_lim: filterbank pseudo-inverse + librosa griffinlim, {GRIFFIN_LIM_ITERATIONS} iterations, the voice's AudioConfig",
         "duration": f"speech seconds (first to last frame within {SPEECH_TOP_DB:.0f} dB of the peak), engine / teacher",
     }
