@@ -222,6 +222,13 @@ def test_vocoder_one_and_two_processes_agree_and_export_ema(corpus, tmp_path):
     ema, raw = final_weights(tmp_path / "one", "ema"), final_weights(tmp_path / "one")
     assert_same_weights(model.state_dict(), ema, atol=0)  # the moving average is what ships
     assert not torch.equal(ema["out2.weight"], raw["out2.weight"])
+    # The command line writes the voice's sampling temperature beside the weights.
+    assert main(["export", str(tmp_path / "one"), "--to", str(tmp_path / "voice"),
+                 "--default-vocoder", "griffin-lim", "--temperature", "0.3"]) == 0
+    assert load_model(tmp_path / "voice", "vocoder").config.temperature == 0.3
+    assert main(["export", str(tmp_path / "one"), "--to", str(tmp_path / "voice"),
+                 "--temperature", "0"]) == 2
+    assert load_model(tmp_path / "voice", "vocoder").config.temperature == 0.3  # nothing written
 
 
 # --- resuming --------------------------------------------------------------------------------

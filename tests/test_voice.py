@@ -6,7 +6,7 @@ import torch
 
 from tts.audio import AudioConfig
 from tts.attention_model import AttentionConfig, AttentionModel
-from tts.voice import VoiceError, load_model, load_voice, read_config, save_model
+from tts.voice import VoiceError, load_model, load_voice, read_config, save_model, set_temperature
 from tts.vocoder.wavenet import WaveNet, WaveNetConfig
 
 TINY_ACOUSTIC = AttentionConfig(embed_dim=16, encoder_channels=16, encoder_layers=1, prenet_dim=16,
@@ -111,3 +111,22 @@ def test_voice_files_are_readable_by_everyone(voice):
     """An installed voice must be readable by every user, whatever mode the writer made."""
     for path in voice[0].iterdir():
         assert path.stat().st_mode & 0o777 == 0o644, path.name
+
+
+def test_the_sampling_temperature_is_set_in_place_and_checked(voice, tmp_path):
+    path, _, vocoder = voice
+    weights = (path / "vocoder.safetensors").read_bytes()
+    set_temperature(path, 0.25)
+    loaded = load_model(path, "vocoder")
+    assert loaded.config.temperature == 0.25
+    assert (path / "vocoder.safetensors").read_bytes() == weights  # a setting, not new weights
+    # The generated logits are the network's divided by the temperature.
+    np.testing.assert_allclose(loaded.export_weights()["out2_b"],
+                               vocoder.out2.bias.detach().numpy() / 0.25, rtol=1e-6)
+    before = (path / "config.json").read_text()
+    with pytest.raises(VoiceError, match="temperature"):
+        set_temperature(path, 0.0)
+    assert (path / "config.json").read_text() == before
+    save_model(tmp_path / "acoustic-only", "acoustic", AttentionModel(TINY_ACOUSTIC))
+    with pytest.raises(VoiceError, match="no vocoder"):
+        set_temperature(tmp_path / "acoustic-only", 0.5)

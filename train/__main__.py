@@ -4,7 +4,7 @@
                              [--set KEY=VALUE ...] [--init VOICE_DIR] [--resume | --no-resume]
                              [--print-config]
     torchrun --nproc_per_node=N -m tts.train TASK ...        one process per GPU (or CPU worker)
-    python -m tts.train export RUN_DIR --to VOICE_DIR [--default-vocoder wavenet|griffin-lim]
+    python -m tts.train export RUN_DIR --to VOICE_DIR [--default-vocoder wavenet|griffin-lim] [--temperature T]
 
 TASK is g2p, parallel (the acoustic model that ships), attention (the attention acoustic
 model) or vocoder. Settings come from the task's defaults, then (when resuming)
@@ -33,7 +33,8 @@ from tts.train.config import ConfigError, config_dict, resolve_config
 from tts.train.trainer import RunDirError, Trainer, export_run, latest_checkpoint, load_checkpoint, stored_config
 from tts.audio import AudioFileError
 from tts.command import EXIT_OK, OneLineParser, UsageError, run_command
-from tts.voice import DEFAULT_VOCODERS, VoiceError, load_model, set_default_vocoder
+from tts.voice import DEFAULT_VOCODERS, VoiceError, load_model, set_default_vocoder, set_temperature
+from tts.vocoder.wavenet import WaveNetConfig
 
 USER_ERRORS = (ConfigError, RunDirError, UnknownTaskError, DatasetError, AudioFileError, VoiceError)
 
@@ -68,6 +69,8 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, dest="voice_dir", help="voice folder to write (created if missing)")
     p.add_argument("--default-vocoder", choices=DEFAULT_VOCODERS,
                    help="what the voice speaks with by default (griffin-lim while its WaveNet is weaker)")
+    p.add_argument("--temperature", type=float,
+                   help="the WaveNet's sampling temperature in the voice (default: the run's)")
     return p
 
 
@@ -118,9 +121,16 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"no task given (expected {', '.join(TASKS)} or export; -h for help)")
         if argv[0] == "export":
             args = _export_parser().parse_args(argv[1:])
+            if args.temperature is not None:  # checked before anything is written
+                try:
+                    WaveNetConfig(temperature=args.temperature)
+                except ValueError as e:
+                    raise ConfigError(str(e)) from None
             voice = export_run(args.run_dir, args.voice_dir)
             if args.default_vocoder:
                 set_default_vocoder(voice, args.default_vocoder)
+            if args.temperature is not None:
+                set_temperature(voice, args.temperature)
             print(f"wrote {voice}")
             return EXIT_OK
         get_task(argv[0])  # an unknown or renamed task: one line with the hint

@@ -219,6 +219,26 @@ def load_voice(voice_dir: str | os.PathLike = BUNDLED_VOICE, device: str | torch
     return voice
 
 
+def set_temperature(voice_dir: str | os.PathLike, temperature: float) -> Path:
+    """Set the sampling temperature the voice's WaveNet draws its samples at (see
+    `WaveNetConfig.temperature`): a setting of generation, so the weights stay as they are."""
+    from tts.vocoder.wavenet import WaveNetConfig
+
+    voice_dir = Path(voice_dir)
+    config = read_config(voice_dir)
+    entry = config.get("models", {}).get("vocoder")
+    if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+        raise VoiceError(f"voice folder {voice_dir} has no vocoder to set a temperature for")
+    settings = {**entry["config"], "temperature": float(temperature)}
+    try:
+        WaveNetConfig.from_dict(settings)
+    except (TypeError, ValueError) as e:
+        raise VoiceError(str(e)) from None
+    entry["config"] = settings
+    _write_config(voice_dir, config)
+    return voice_dir
+
+
 def set_default_vocoder(voice_dir: str | os.PathLike, name: str) -> Path:
     """Record what ``vocoder="auto"`` speaks this voice with (see `Voice.default_vocoder`)."""
     if name not in DEFAULT_VOCODERS:
