@@ -63,13 +63,22 @@ def _train_parser(task: str) -> argparse.ArgumentParser:
     return p
 
 
+def _temperature(text: str) -> float:
+    """A sampling temperature WaveNetConfig accepts, checked as the arguments are parsed, so
+    that a bad one writes nothing."""
+    try:
+        return WaveNetConfig(temperature=float(text)).temperature
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _export_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m tts.train export", description="Write a run's model into a voice folder.")
     p.add_argument("run_dir")
     p.add_argument("--to", required=True, dest="voice_dir", help="voice folder to write (created if missing)")
     p.add_argument("--default-vocoder", choices=DEFAULT_VOCODERS,
                    help="what the voice speaks with by default (griffin-lim while its WaveNet is weaker)")
-    p.add_argument("--temperature", type=float,
+    p.add_argument("--temperature", type=_temperature,
                    help="the WaveNet's sampling temperature in the voice (default: the run's)")
     return p
 
@@ -121,11 +130,6 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"no task given (expected {', '.join(TASKS)} or export; -h for help)")
         if argv[0] == "export":
             args = _export_parser().parse_args(argv[1:])
-            if args.temperature is not None:  # checked before anything is written
-                try:
-                    WaveNetConfig(temperature=args.temperature)
-                except ValueError as e:
-                    raise ConfigError(str(e)) from None
             voice = export_run(args.run_dir, args.voice_dir)
             if args.default_vocoder:
                 set_default_vocoder(voice, args.default_vocoder)
