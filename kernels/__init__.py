@@ -4,11 +4,13 @@ Every backend takes exactly what `WaveNet.export_weights()` returns and offers
 
     kernel.name                                  "torch" | "numba" | "cuda"
     kernel.init_state(batch_size) -> KernelState
-    kernel.generate(cond, uniforms, state) -> (classes, new_state)
+    kernel.generate(cond, uniforms, state, sharpness=None) -> (classes, new_state)
 
 with cond (B, T, L, 2R) float32 (each utterance's `export_conditioning` slice), uniforms
 (B, T) float32 in [0, 1), classes (B, T) int32; the input state is not modified. The same
-uniforms draw the same samples on every backend.
+uniforms draw the same samples on every backend. sharpness (B, T) float32 > 0, where given,
+scales each sample's logits before it is drawn (voicing-dependent sampling,
+tts/vocoder/voicing.py).
 
     torch  the reference generator `WaveNet.generate` (kernels/reference.py): slow, always there
     numba  the fused CPU kernel (kernels/cpu.py)

@@ -40,7 +40,8 @@ libm's does not; the gate tanh(a) * sigmoid(b) is one expression with one divisi
 Sampling is `tts.vocoder.wavenet.sample_classes` as torch runs it on the CPU: softmax with max
 subtraction, the cdf accumulated in float64 and rounded to float32 per entry (what
 torch.cumsum does with float32 on the CPU), the first class whose cdf exceeds u, clamped to
-255. So the classes match the reference's unless u falls within rounding of a cdf step.
+255; with a sharpness, from the logits times it (rounded to float32 first, as torch does). So
+the classes match the reference's unless u falls within rounding of a cdf step.
 
 Generation state is a `KernelState`; a batch runs one utterance per thread.
 """
@@ -58,7 +59,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from tts.kernels import WEIGHT_FORMATS
-from tts.kernels.state import KernelState, check_state
+from tts.kernels.state import KernelState, check_sharpness, check_state
 from tts.vocoder.wavenet import validate_exported
 from tts._numba import numba  # caches compiled code in the user cache folder
 
@@ -273,20 +274,22 @@ def _matvec(stream, start, n_blocks, K, v, v_start, init, out):
 
 @numba.njit(**_JIT)
 def _generate_utterance(stream, embedding, dilated_b, res_b, skip_b, out1_b, out2_b,
-                        dilations, offsets, cond, uniforms, teacher, history, last_class, t0,
-                        classes, logits_out):
+                        dilations, offsets, cond, uniforms, sharpness, teacher, history, last_class,
+                        t0, classes, logits_out):
     """Generate the next T samples of one utterance, updating `history` in place; return the
     class of the last sample.
 
     stream, embedding and the biases: `PackedWeights`. cond (T, L, 2R). uniforms (T,)
     float32, or empty under teacher forcing, where teacher (T,) int32 holds the classes to
-    feed back. history (sum(dilations), R). classes (T,) int32 out. logits_out (T, 256) out,
+    feed back. sharpness (T,) float32 scales each sample's logits before sampling, or is
+    empty (no scaling). history (sum(dilations), R). classes (T,) int32 out. logits_out (T, 256) out,
     or (0, 256) when not wanted.
     """
     T, L = cond.shape[0], cond.shape[1]
     R = history.shape[1]
     Rp, Sp, Ap = res_b.shape[1], skip_b.shape[0], out1_b.shape[0]
     use_teacher = teacher.shape[0] > 0
+    sharpen = sharpness.shape[0] > 0
     want_logits = logits_out.shape[0] > 0
     # The row where each matrix starts in the stream (see `PackedWeights`).
     dilated_rows, res_rows = 4 * Rp * Rp // BLOCK, Rp * Rp // BLOCK
@@ -340,6 +343,9 @@ def _generate_utterance(stream, embedding, dilated_b, res_b, skip_b, out1_b, out
         if use_teacher:
             previous = teacher[i]
         else:
+            if sharpen:
+                for c in range(N_CLASSES):
+                    logits[c] *= sharpness[i]
             previous = _sample(logits, uniforms[i])
         classes[i] = previous
     return previous
@@ -381,29 +387,29 @@ def _sample(logits, u):
 
 @numba.njit(**_JIT)
 def _generate_serial(stream, embedding, dilated_b, res_b, skip_b, out1_b, out2_b, dilations,
-                     offsets, cond, uniforms, teacher, history, last_class, t, classes,
-                     logits_out):
+                     offsets, cond, uniforms, sharpness, teacher, history, last_class, t,
+                     classes, logits_out):
     """`_generate_utterance` over a batch (B leading on every per-utterance array), one
     utterance after another; updates history, last_class and t in place."""
     for b in range(cond.shape[0]):
         last_class[b] = _generate_utterance(
             stream, embedding, dilated_b, res_b, skip_b, out1_b, out2_b, dilations, offsets,
-            cond[b], uniforms[b], teacher[b], history[b], last_class[b], t[b], classes[b],
-            logits_out[b])
+            cond[b], uniforms[b], sharpness[b], teacher[b], history[b], last_class[b], t[b],
+            classes[b], logits_out[b])
         t[b] += cond.shape[1]
 
 
 @numba.njit(parallel=True, **_JIT)
 def _generate_parallel(stream, embedding, dilated_b, res_b, skip_b, out1_b, out2_b, dilations,
-                       offsets, cond, uniforms, teacher, history, last_class, t, classes,
-                       logits_out):
+                       offsets, cond, uniforms, sharpness, teacher, history, last_class, t,
+                       classes, logits_out):
     """`_generate_serial` with one utterance per thread: the utterances share nothing but
     the (read-only) weights, so the results are the same."""
     for b in prange(cond.shape[0]):
         last_class[b] = _generate_utterance(
             stream, embedding, dilated_b, res_b, skip_b, out1_b, out2_b, dilations, offsets,
-            cond[b], uniforms[b], teacher[b], history[b], last_class[b], t[b], classes[b],
-            logits_out[b])
+            cond[b], uniforms[b], sharpness[b], teacher[b], history[b], last_class[b], t[b],
+            classes[b], logits_out[b])
         t[b] += cond.shape[1]
 
 
@@ -565,7 +571,8 @@ class NumbaKernel:
         return KernelState.zeros(batch_size, self.dilations, self.dims.residual_channels)
 
     def generate(self, cond: np.ndarray, uniforms: np.ndarray | None, state: KernelState, *,
-                 teacher: np.ndarray | None = None, return_logits: bool = False):
+                 teacher: np.ndarray | None = None, sharpness: np.ndarray | None = None,
+                 return_logits: bool = False):
         """Generate one chunk of samples for a batch of utterances.
 
         cond (B, T, L, 2R) float32: each utterance's `export_conditioning` slice.
@@ -573,9 +580,11 @@ class NumbaKernel:
         state: from `init_state` or the previous chunk; not modified.
         teacher (B, T) int: teacher forcing, the classes to feed back instead of sampled ones
             (then uniforms must be None).
+        sharpness (B, T) float32 > 0: each sample is drawn from softmax(sharpness * logits)
+            (`sharpness_from_voicing`); None draws from softmax(logits).
 
-        Returns (classes (B, T) int32, new state), plus logits (B, T, 256) float32 when
-        return_logits.
+        Returns (classes (B, T) int32, new state), plus logits (B, T, 256) float32 (before
+        sharpening) when return_logits.
         """
         L, R = self.dims.n_layers, self.dims.residual_channels
         cond = np.asarray(cond)
@@ -600,12 +609,13 @@ class NumbaKernel:
                 raise ValueError(f"teacher classes must lie in [0, {self.dims.n_classes})")
             teacher = np.ascontiguousarray(teacher, dtype=np.int32)
             uniforms = np.zeros((B, 0), np.float32)
+        sharpness = check_sharpness(sharpness, B, T, teacher.shape[1] > 0)
         check_state(state, B, self.dilations, self.dims.residual_channels, self.dims.n_classes)
         new = KernelState(np.ascontiguousarray(state.history, dtype=np.float32).copy(),
                           state.last_class.astype(np.int32), state.t.astype(np.int64))
         classes = np.empty((B, T), np.int32)
         logits = np.empty((B, T if return_logits else 0, N_CLASSES), np.float32)
-        args = (*self.packed, np.ascontiguousarray(cond), uniforms, teacher, new.history,
+        args = (*self.packed, np.ascontiguousarray(cond), uniforms, sharpness, teacher, new.history,
                 new.last_class, new.t, classes, logits)
         if T > 0 and self.parallel and B > 1:
             # Where numba's thread pool is OpenMP it shares torch's runtime, and a parallel

@@ -109,7 +109,7 @@ import numpy as np
 from tts.kernels.cuda_device import _SIGNATURE, _numba_cuda, _simulated, build_kernel
 from tts.kernels.cuda_plan import (FLAG_STRIDE, H200, L2_STREAM_BUDGET, N_CLASSES,  # noqa: F401
                                VECTOR, WARP, KernelPlan, _Phase, pack_weights)
-from tts.kernels.state import KernelState, check_state
+from tts.kernels.state import KernelState, check_sharpness, check_state
 from tts.vocoder.wavenet import validate_exported
 
 LOGITS_ATOL = 1e-3  # float32 sums in another order, logits of magnitude ~10
@@ -274,7 +274,7 @@ class CudaKernel:
             return d
         return cuda.to_device(np.ascontiguousarray(np.asarray(array), dtype=dtype))
 
-    def generate(self, cond, uniforms, state: KernelState, *, teacher=None,
+    def generate(self, cond, uniforms, state: KernelState, *, teacher=None, sharpness=None,
                  return_logits: bool = False):
         """Generate one chunk of samples for a batch of utterances.
 
@@ -282,9 +282,11 @@ class CudaKernel:
         uniforms (B, T) float32 in [0, 1): the random numbers for sampling.
         state: from `init_state` or the previous chunk; not modified.
         teacher (B, T) int: teacher forcing (then uniforms must be None).
+        sharpness (B, T) float32 > 0, host: samples drawn from softmax(sharpness * logits);
+            None: from softmax(logits).
 
-        Returns (classes (B, T) int32, new state), plus logits (B, T, 256) float32 when
-        return_logits.
+        Returns (classes (B, T) int32, new state), plus logits (B, T, 256) float32 (before
+        sharpening) when return_logits.
         """
         L, R = self.dims.n_layers, self.dims.residual_channels
         shape, dtype = _array_info(cond)
@@ -308,6 +310,7 @@ class CudaKernel:
                 raise ValueError(f"teacher has shape {teacher_host.shape}, expected (B, T) = ({B}, {T})")
             if teacher_host.size and (teacher_host.min() < 0 or teacher_host.max() >= N_CLASSES):
                 raise ValueError(f"teacher classes must lie in [0, {N_CLASSES})")
+        sharpness = check_sharpness(sharpness, B, T, teacher is not None)
         check_state(state, B, self.dilations, self.dims.residual_channels, N_CLASSES)
         cuda = _numba_cuda()
         if not _simulated() and not cuda_usable():
@@ -326,6 +329,7 @@ class CudaKernel:
         else:
             uniforms_d = cuda.to_device(np.zeros((B, T), np.float32))
             teacher_d = cuda.to_device(np.ascontiguousarray(teacher_host, dtype=np.int32))
+        sharpness_d = cuda.to_device(sharpness)
         history = cuda.to_device(np.ascontiguousarray(state.history, dtype=np.float32))
         last_class = cuda.to_device(state.last_class.astype(np.int32))
         tpos = cuda.to_device(state.t.astype(np.int64))
@@ -343,8 +347,8 @@ class CudaKernel:
                 raise RuntimeError(f"the split kernel needs {grid[0] * grid[1]} blocks resident at "
                                    f"once and the GPU holds {capacity}; use topology='fused'")
         kernel[grid, (plan.threads, plan.utterances_per_block), 0, plan.smem_bytes](
-            wpk, cond_d, uniforms_d, teacher_d, history, last_class, tpos, classes, logits,
-            xchg, flags, status, T, SPIN_LIMIT)
+            wpk, cond_d, uniforms_d, sharpness_d, teacher_d, history, last_class, tpos, classes,
+            logits, xchg, flags, status, T, SPIN_LIMIT)
         out = classes.copy_to_host()
         if status.copy_to_host().any():
             raise RuntimeError("a block of the split CUDA kernel timed out waiting for another: "

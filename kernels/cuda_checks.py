@@ -22,17 +22,19 @@ from tts.kernels.cuda_plan import KernelPlan
 from tts.vocoder.wavenet import validate_exported
 
 
-def margin_uniforms(model, cond, uniforms):
+def margin_uniforms(model, cond, uniforms, sharpness=None):
     """Reference samples, and uniforms moved to the middle of each sampled class's cdf
     interval: the same samples, but no uniform within rounding distance of a cdf step, so
     a kernel that sums in another order must still draw exactly these classes.
 
-    model: a `WaveNet`; cond (B, T, L, 2R) and uniforms (B, T) torch tensors.
-    Returns (classes (B, T) int64, uniforms (B, T) float32) torch tensors.
+    model: a `WaveNet`; cond (B, T, L, 2R), uniforms (B, T) and sharpness (B, T) or None
+    torch tensors. Returns (classes (B, T) int64, uniforms (B, T) float32) torch tensors.
     """
     import torch
 
-    classes, _, logits = model.generate(cond, uniforms, return_logits=True)
+    classes, _, logits = model.generate(cond, uniforms, sharpness=sharpness, return_logits=True)
+    if sharpness is not None:
+        logits = logits * sharpness[..., None]
     cdf = torch.cumsum(torch.softmax(logits, dim=-1), dim=-1)  # (B, T, 256)
     hi = cdf.gather(-1, classes[..., None])[..., 0]
     lo = cdf.gather(-1, (classes - 1).clamp(min=0)[..., None])[..., 0]
@@ -161,21 +163,25 @@ def _tiny_config():
 
 
 def _compare(model, kernel: CudaKernel, batch: int, steps: int, chunks=None, seed: int = 1,
-             logits: bool = False) -> str:
-    """Kernel vs reference: sampled classes on margin uniforms, in the given chunks, and
-    with `logits` also the teacher-forced logits. '' or a one-line failure."""
+             logits: bool = False, sharpen: bool = False) -> str:
+    """Kernel vs reference: sampled classes on margin uniforms, in the given chunks, with
+    `sharpen` from logits scaled by a random per-sample sharpness in [1, 3], and with
+    `logits` also the teacher-forced logits. '' or a one-line failure."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
     frames = -(-steps // model.config.hop_length)
     mel = torch.rand(batch, frames, model.config.n_mels, generator=g)
     cond = model.conditioning(mel).detach()[:, :steps].contiguous()
-    expected, uniforms = margin_uniforms(model, cond, torch.rand(batch, steps, generator=g))
+    sharpness = 1 + 2 * torch.rand(batch, steps, generator=g) if sharpen else None
+    expected, uniforms = margin_uniforms(model, cond, torch.rand(batch, steps, generator=g), sharpness)
     state = kernel.init_state(batch)
     pieces, start = [], 0
     for n in chunks or [steps]:
         got, state = kernel.generate(cond[:, start:start + n].numpy(),
-                                     uniforms[:, start:start + n].numpy(), state)
+                                     uniforms[:, start:start + n].numpy(), state,
+                                     sharpness=None if sharpness is None else
+                                     sharpness[:, start:start + n].numpy())
         pieces.append(got)
         start += n
     got = np.concatenate(pieces, axis=1)
@@ -217,11 +223,12 @@ def _simulator_check() -> int:
     model = _sharp_model(_tiny_config())
     for kernel, batch, steps, chunks in self_test_variants(model.export_weights()):
         label = f"simulator, {kernel.plan(batch).describe()}, batch {batch}"
-        problem = _compare(model, kernel, batch, steps, chunks, logits=True)
+        problem = (_compare(model, kernel, batch, steps, chunks, logits=True)
+                   or _compare(model, kernel, batch, steps, chunks, sharpen=True))
         if problem:
             print(f"{label}: {problem}")
             return 1
-        print(f"{label}: {steps} samples and logits equal the reference")
+        print(f"{label}: {steps} samples (plain and sharpened) and logits equal the reference")
     return 0
 
 
@@ -287,7 +294,8 @@ def _gpu_check() -> int:
             kernel = CudaKernel(model.export_weights(), topology=topology)
             for batch, chunks in ((1, [steps // 3, steps - steps // 3]), (3, None)):
                 label = f"GPU, {name}, {kernel.plan(batch).describe()}, batch {batch}"
-                problem = _compare(model, kernel, batch, steps, chunks, logits=True)
+                problem = (_compare(model, kernel, batch, steps, chunks, logits=True)
+                           or _compare(model, kernel, batch, steps, chunks, sharpen=True))
                 if problem:
                     print(f"{label}: {problem}")
                     return 1

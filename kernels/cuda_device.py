@@ -15,9 +15,9 @@ import numpy as np
 from tts.kernels.cuda_plan import FLAG_STRIDE, N_CLASSES, VECTOR, WARP, KernelPlan, _Phase
 from tts.kernels.state import KernelState
 
-_SIGNATURE = ("void(float32[::1], float32[:, :, :, ::1], float32[:, ::1], int32[:, ::1], "
-              "float32[:, :, ::1], int32[::1], int64[::1], int32[:, ::1], float32[:, :, ::1], "
-              "float32[::1], int32[::1], int32[::1], int64, int64)")
+_SIGNATURE = ("void(float32[::1], float32[:, :, :, ::1], float32[:, ::1], float32[:, ::1], "
+              "int32[:, ::1], float32[:, :, ::1], int32[::1], int64[::1], int32[:, ::1], "
+              "float32[:, :, ::1], float32[::1], int32[::1], int32[::1], int64, int64)")
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
 _NEG_INF = np.float32(-np.inf)
@@ -506,9 +506,10 @@ def build_kernel(plan: KernelPlan):
                 xstore(sm, xchg, xbase + X_LOGITS + k * NC + row, a)
 
     @device
-    def sample(wpk, sm, ub, xchg, xbase, uniform, teacher_class, logits_out, live, u, s,
+    def sample(wpk, sm, ub, xchg, xbase, uniform, sharp, teacher_class, logits_out, live, u, s,
                tid, ftid):
-        """The class `sample_classes` draws: softmax, cdf, count of cdf entries <= u."""
+        """The class `sample_classes` draws from sharp * logits: softmax, cdf, count of cdf
+        entries <= u. logits_out gets the logits before sharpening."""
         first = tid * C
         best = _NEG_INF
         for j in range(C):
@@ -517,9 +518,10 @@ def build_kernel(plan: KernelPlan):
                 v = wpk[W_O2B + c] + xload(sm, xchg, xbase + X_LOGITS + c)
                 for k in range(1, K):
                     v += xload(sm, xchg, xbase + X_LOGITS + k * NC + c)
-                sm[ub + V_LOGITS + c] = v
                 if live and logits_out.shape[1] > 0:
                     logits_out[u, s, c] = v
+                v *= sharp
+                sm[ub + V_LOGITS + c] = v
                 best = max(best, v)
         if teacher_class >= 0:
             cuda.syncthreads()  # the logits stores are done before the next step reuses them
@@ -576,8 +578,8 @@ def build_kernel(plan: KernelPlan):
             pre_activations(wpk, sm, ring, cond, history, u, ty, g, t + 1, s + 1, tid, ftid)
         return True
 
-    def kernel(wpk, cond, uniforms, teacher, history, last_class, tpos, classes, logits_out,
-               xchg, flags, status, n_steps, spin_limit):
+    def kernel(wpk, cond, uniforms, sharpness, teacher, history, last_class, tpos, classes,
+               logits_out, xchg, flags, status, n_steps, spin_limit):
         tid = cuda.threadIdx.x
         ty = cuda.threadIdx.y  # which of the block's utterances
         ftid = ty * NT + tid
@@ -624,6 +626,7 @@ def build_kernel(plan: KernelPlan):
         t0 = tpos[u]
         cls = last_class[u]
         forced = teacher.shape[1] > 0
+        sharpened = sharpness.shape[1] > 0
         samples = FUSED or block == 0
         for r in range(ROLES):
             role = r if FUSED else block
@@ -650,8 +653,9 @@ def build_kernel(plan: KernelPlan):
                                 spin_limit):
                     return
                 forced_class = teacher[u, s] if forced else -1
-                cls = sample(wpk, sm, ub, xchg, xbase, uniforms[u, s], forced_class, logits_out,
-                             live, u, s, tid, ftid)
+                sharp = sharpness[u, s] if sharpened else _F1
+                cls = sample(wpk, sm, ub, xchg, xbase, uniforms[u, s], sharp, forced_class,
+                             logits_out, live, u, s, tid, ftid)
                 if live and tid == 0:
                     classes[u, s] = cls
 

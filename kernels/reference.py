@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tts.kernels.state import KernelState
+from tts.kernels.state import KernelState, check_sharpness
 from tts.vocoder.wavenet import WaveNet, WaveNetConfig, validate_exported
 
 
@@ -70,10 +70,10 @@ class TorchKernel:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         return KernelState.zeros(batch_size, self.dilations, self.model.config.residual_channels)
 
-    def generate(self, cond, uniforms, state: KernelState, *, teacher=None,
+    def generate(self, cond, uniforms, state: KernelState, *, teacher=None, sharpness=None,
                  return_logits: bool = False):
         """Same contract as `NumbaKernel.generate`: cond (B, T, L, 2R), uniforms (B, T) or
-        teacher (B, T), state not modified; returns (classes (B, T) int32, new state), plus
+        teacher (B, T), sharpness (B, T) or None, state not modified; returns (classes (B, T) int32, new state), plus
         logits (B, T, 256) float32 when return_logits."""
         if not isinstance(state, KernelState):
             raise TypeError(f"state must be a KernelState, got {type(state).__name__}")
@@ -81,10 +81,13 @@ class TorchKernel:
         cond = torch.as_tensor(cond, dtype=torch.float32, device=device)
         uniforms = None if uniforms is None else torch.as_tensor(uniforms, dtype=torch.float32, device=device)
         teacher = None if teacher is None else torch.as_tensor(np.asarray(teacher), dtype=torch.long, device=device)
+        if sharpness is not None:
+            B, T = cond.shape[:2]
+            sharpness = torch.from_numpy(check_sharpness(sharpness, B, T, teacher is not None)).to(device)
         reference = state.to_torch(self.dilations)
         reference = type(reference)([b.to(device) for b in reference.buffers],
                                     reference.last_class.to(device), reference.t)
-        out = self.model.generate(cond, uniforms, reference, teacher=teacher,
+        out = self.model.generate(cond, uniforms, reference, teacher=teacher, sharpness=sharpness,
                                   return_logits=return_logits)
         classes = out[0].cpu().numpy().astype(np.int32)
         new = KernelState.from_torch(out[1])

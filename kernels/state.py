@@ -69,3 +69,20 @@ def check_state(state: KernelState, batch: int, dilations, residual_channels: in
                          f"{state.last_class.shape} and {state.t.shape}")
     if ((state.last_class < 0) | (state.last_class >= n_classes)).any():
         raise ValueError(f"state.last_class must be classes in [0, {n_classes})")
+
+
+def check_sharpness(sharpness, batch: int, steps: int, teacher_forced: bool) -> np.ndarray:
+    """The per-sample sharpness as a kernel takes it: (B, T) float32, or (B, 0) for none.
+
+    Raises an error naming the argument if it does not fit, is not positive and finite, or
+    comes with teacher forcing (nothing is sampled then)."""
+    if sharpness is None:
+        return np.zeros((batch, 0), np.float32)
+    if teacher_forced:
+        raise ValueError("sharpness applies to sampling; pass it with uniforms, not teacher")
+    sharpness = np.ascontiguousarray(sharpness, dtype=np.float32)
+    if sharpness.shape != (batch, steps):
+        raise ValueError(f"sharpness has shape {sharpness.shape}, expected (B, T) = ({batch}, {steps})")
+    if sharpness.size and not (np.isfinite(sharpness).all() and sharpness.min() > 0):
+        raise ValueError("sharpness must be finite and > 0")
+    return sharpness

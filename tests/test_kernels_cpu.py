@@ -137,6 +137,30 @@ def test_free_running_generation_draws_the_reference_samples():
     assert_same_state(state, KernelState.from_torch(ref_state), exact=False)
 
 
+def test_sharpened_sampling_draws_the_reference_samples():
+    """Per-sample sharpness (voicing-dependent sampling): the same classes as the reference
+    drawing from softmax(sharpness * logits), for a batch on both thread paths, and not the
+    classes of plain sampling."""
+    model = make_model(TINY)
+    T = 2000
+    cond = np.stack([conditioning(model, T, seed=s) for s in (1, 5)])
+    u = uniforms(2, T)
+    sharpness = np.random.default_rng(7).uniform(1.0, 3.0, (2, T)).astype(np.float32)
+    ref = [model.generate(torch.from_numpy(cond), torch.from_numpy(u), model.init_state(2),
+                          sharpness=s)[0].numpy() for s in (torch.from_numpy(sharpness), None)]
+    for parallel in (False, True):
+        kernel = NumbaKernel(model.export_weights(), parallel=parallel)
+        classes, _ = kernel.generate(cond, u, kernel.init_state(2), sharpness=sharpness)
+        np.testing.assert_array_equal(classes, ref[0])
+    assert (ref[0] != ref[1]).mean() > 0.1
+    # Sharper sampling concentrates on fewer classes.
+    assert np.std(ref[0].astype(float) - 128) < np.std(ref[1].astype(float) - 128) or \
+        len(np.unique(ref[0])) < len(np.unique(ref[1]))
+    torch_kernel = TorchKernel(model.export_weights())
+    classes, _ = torch_kernel.generate(cond, u, torch_kernel.init_state(2), sharpness=sharpness)
+    np.testing.assert_array_equal(classes, ref[0])
+
+
 def test_torch_backend_wraps_the_reference_generator():
     model = make_model(TINY)
     weights = model.export_weights()
@@ -331,6 +355,13 @@ def test_generate_rejects_bad_inputs_with_clear_messages():
         kernel.generate(cond, u, kernel.init_state(2))
     with pytest.raises(ValueError, match="batch_size"):
         kernel.init_state(0)
+    with pytest.raises(ValueError, match="sharpness has shape"):
+        kernel.generate(cond, u, state, sharpness=np.ones((1, 5), np.float32))
+    with pytest.raises(ValueError, match="sharpness must be finite and > 0"):
+        kernel.generate(cond, u, state, sharpness=np.zeros((1, 10), np.float32))
+    with pytest.raises(ValueError, match="sharpness applies to sampling"):
+        kernel.generate(cond, None, state, teacher=np.zeros((1, 10), np.int64),
+                        sharpness=np.ones((1, 10), np.float32))
 
 
 def test_pack_weights_names_the_bad_tensor():

@@ -219,6 +219,10 @@ def test_bad_options_and_inputs_are_rejected_with_clear_errors():
         kernel.generate(cond, uniforms, kernel.init_state(3))
     with pytest.raises(ValueError, match="cond has dtype float64"):
         kernel.generate(cond.astype(np.float64), uniforms, state)
+    with pytest.raises(ValueError, match="sharpness has shape"):
+        kernel.generate(cond, uniforms, state, sharpness=np.ones((2, 4), np.float32))
+    with pytest.raises(ValueError, match="sharpness must be finite and > 0"):
+        kernel.generate(cond, uniforms, state, sharpness=np.full((2, 5), np.nan, np.float32))
 
 
 @on_host
@@ -434,6 +438,15 @@ def test_simulator_stand_ins_several_utterances_per_block(sharp_tiny):
     assert state.t.tolist() == [5, 5, 5]
 
 
+@in_simulator
+def test_simulator_stand_ins_sharpened_sampling_equals_reference(sharp_tiny):
+    # Voicing-dependent sampling: each sample drawn from softmax(sharpness * logits).
+    model = sharp_tiny
+    kernel = kc.CudaKernel(model.export_weights(), topology="fused", threads=32, max_lanes=1,
+                           utterances_per_block=2)
+    assert checks._compare(model, kernel, batch=3, steps=6, chunks=[2, 4], seed=5, sharpen=True) == ""
+
+
 # ---- real GPU --------------------------------------------------------------------------------
 
 
@@ -450,6 +463,7 @@ def test_gpu_matches_reference(config, options, steps):
     kernel = kc.CudaKernel(model.export_weights(), **options)
     for batch, chunks in ((1, [steps // 3, steps - steps // 3]), (3, None)):
         assert checks._compare(model, kernel, batch, steps, chunks, logits=True) == ""
+    assert checks._compare(model, kernel, 2, steps // 2, sharpen=True) == ""  # voicing-dependent sampling
     _, compiled, _ = kernel._prepare(1)
     assert compiled.get_local_mem_per_thread() == 0  # no register spills in the SASS either
 

@@ -19,7 +19,7 @@ from tts.train.tasks import get_task
 from tts.train.tasks.attention import AttentionTask
 from tts.train.config import ConfigError, TrainConfig, resolve_config
 from tts.train.trainer import Trainer, checkpoints, export_run, latest_checkpoint, load_checkpoint, lr_at
-from tts.voice import load_model
+from tts.voice import load_model, load_voice, read_config
 
 REPO = Path(__file__).resolve().parents[1]
 # Equal phoneme counts and equal durations: every clip weighs the same in a batch mean, so one
@@ -229,6 +229,15 @@ def test_vocoder_one_and_two_processes_agree_and_export_ema(corpus, tmp_path):
     assert main(["export", str(tmp_path / "one"), "--to", str(tmp_path / "voice"),
                  "--temperature", "0"]) == 2
     assert load_model(tmp_path / "voice", "vocoder").config.temperature == 0.3  # nothing written
+    # --voicing fits the voice's voicing detector on the corpus's audio.
+    for bad in (["--voicing", "1"], ["--voicing", "0", "--data", str(corpus)],
+                ["--voicing", "1", "--data", str(tmp_path / "nowhere")]):
+        assert main(["export", str(tmp_path / "one"), "--to", str(tmp_path / "voice"), *bad]) == 2, bad
+        assert "voicing" not in read_config(tmp_path / "voice")["models"]  # nothing written
+    assert main(["export", str(tmp_path / "one"), "--to", str(tmp_path / "voice"),
+                 "--voicing", "1.5", "--data", str(corpus)]) == 0
+    voicing = load_voice(tmp_path / "voice", require=()).voicing
+    assert voicing.config.strength == 1.5 and voicing.linear.weight.abs().sum() > 0
 
 
 # --- resuming --------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
                              [--print-config]
     torchrun --nproc_per_node=N -m tts.train TASK ...        one process per GPU (or CPU worker)
     python -m tts.train export RUN_DIR --to VOICE_DIR [--default-vocoder wavenet|griffin-lim] [--temperature T]
+                                      [--voicing STRENGTH --data CORPUS]
 
 TASK is g2p, parallel (the acoustic model that ships), attention (the attention acoustic
 model) or vocoder. Settings come from the task's defaults, then (when resuming)
@@ -14,6 +15,8 @@ starts a new run from the task's model in a voice folder (its config and weights
 training continues from a shipped voice on a machine that has no checkpoint. Trainer settings are plain
 names (``--set lr=3e-4 batch_size=32``), task settings too (``--set segment_frames=20``), and
 the model's fields are ``model.NAME`` (``--set model.r=2``). ``--print-config`` shows them all.
+``export --voicing STRENGTH --data CORPUS`` also fits the voice's voicing detector on the corpus's
+audio, so that its WaveNet samples voiced frames more sharply (tts/vocoder/voicing.py).
 
 Errors a user can cause end in one line on stderr and exit code 2 (tts.command).
 """
@@ -31,9 +34,10 @@ from tts.train.data import DatasetError
 from tts.train.tasks import RENAMED, TASKS, UnknownTaskError, get_task
 from tts.train.config import ConfigError, config_dict, resolve_config
 from tts.train.trainer import RunDirError, Trainer, export_run, latest_checkpoint, load_checkpoint, stored_config
-from tts.audio import AudioFileError
+from tts.audio import DEFAULT_AUDIO, AudioFileError
 from tts.command import EXIT_OK, OneLineParser, UsageError, run_command
-from tts.voice import DEFAULT_VOCODERS, VoiceError, load_model, set_default_vocoder, set_temperature
+from tts.voice import DEFAULT_VOCODERS, VoiceError, load_model, save_model, set_default_vocoder, set_temperature
+from tts.vocoder.voicing import VoicingConfig, fit_voicing_on_corpus
 from tts.vocoder.wavenet import WaveNetConfig
 
 USER_ERRORS = (ConfigError, RunDirError, UnknownTaskError, DatasetError, AudioFileError, VoiceError)
@@ -72,6 +76,14 @@ def _temperature(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _voicing_strength(text: str) -> float:
+    """A voicing strength VoicingConfig accepts, checked as the arguments are parsed."""
+    try:
+        return VoicingConfig(strength=float(text)).strength
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _export_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m tts.train export", description="Write a run's model into a voice folder.")
     p.add_argument("run_dir")
@@ -80,6 +92,10 @@ def _export_parser() -> argparse.ArgumentParser:
                    help="what the voice speaks with by default (griffin-lim while its WaveNet is weaker)")
     p.add_argument("--temperature", type=_temperature,
                    help="the WaveNet's sampling temperature in the voice (default: the run's)")
+    p.add_argument("--voicing", type=_voicing_strength, metavar="STRENGTH",
+                   help="fit a voicing detector on --data and sample voiced frames up to "
+                        "1 + STRENGTH times more sharply (LPCNet: 1)")
+    p.add_argument("--data", help="the corpus (LJ Speech layout) to fit --voicing on")
     return p
 
 
@@ -129,8 +145,16 @@ def main(argv: list[str] | None = None) -> int:
         if not argv:
             raise UsageError(f"no task given (expected {', '.join(TASKS)} or export; -h for help)")
         if argv[0] == "export":
-            args = _export_parser().parse_args(argv[1:])
+            parser = _export_parser()
+            args = parser.parse_args(argv[1:])
+            if (args.voicing is None) != (args.data is None):
+                parser.error("--voicing and --data go together")
+            # Fitted before anything is written, so that a bad corpus leaves the voice as it was.
+            voicing = None if args.voicing is None else \
+                fit_voicing_on_corpus(args.data, DEFAULT_AUDIO, args.voicing)
             voice = export_run(args.run_dir, args.voice_dir)
+            if voicing is not None:
+                save_model(voice, "voicing", voicing, DEFAULT_AUDIO)
             if args.default_vocoder:
                 set_default_vocoder(voice, args.default_vocoder)
             if args.temperature is not None:

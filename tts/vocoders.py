@@ -61,16 +61,18 @@ class Vocoder:
 
 class WaveNetVocoder(Vocoder):
     """The voice's WaveNet on one kernel backend, with the mu-law decoding and the signal
-    filter (pre-emphasis or linear prediction) that turn its classes into audio."""
+    filter (pre-emphasis or linear prediction) that turn its classes into audio, sampling
+    voiced frames more sharply where the voice has a voicing detector (vocoder/voicing.py)."""
 
     name = WAVENET
 
     def __init__(self, wavenet, audio: AudioConfig, backend: str, weights: str = "fp32",
-                 device: torch.device = torch.device("cpu")):
+                 device: torch.device = torch.device("cpu"), voicing=None):
         from tts.kernels import BackendUnavailableError, load_backend
 
         super().__init__(audio)
         self.wavenet = wavenet.to(device).eval()
+        self.voicing = None if voicing is None else voicing.to(device).eval()
         try:
             self.kernel = load_backend(backend, self.wavenet, weights)
         except (BackendUnavailableError, ValueError) as e:
@@ -79,7 +81,8 @@ class WaveNetVocoder(Vocoder):
 
     @classmethod
     def from_voice(cls, voice, backend: str, weights: str, device: torch.device) -> "WaveNetVocoder":
-        return cls(voice.vocoder, voice.audio, choose_backend(backend, weights, device), weights, device)
+        return cls(voice.vocoder, voice.audio, choose_backend(backend, weights, device), weights, device,
+                   voice.voicing)
 
     @torch.no_grad()
     def stream(self, mel, rng):
@@ -87,13 +90,16 @@ class WaveNetVocoder(Vocoder):
 
         mel_np, state, carry = mel.cpu().numpy(), self.kernel.init_state(1), None
         frames = mel.shape[0]
+        frame_sharpness = None if self.voicing is None else self.voicing.sharpness(mel)  # (frames,)
         for start, stop in chunk_bounds(frames):
             # Condition only this chunk's frames (with context), so the first chunk does not
             # wait for the whole sentence to be upsampled.
             cond = self.wavenet.project(self.wavenet.upsample_frames(mel[None], start, stop))  # (1, t, L, 2R)
             uniforms = rng.random((1, cond.shape[1]), dtype=np.float32)
+            sharpness = None if frame_sharpness is None else \
+                np.repeat(frame_sharpness[start:stop], self.audio.hop_length)[None]  # (1, t)
             classes, state = self.kernel.generate(cond if self.backend == "cuda" else cond.cpu().numpy(),
-                                                  uniforms, state)
+                                                  uniforms, state, sharpness=sharpness)
             audio, carry = model_to_signal(self.wavenet.config, mu_law_decode(np.asarray(classes[0])),
                                            mel_np[start:stop], carry)
             yield audio, stop >= frames

@@ -5,6 +5,7 @@ A voice is a folder::
     config.json            format version, audio config, symbol table, one entry per model
     acoustic.safetensors   the acoustic model's weights
     vocoder.safetensors    the WaveNet's weights
+    voicing.safetensors    optional: how voiced each mel frame is, for the WaveNet's sampling
 
 ``config.json`` reads ``{"format": 1, "audio": {...}, "symbols": [...], "models": {"acoustic":
 {"kind": "parallel", "config": {...}, "weights": "acoustic.safetensors", "sha256": "..."}, ...}}``
@@ -61,7 +62,11 @@ def _model_classes(name: str, kind: str | None = None) -> tuple[type, type]:
         from tts.text.neural_g2p import G2PConfig, G2PModel
 
         return G2PModel, G2PConfig
-    raise VoiceError(f"unknown model {name!r} (expected acoustic, vocoder or g2p)")
+    if name == "voicing":
+        from tts.vocoder.voicing import VoicingConfig, VoicingDetector
+
+        return VoicingDetector, VoicingConfig
+    raise VoiceError(f"unknown model {name!r} (expected acoustic, vocoder, voicing or g2p)")
 
 
 def _sha256(path: Path) -> str:
@@ -201,6 +206,12 @@ class Voice:
     @property
     def vocoder(self):
         return self.model("vocoder")
+
+    @property
+    def voicing(self):
+        """The WaveNet's voicing detector (voicing-dependent sampling), or None: the folder
+        has none, and the WaveNet samples at its temperature everywhere."""
+        return self.model("voicing") if "voicing" in self.config.get("models", {}) else None
 
 
 def load_voice(voice_dir: str | os.PathLike = BUNDLED_VOICE, device: str | torch.device = "cpu",

@@ -364,7 +364,7 @@ class WaveNet(nn.Module):
     @torch.no_grad()
     def generate(self, cond: torch.Tensor, uniforms: torch.Tensor | None = None,
                  state: WaveNetState | None = None, *, teacher: torch.Tensor | None = None,
-                 return_logits: bool = False):
+                 sharpness: torch.Tensor | None = None, return_logits: bool = False):
         """Generate one chunk of samples, one at a time.
 
         cond (B, T_chunk, L, 2R): this chunk's slice of `conditioning(mel)`.
@@ -373,6 +373,9 @@ class WaveNet(nn.Module):
             so splitting cond and uniforms into chunks gives exactly the one-call result.
         teacher (B, T_chunk) int64: teacher forcing; the true classes of this chunk's
             samples, fed back instead of sampled ones (then uniforms must be None).
+        sharpness (B, T_chunk) > 0: sample t is drawn from softmax(sharpness[:, t] * logits)
+            (the voicing-dependent sampling of `sharpness_from_voicing`); None: from
+            softmax(logits).
 
         Returns (classes (B, T_chunk) int64, state), plus logits (B, T_chunk, n_classes)
         when return_logits. Under teacher forcing the classes are the teacher's.
@@ -390,6 +393,9 @@ class WaveNet(nn.Module):
         if tuple(given.shape) != (B, T):
             raise ValueError(f"{name} has shape {tuple(given.shape)}, "
                              f"expected (B, T_chunk) = ({B}, {T})")
+        if sharpness is not None and (teacher is not None or tuple(sharpness.shape) != (B, T)):
+            raise ValueError(f"sharpness goes with uniforms, shape (B, T_chunk) = ({B}, {T}); "
+                             f"got {tuple(sharpness.shape)}" + (" with teacher" if teacher is not None else ""))
         state = self.init_state(B, cond.device) if state is None else state.clone()
         if state.last_class.shape[0] != B:
             raise ValueError(f"state is for batch size {state.last_class.shape[0]}, cond for {B}")
@@ -413,7 +419,8 @@ class WaveNet(nn.Module):
             hidden = F.relu(F.relu(skip) @ w["out1_w"].T + w["out1_b"])  # (B, A)
             logits = hidden @ w["out2_w"].T + w["out2_b"]  # (B, n_classes)
             if teacher is None:
-                classes[:, i] = sample_classes(logits, uniforms[:, i])
+                sharp = logits if sharpness is None else logits * sharpness[:, i, None]
+                classes[:, i] = sample_classes(sharp, uniforms[:, i])
             else:
                 classes[:, i] = teacher[:, i]
             if return_logits:
