@@ -282,8 +282,8 @@ def _generate_utterance(stream, embedding, dilated_b, res_b, skip_b, out1_b, out
     stream, embedding and the biases: `PackedWeights`. cond (T, L, 2R). uniforms (T,)
     float32, or empty under teacher forcing, where teacher (T,) int32 holds the classes to
     feed back. sharpness (T,) float32 scales each sample's logits before sampling, or is
-    empty (no scaling). history (sum(dilations), R). classes (T,) int32 out. logits_out (T, 256) out,
-    or (0, 256) when not wanted.
+    empty (no scaling). history (sum(dilations), R). classes (T,) int32 out. logits_out
+    (T, 256) out, or (0, 256) when not wanted.
     """
     T, L = cond.shape[0], cond.shape[1]
     R = history.shape[1]
@@ -581,7 +581,7 @@ class NumbaKernel:
         teacher (B, T) int: teacher forcing, the classes to feed back instead of sampled ones
             (then uniforms must be None).
         sharpness (B, T) float32 > 0: each sample is drawn from softmax(sharpness * logits)
-            (`sharpness_from_voicing`); None draws from softmax(logits).
+            (voicing-dependent sampling, `tts.vocoder.voicing`); None: from softmax(logits).
 
         Returns (classes (B, T) int32, new state), plus logits (B, T, 256) float32 (before
         sharpening) when return_logits.

@@ -374,7 +374,7 @@ class WaveNet(nn.Module):
         teacher (B, T_chunk) int64: teacher forcing; the true classes of this chunk's
             samples, fed back instead of sampled ones (then uniforms must be None).
         sharpness (B, T_chunk) > 0: sample t is drawn from softmax(sharpness[:, t] * logits)
-            (the voicing-dependent sampling of `sharpness_from_voicing`); None: from
+            (voicing-dependent sampling, `tts.vocoder.voicing`); None: from
             softmax(logits).
 
         Returns (classes (B, T_chunk) int64, state), plus logits (B, T_chunk, n_classes)
