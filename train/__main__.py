@@ -37,7 +37,8 @@ from tts.train.trainer import RunDirError, Trainer, export_run, latest_checkpoin
 from tts.audio import DEFAULT_AUDIO, AudioFileError
 from tts.command import EXIT_OK, OneLineParser, UsageError, run_command
 from tts.voice import DEFAULT_VOCODERS, VoiceError, load_model, save_model, set_default_vocoder, set_temperature
-from tts.vocoder.voicing import VoicingConfig, fit_voicing_on_corpus
+from tts.train.tasks.vocoder import fit_voicing_on_corpus
+from tts.vocoder.voicing import VoicingConfig
 from tts.vocoder.wavenet import WaveNetConfig
 
 USER_ERRORS = (ConfigError, RunDirError, UnknownTaskError, DatasetError, AudioFileError, VoiceError)

@@ -7,7 +7,7 @@ their periods repeat cleanly, while unvoiced frames keep the spread that makes a
 noise. One temperature everywhere has to trade the two against each other. Here g comes from
 the mel alone, so synthesis needs nothing else: `VoicingDetector` is a logistic regression
 from one mel frame to the frame's pitch correlation (`pitch_correlation`), fitted on a
-corpus's audio (`fit_voicing`). Its `sharpness` multiplies each sample's logits before
+corpus's audio (`fit_voicing`; `tts.train.tasks.vocoder.fit_voicing_on_corpus`). Its `sharpness` multiplies each sample's logits before
 sampling (the kernels' ``sharpness`` input), on top of the WaveNet's temperature.
 
 Layout: mel (frames, n_mels), as everywhere in the engine; frame i covers samples
@@ -16,7 +16,6 @@ Layout: mel (frames, n_mels), as everywhere in the engine; frame i covers sample
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,20 +112,3 @@ def fit_voicing(mels: list[np.ndarray], correlations: list[np.ndarray],
     optimizer.step(closure)
     return detector.eval()
 
-
-def fit_voicing_on_corpus(corpus: str | os.PathLike, audio, strength: float = 1.0,
-                          clips: int = 200) -> VoicingDetector:
-    """A detector fitted on the first ``clips`` clips of an LJ Speech-layout corpus, with the
-    features the vocoder trains on (`tts.train.data.compute_features`)."""
-    from tts.train.data import compute_features, read_metadata
-
-    mels, correlations = [], []
-    for clip in read_metadata(corpus)[:clips]:
-        features = compute_features(clip, audio)
-        mel = features["mel"]
-        mels.append(mel)
-        correlations.append(pitch_correlation(features["wave"], audio.hop_length,
-                                              audio.sample_rate)[: len(mel)])
-    if not mels:
-        raise ValueError(f"{corpus} has no clips to fit the voicing detector on")
-    return fit_voicing(mels, correlations, VoicingConfig(n_mels=audio.n_mels, strength=strength))

@@ -19,13 +19,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from tts.train.data import FeatureCache
+from tts.train.data import DatasetError, FeatureCache, compute_features, read_metadata
 from tts.train.task import Task
 from tts.train.tasks.mel import build_cache, open_cache, split_clips
-from tts.audio import DEFAULT_AUDIO, mu_law_decode, mu_law_encode
+from tts.audio import DEFAULT_AUDIO, AudioConfig, mu_law_decode, mu_law_encode
 from tts.files import replacing
 from tts.voice import VoiceError, load_model, read_config, save_model
 from tts.vocoder.lpc import lpc_from_mel, noisy_excitation
+from tts.vocoder.voicing import VoicingConfig, VoicingDetector, fit_voicing, pitch_correlation
 from tts.vocoder.wavenet import START_CLASS, WaveNet, WaveNetConfig, model_to_signal, signal_to_model
 
 CONTEXT_SAMPLES = 64  # audio before a crop that its first samples' predictor looks back on
@@ -235,3 +236,19 @@ class VocoderTask(Task):
 
     def export(self, model: WaveNet, voice_dir: Path) -> None:
         save_model(voice_dir, "vocoder", model, DEFAULT_AUDIO)
+
+
+def fit_voicing_on_corpus(corpus: str | os.PathLike, audio: AudioConfig, strength: float = 1.0,
+                          clips: int = 200) -> VoicingDetector:
+    """A detector fitted on the first ``clips`` clips of an LJ Speech-layout corpus, with the
+    features the vocoder trains on (`tts.train.data.compute_features`)."""
+    mels, correlations = [], []
+    for clip in read_metadata(corpus)[:clips]:
+        features = compute_features(clip, audio)
+        mel = features["mel"]
+        mels.append(mel)
+        correlations.append(pitch_correlation(features["wave"], audio.hop_length,
+                                              audio.sample_rate)[: len(mel)])
+    if not mels:
+        raise DatasetError(f"{corpus} has no clips to fit the voicing detector on")
+    return fit_voicing(mels, correlations, VoicingConfig(n_mels=audio.n_mels, strength=strength))
