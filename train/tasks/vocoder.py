@@ -243,7 +243,7 @@ def fit_voicing_on_corpus(corpus: str | os.PathLike, audio: AudioConfig, strengt
     """A detector fitted on the first ``clips`` clips of an LJ Speech-layout corpus, with the
     features the vocoder trains on (`tts.train.data.compute_features`)."""
     mels, correlations = [], []
-    for clip in read_metadata(corpus)[:clips]:
+    for clip in tqdm(read_metadata(corpus)[:clips], desc="voicing", unit="clip"):
         features = compute_features(clip, audio)
         mel = features["mel"]
         mels.append(mel)
