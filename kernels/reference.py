@@ -73,8 +73,8 @@ class TorchKernel:
     def generate(self, cond, uniforms, state: KernelState, *, teacher=None, sharpness=None,
                  return_logits: bool = False):
         """Same contract as `NumbaKernel.generate`: cond (B, T, L, 2R), uniforms (B, T) or
-        teacher (B, T), sharpness (B, T) or None, state not modified; returns (classes (B, T) int32, new state), plus
-        logits (B, T, 256) float32 when return_logits."""
+        teacher (B, T), sharpness (B, T) or None, state not modified; returns (classes (B, T)
+        int32, new state), plus logits (B, T, 256) float32 when return_logits."""
         if not isinstance(state, KernelState):
             raise TypeError(f"state must be a KernelState, got {type(state).__name__}")
         device = self.model.embedding.weight.device

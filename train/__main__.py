@@ -68,21 +68,15 @@ def _train_parser(task: str) -> argparse.ArgumentParser:
     return p
 
 
-def _temperature(text: str) -> float:
-    """A sampling temperature WaveNetConfig accepts, checked as the arguments are parsed, so
-    that a bad one writes nothing."""
-    try:
-        return WaveNetConfig(temperature=float(text)).temperature
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _voicing_strength(text: str) -> float:
-    """A voicing strength VoicingConfig accepts, checked as the arguments are parsed."""
-    try:
-        return VoicingConfig(strength=float(text)).strength
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+def _config_value(config_cls, field: str):
+    """An argparse type for one field of a config dataclass, checked by the config itself as
+    the arguments are parsed, so that a bad value writes nothing."""
+    def parse(text: str) -> float:
+        try:
+            return getattr(config_cls(**{field: float(text)}), field)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
 
 
 def _export_parser() -> argparse.ArgumentParser:
@@ -91,9 +85,9 @@ def _export_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, dest="voice_dir", help="voice folder to write (created if missing)")
     p.add_argument("--default-vocoder", choices=DEFAULT_VOCODERS,
                    help="what the voice speaks with by default (griffin-lim while its WaveNet is weaker)")
-    p.add_argument("--temperature", type=_temperature,
+    p.add_argument("--temperature", type=_config_value(WaveNetConfig, "temperature"),
                    help="the WaveNet's sampling temperature in the voice (default: the run's)")
-    p.add_argument("--voicing", type=_voicing_strength, metavar="STRENGTH",
+    p.add_argument("--voicing", type=_config_value(VoicingConfig, "strength"), metavar="STRENGTH",
                    help="fit a voicing detector on --data and sample voiced frames up to "
                         "1 + STRENGTH times more sharply (LPCNet: 1)")
     p.add_argument("--data", help="the corpus (LJ Speech layout) to fit --voicing on")
