@@ -207,7 +207,7 @@ def test_list_backends():
     ("unknown backend", 2, "invalid choice"),
     ("backend of griffin-lim", 2, "runs the WaveNet, not griffin-lim"),
     ("bf16 on torch", 1, "only numba"),
-    ("bad rate", 2, "outside"),
+    ("bad rate", 2, "--rate: speaking rate must be from 0.5 to 2, got 9.0"),
     ("cuda absent", 1, "no CUDA GPU"),
     ("broken voice", 1, "config.json"),
     ("missing voice", 1, "not found"),

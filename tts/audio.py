@@ -19,8 +19,8 @@ import soundfile as sf
 import torch
 
 from tts.config import JsonConfig
-from tts.errors import AudioFileError, check_writable, temporary_beside
-from tts.files import FILE_MODE
+from tts.errors import AudioFileError
+from tts.files import FILE_MODE, check_writable, temporary_beside
 
 
 @dataclass(frozen=True)
@@ -104,12 +104,14 @@ class AudioWriter:
         self.sample_rate = sample_rate
 
     def __enter__(self) -> "AudioWriter":
-        self._tmp = temporary_beside(self.path)
+        self._tmp = None
         try:
+            self._tmp = temporary_beside(self.path)
             os.chmod(self._tmp, FILE_MODE)  # mkstemp's 0600 would survive the rename
             self._file = sf.SoundFile(self._tmp, "w", self.sample_rate, 1, subtype="PCM_16", format=self.format)
         except (OSError, sf.LibsndfileError) as e:
-            Path(self._tmp).unlink(missing_ok=True)
+            if self._tmp is not None:
+                self._tmp.unlink(missing_ok=True)
             raise AudioFileError(f"cannot write {self.path}: {getattr(e, 'strerror', None) or e}") from None
         return self
 

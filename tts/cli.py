@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 from tts.command import EXIT_OK, OneLineParser, UsageError, run_command
-from tts.errors import MAX_RATE, MIN_RATE, AudioFileError, check_seed, check_writable
+from tts.errors import AudioFileError, check_rate, check_seed
+from tts.files import check_writable
 from tts.options import BACKEND_CHOICES, VOCODER_CHOICES, WEIGHT_FORMATS, ChoiceError, resolve_choice
 
 
@@ -149,12 +150,11 @@ def _check_inputs(args) -> tuple[str, list]:
         except LexiconError as e:
             raise UsageError(str(e)) from None
     text = _read_text(args)
-    if not MIN_RATE <= args.rate <= MAX_RATE:
-        raise UsageError(f"--rate {args.rate} is outside [{MIN_RATE}, {MAX_RATE}]")
-    try:
-        check_seed(args.seed)
-    except ValueError as e:
-        raise UsageError(f"--seed: {e}") from None
+    for check, name in ((check_rate, "rate"), (check_seed, "seed")):
+        try:
+            check(getattr(args, name))
+        except ValueError as e:
+            raise UsageError(f"--{name}: {e}") from None
     if not args.raw:
         _check_output(args.output)
     ssml = args.ssml or is_ssml(text)
@@ -210,7 +210,7 @@ def _write_timings(args, words: list, phonemes: list) -> None:
     """The --timings JSON and the --subtitles file, each written whole or not at all."""
     from dataclasses import asdict
 
-    from tts.errors import write_text_atomic
+    from tts.files import write_text_atomic
     from tts.subtitles import write_subtitles
 
     if args.timings is not None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tts.errors import write_text_atomic
+from tts.files import write_text_atomic
 from tts.timings import WordTiming
 
 # Readable subtitles: a line of at most 42 characters (a common limit for one subtitle line), up to
