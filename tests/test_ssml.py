@@ -5,7 +5,7 @@ import logging
 import pytest
 
 from tts.errors import MAX_RATE, MIN_RATE
-from tts.text import G2P, WORD, normalize, phonemize, ssml
+from tts.text import G2P, WORD, normalize, phonemize, readings, ssml
 from tts.text.g2p import LETTER_NAMES
 from tts.text.ssml import (
     BREAK_STRENGTHS,
@@ -241,6 +241,29 @@ def test_say_as_readings(interpret, fmt, content, words):
     assert normalize(said.text) == words  # the normalizer reads it exactly as written
     assert source_of(text, said) == content
     assert doc.warnings == []
+
+
+def _say_as(interpret: str, content: str) -> str:
+    (said,) = segments(parse_ssml(f'<speak><say-as interpret-as="{interpret}">{content}</say-as></speak>'))
+    return said.text
+
+
+@pytest.mark.parametrize("hour", [0, 1, 9, 12, 13, 23, 24, 25])
+@pytest.mark.parametrize("minute", [0, 5, 30, 59])
+@pytest.mark.parametrize("meridiem", [None, "am", "pm"])
+def test_say_as_time_and_plain_text_read_a_clock_alike(hour, minute, meridiem):
+    written = f"{hour}:{minute:02d}" + (f" {meridiem}" if meridiem else "")
+    words = readings.read_clock(hour, minute, None, meridiem)
+    if words is None:  # no clock shows it: read as written, with a warning
+        assert _say_as("time", written) == written
+    else:
+        assert _say_as("time", written) == words == normalize(f"at {written} then")[3:-5]
+
+
+@pytest.mark.parametrize("written", ["555-123-4567", "(555) 123-4567", "+1 555 123 4567",
+                                     "+44 20 7946 0958", "555-1234", "978-3-16-148410-0"])
+def test_say_as_telephone_and_plain_text_read_a_phone_number_alike(written):
+    assert _say_as("telephone", written) == readings.read_phone(written) == normalize(written)
 
 
 def test_say_as_content_it_cannot_read_is_read_as_text_with_a_warning():

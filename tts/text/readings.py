@@ -325,10 +325,32 @@ def signed(m: re.Match[str], words: str) -> str:
     return ("minus " if sign == "-" else "plus " if sign == "+" else "") + words
 
 
+def _phone_groups(number: str) -> list[str]:
+    """An unbroken run of digits in the groups a person reads it in: 3-3-4 for ten digits,
+    1-3-3-4 for eleven starting with 1, 3-4 for seven, threes otherwise."""
+    if len(number) == 11 and number.startswith("1"):
+        return [number[0]] + _phone_groups(number[1:])
+    groups = []
+    while len(number) > 4:
+        groups.append(number[:3])
+        number = number[3:]
+    return groups + [number]
+
+
+def read_phone(text: str) -> str | None:
+    """A telephone number digit by digit, its groups as written ("555-123-4567", "+44 20
+    7946 0958") or, for one unbroken run, as a person groups it; None if it has no digits."""
+    groups = re.findall(r"\d+", text)
+    if not groups:
+        return None
+    if len(groups) == 1:
+        groups = _phone_groups(groups[0])
+    plus = "plus " if text.lstrip().startswith("+") else ""
+    return plus + ", ".join(nb.digits(g) for g in groups)  # a comma is a short pause
+
+
 def speak_phone(m: re.Match[str]) -> str:
-    groups = re.findall(r"\d+", m.group(0))
-    plus = "plus " if m.group(0).startswith("+") else ""
-    return plus + ", ".join(nb.digits(g) for g in groups)
+    return read_phone(m.group(0))
 
 
 def speak_dotted_number(m: re.Match[str]) -> str:
@@ -357,13 +379,20 @@ def speak_date(m: re.Match[str]) -> str | None:
     return nb.date(month, day, year, day_first=day_first)
 
 
+def read_clock(hour: int, minute: int, second: int | None = None, meridiem: str | None = None) -> str | None:
+    """A time of day in words ("am"/"pm" or None for ``meridiem``), or None for one no clock
+    shows (9:75, 25:00, 13 pm)."""
+    if minute > 59 or (second or 0) > 59 or hour > 24 or (meridiem and not 1 <= hour <= 12):
+        return None
+    return nb.clock(hour, minute, second, meridiem)
+
+
 def speak_clock(m: re.Match[str]) -> str | None:
-    hour, minute = int(m.group("h")), int(m.group("m") or 0)
     second = int(m.group("s")) if m.group("s") else None
     mer = m.group("mer")
-    if minute > 59 or (second or 0) > 59 or hour > 24 or (mer and not 1 <= hour <= 12):
+    words = read_clock(int(m.group("h")), int(m.group("m") or 0), second, mer and mer[0].lower() + "m")
+    if words is None:
         return None
-    words = nb.clock(hour, minute, second, mer and mer[0].lower() + "m")
     if mer and mer.endswith(".") and period_ends("final", m.string[m.end() :]):
         words += "."
     return words

@@ -37,7 +37,7 @@ from tts.errors import MAX_RATE, MIN_RATE
 
 from . import numbers as nb
 from .g2p import LETTER_NAMES
-from .readings import MONTH_NUMBERS
+from .readings import MONTH_NUMBERS, read_clock, read_phone
 from .symbols import PHONEMES, VOWELS
 
 log = logging.getLogger(__name__)
@@ -232,34 +232,13 @@ def _say_time(text: str, fmt: str | None) -> str | None:
     m = _TIME.fullmatch(text)
     if not m:
         return None
-    hour, minute = int(m.group(1)), int(m.group(2) or 0)
     second = int(m.group(3)) if m.group(3) else None
     meridiem = m.group(4) and m.group(4).lower() + "m"
-    if minute > 59 or (second or 0) > 59 or hour > 24 or (meridiem and not 1 <= hour <= 12):
-        return None
-    return nb.clock(hour, minute, second, meridiem)
-
-
-def _phone_groups(number: str) -> list[str]:
-    """An unbroken run of digits in the groups a person reads it in: 3-3-4 for ten digits,
-    1-3-3-4 for eleven starting with 1, 3-4 for seven, threes otherwise."""
-    if len(number) == 11 and number.startswith("1"):
-        return [number[0]] + _phone_groups(number[1:])
-    groups = []
-    while len(number) > 4:
-        groups.append(number[:3])
-        number = number[3:]
-    return groups + [number]
+    return read_clock(int(m.group(1)), int(m.group(2) or 0), second, meridiem)
 
 
 def _say_telephone(text: str, fmt: str | None) -> str | None:
-    groups = re.findall(r"\d+", text)
-    if not groups:
-        return None
-    if len(groups) == 1:
-        groups = _phone_groups(groups[0])
-    plus = "plus " if text.startswith("+") else ""
-    return plus + ", ".join(nb.digits(g) for g in groups)  # a comma is a short pause
+    return read_phone(text)
 
 
 # interpret-as -> content (whitespace collapsed), format -> words, or None if unreadable.
