@@ -260,6 +260,36 @@ def test_bad_input_one_line_and_exit_code(voice, gl_voice, tmp_path, case, code,
     assert not out.exists() and not list(tmp_path.glob("*.part"))
 
 
+XML_BOMB = """<?xml version="1.0"?>
+<!DOCTYPE speak [
+ <!ENTITY a "doctype speak entity">
+ <!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+ <!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">
+]>
+<speak>&c;</speak>
+"""
+XXE = '<!DOCTYPE speak [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n<speak>&xxe;</speak>\n'
+
+
+@pytest.mark.parametrize("case, message", [
+    ("bomb.xml", ": a document type declaration (<!DOCTYPE>) is not allowed"),
+    ("xxe.xml", ": a document type declaration (<!DOCTYPE>) is not allowed"),
+    ("page.html", "SSML line 1, column 1: the root element must be <speak>, not <html>"),
+    ("--ssml plain text", "synthesize: error: the text is not SSML: it has no <speak> root element"),
+])
+def test_markup_is_never_read_aloud(voice, tmp_path, case, message):
+    out = tmp_path / "out.wav"
+    files = {"bomb.xml": XML_BOMB, "xxe.xml": XXE, "page.html": "<html><body>Hi</body></html>\n"}
+    if case in files:
+        (tmp_path / case).write_text(files[case], encoding="utf-8")
+        r = synthesize("--text-file", tmp_path / case, "-o", out, "--voice", voice)
+    else:
+        r = synthesize("--ssml", "Just plain text.", "-o", out, "--voice", voice)
+    err = r.stderr.decode().strip()
+    assert r.returncode == 2 and len(err.splitlines()) == 1 and err.endswith(message), err
+    assert not out.exists() and not list(tmp_path.glob("*.part"))
+
+
 def test_text_with_some_unspeakable_characters_speaks_with_one_warning(voice, tmp_path):
     out = tmp_path / "out.wav"
     r = synthesize("Hello \U0001F600 world.", "-o", out, "--voice", voice)

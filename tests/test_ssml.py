@@ -47,15 +47,31 @@ def source_of(text, segment):
     "<speak/>",
     '<?xml version="1.0" encoding="UTF-8"?>\n<speak>Hi</speak>',
     "\ufeff<speak>Hi</speak>",
+    # Any markup is SSML, never words to say; parse_ssml refuses what is not a <speak> document.
+    "<speaker>Hi</speaker>",
+    "<p>Hi</p>",
+    "<!-- c --><speak>Hi</speak>",
+    '<!DOCTYPE speak [<!ENTITY a "b">]><speak>&a;</speak>',
+    '<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol">]>\n<lolz>&lol;</lolz>',
+    "<?xml-stylesheet href='a.css'?><speak/>",
+    "\n\t<_x/>",
+    "<été>Hi</été>",
 ])
 def test_is_ssml(text):
     assert is_ssml(text)
 
 
-@pytest.mark.parametrize("text", ["", "speak", "<speaker>Hi</speaker>", "Say <speak>hi</speak>",
-                                  "<p>Hi</p>", "<!-- c --><speak>Hi</speak>"])
+@pytest.mark.parametrize("text", ["", "speak", "Say <speak>hi</speak>", "<3 you", "< speak>", "a < b",
+                                  "<- back", "<<quoted>>", "<= 5", "Just plain text."])
 def test_is_not_ssml(text):
     assert not is_ssml(text)
+
+
+@pytest.mark.parametrize("text", ["", "  ", "Just plain text.", "Say <speak>hi</speak>", "<3 you"])
+def test_text_that_is_not_markup_is_refused_as_not_ssml(text):
+    with pytest.raises(SsmlError) as e:
+        parse_ssml(text)
+    assert str(e.value) == "the text is not SSML: it has no <speak> root element"
 
 
 # --- text ------------------------------------------------------------------------------------
@@ -372,7 +388,6 @@ def one_line_error(text) -> str:
     ("<speak>\n<p>\n  <s>hi</p></speak>", "SSML line 3, column 10: mismatched tag"),
     ("<speak>Fish &chips;</speak>", "SSML line 1, column 13: undefined entity"),
     ("<speak>a</speak>b", "SSML line 1, column 17: junk after document element"),
-    ("", "SSML line 1, column 1: no element found"),
     ("<speak>unclosed", "SSML line 1, column 16: no element found"),
     ("<voice>hi</voice>", "SSML line 1, column 1: the root element must be <speak>, not <voice>"),
     ("<speak><speak>hi</speak></speak>", "SSML line 1, column 8: <speak> inside <speak>"),

@@ -66,7 +66,8 @@ _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s)", re.IGNORECASE)
 _PERCENT = re.compile(r"([+-]?)(\d+(?:\.\d*)?|\.\d+)\s*%")
 _FACTOR = re.compile(r"\d+(?:\.\d*)?|\.\d+")
 _IGNORED_PROSODY = ("pitch", "contour", "range", "volume", "duration")
-_SSML_START = re.compile(r"\A\ufeff?\s*(?:<\?xml[^>]*\?>\s*)?<speak[\s/>]")
+# Markup: an XML declaration or other processing instruction, a doctype, a comment or an element.
+_MARKUP_START = re.compile(r"\A\ufeff?\s*<(?:[?!:]|[^\W\d])")
 # Marks that end the words before them, where a run of plain text can start after an element.
 _LEADING_MARKS = re.compile(r"[\s,.?!;:…)\]]*")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # as expat counts lines
@@ -112,20 +113,25 @@ class SsmlDocument:
 
 
 def is_ssml(text: str) -> bool:
-    """Whether ``text`` is an SSML document: after whitespace and an optional XML
-    declaration, it starts with ``<speak``."""
-    return _SSML_START.match(text) is not None
+    """Whether ``text`` is to be read as SSML: after whitespace, it starts with markup (an
+    XML declaration, a doctype, a comment, an element). Markup is never said: a document
+    that is not a ``<speak>`` one, or that declares a DTD, is refused by ``parse_ssml``
+    rather than its tags read aloud."""
+    return _MARKUP_START.match(text) is not None
 
 
 def parse_ssml(text: str) -> SsmlDocument:
     """Read an SSML document into a plan of speech and pause segments (see the module
-    docstring). Raises ``SsmlError``, one line naming line and column, for malformed XML, a
-    root other than ``<speak>``, an unreadable attribute value, a DTD or entity declaration,
-    more than ``MAX_DEPTH`` levels of nesting, or more than ``MAX_SSML_CHARS`` characters."""
+    docstring). Raises ``SsmlError``, one line naming line and column where there is one,
+    for text that is not markup at all, malformed XML, a root other than ``<speak>``, an
+    unreadable attribute value, a DTD or entity declaration, more than ``MAX_DEPTH`` levels
+    of nesting, or more than ``MAX_SSML_CHARS`` characters."""
     if not isinstance(text, str):
         raise TypeError(f"parse_ssml() takes a str, not {type(text).__name__}")
     if len(text) > MAX_SSML_CHARS:
         raise SsmlError(f"SSML of {len(text):,} characters is too long; the limit is {MAX_SSML_CHARS:,}")
+    if not is_ssml(text):
+        raise SsmlError("the text is not SSML: it has no <speak> root element")
     reader = DefusedExpatParser(forbid_dtd=True, forbid_entities=True, forbid_external=True)
     builder = _PlanBuilder(text, reader)
     reader.setContentHandler(builder)
