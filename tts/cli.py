@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_vocoder_options(p)
     p.add_argument("--seed", type=int, default=0, help="random seed of the vocoder's sampling")
     p.add_argument("--rate", type=float, default=1.0, help="speaking rate, 0.5 to 2 (default 1)")
-    p.add_argument("--ssml", action="store_true", help="read the text as SSML (also when it starts with <speak)")
+    p.add_argument("--ssml", action="store_true",
+                   help="read the text as SSML (also when it starts with markup: <speak>, <?xml, <!DOCTYPE)")
     p.add_argument("--lexicon", type=Path, help="pronunciations in CMUdict's format, before the built-in ones")
     p.add_argument("--sentence-pause", type=float, default=0.0, metavar="SECONDS",
                    help="silence added between sentences (default 0)")
