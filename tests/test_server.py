@@ -173,7 +173,7 @@ def test_openai_client_speaks_the_synthesizers_audio(server, synth):
     client = _client(server)
     response = client.audio.speech.create(model="tts-1", voice="tiny", input=TEXT, response_format="wav",
                                           extra_body={"seed": 3})
-    audio, rate = sf.read(io.BytesIO(response.content), dtype="int16")  # a WAV with open lengths
+    audio, rate = sf.read(io.BytesIO(response.content), dtype="int16")
     assert rate == synth.sample_rate
     assert audio.astype("<i2").tobytes() == _pcm(synth, TEXT, seed=3)
 
@@ -484,13 +484,18 @@ def test_bad_options_are_one_line(tmp_path, voice, capsys):
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = str(taken.getsockname()[1])
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{")
     try:
         for args, code, message in [
             (["--voice", str(tmp_path / "missing")], 2, "voice folder not found"),
             (["--voice", str(voice), "--workers", "0"], 2, "--workers must be at least 1"),
             (["--voice", str(voice), "--port", "70000"], 2, "not a port number"),
             (["--voice", str(voice), "--speed"], 2, "unrecognized arguments"),
-            (["--voice", str(tmp_path)], 1, "error"),  # a folder that holds no voice
+            # A wrong --voice is bad input (2), as for synthesize; a broken voice cannot run (1).
+            (["--voice", str(tmp_path)], 2, f"voice folder {tmp_path} has no config.json"),
+            (["--voice", str(broken)], 1, "config.json"),
             (["--voice", str(voice), "--port", port], 1, f"cannot serve on 127.0.0.1:{port}"),
         ]:
             assert cli.main([*args, "--device", "cpu"]) == code, args

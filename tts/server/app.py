@@ -2,8 +2,9 @@
 
 ``POST /v1/audio/speech`` takes OpenAI's request (``model`` is accepted and ignored) plus the
 engine's optional ``seed``, ``ssml`` (read ``input`` as SSML; by default when it starts with
-``<speak``), ``sentence_pause`` and ``paragraph_pause`` (seconds), and streams the body while
-it is generated. ``POST /v1/audio/speech/timings`` takes the same request and answers JSON:
+``<speak``), ``sentence_pause`` and ``paragraph_pause`` (seconds) and ``stream``: true sends the
+body while it is generated, false the whole file once it is done, its header carrying the true
+length (by default pcm and mp3 stream, wav and flac come whole). ``POST /v1/audio/speech/timings`` takes the same request and answers JSON:
 the audio (base64, in ``response_format``) with every word's and phoneme's start and end. ``/v1/audio/speech/stream`` is
 a WebSocket: the client sends text as it arrives and a flush at the end; each sentence is
 spoken as soon as it is complete (``tts.text.SentenceBuffer``), and the audio comes back as
@@ -23,21 +24,24 @@ import logging
 from dataclasses import asdict, dataclass
 from functools import partial
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 from starlette.websockets import WebSocket
 
 from tts.audio import to_pcm16
-from tts.server.encode import MEDIA_TYPES, StreamEncoder
+from tts.errors import MAX_RATE, MIN_RATE, check_seed
+from tts.server.encode import MEDIA_TYPES, StreamEncoder, encode_file
 from tts.server.workers import ServerBusy, WorkerPool
-from tts.synthesizer import MAX_RATE, MIN_RATE
 from tts.text import NothingToSpeakError, SentenceBuffer
 from tts.text.ssml import SsmlError
 
-MAX_CHARS = 4096  # OpenAI's limit per request
-MAX_SEED = 2**63 - 1
+MAX_INPUT_CHARS = 4096  # characters of one request's input: OpenAI's limit
 MAX_PAUSE = 60.0  # seconds
+# Formats a player can start on before the end: pcm has no header, mp3 a header per frame.
+# wav and flac are files whose header holds the length, so they come whole unless asked.
+STREAMED_BY_DEFAULT = ("pcm", "mp3")
 log = logging.getLogger("tts.server")
 
 
@@ -70,6 +74,7 @@ class Speech:
     ssml: bool | None = None
     sentence_pause: float = 0.0
     paragraph_pause: float = 0.0
+    stream: bool = True  # the body sent while it is generated, its length unknown to its header
 
     def options(self) -> dict:
         """What `Synthesizer.stream` takes of it."""
@@ -80,7 +85,7 @@ class Speech:
 class Server:
     """What the routes share: the voices ({name: Synthesizer}), the worker pool, the limits."""
 
-    def __init__(self, synths: dict, pool: WorkerPool, formats: list[str], max_chars: int = MAX_CHARS,
+    def __init__(self, synths: dict, pool: WorkerPool, formats: list[str], max_chars: int = MAX_INPUT_CHARS,
                  api_key: str | None = None):
         if not synths:
             raise ValueError("the server needs at least one voice")
@@ -122,9 +127,10 @@ class Server:
     def seed(seed) -> int:
         if seed is None:
             return 0
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-            raise ApiError(422, f"'seed' must be a whole number from 0 to {MAX_SEED}, got {seed!r}",
-                           "invalid_seed", "seed")
+        try:
+            check_seed(seed)
+        except ValueError as e:
+            raise ApiError(422, f"'seed': {e}", "invalid_seed", "seed") from None
         return seed
 
     def speech(self, body) -> Speech:
@@ -153,8 +159,13 @@ class Server:
         ssml = body.get("ssml")
         if ssml is not None and not isinstance(ssml, bool):
             raise ApiError(422, f"'ssml' must be true or false, got {ssml!r}", "invalid_type", "ssml")
+        stream = body.get("stream")
+        if stream is None:
+            stream = fmt in STREAMED_BY_DEFAULT
+        elif not isinstance(stream, bool):
+            raise ApiError(422, f"'stream' must be true or false, got {stream!r}", "invalid_type", "stream")
         return Speech(text, voice, fmt, self.rate(body.get("speed")), self.seed(body.get("seed")), ssml,
-                      self.pause(body, "sentence_pause"), self.pause(body, "paragraph_pause"))
+                      self.pause(body, "sentence_pause"), self.pause(body, "paragraph_pause"), stream)
 
     @staticmethod
     def pause(body: dict, name: str) -> float:
@@ -191,18 +202,22 @@ async def _until_disconnected(request: Request) -> None:
         pass
 
 
-async def _first_item(job, request: Request):
-    """The job's first item, or None if the client leaves first."""
-    first = asyncio.ensure_future(anext(job))
+async def _unless_disconnected(awaitable, request: Request):
+    """What ``awaitable`` gives, or None if the client leaves first."""
+    result = asyncio.ensure_future(awaitable)
     gone = asyncio.ensure_future(_until_disconnected(request))
     try:
-        await asyncio.wait({first, gone}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({result, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         gone.cancel()
-    if not first.done():
-        first.cancel()
+    if not result.done():
+        result.cancel()
         return None
-    return first.result()
+    return result.result()
+
+
+async def _rest(job) -> list:
+    return [item async for item in job]
 
 
 def build_app(server: Server, cors_origins: list[str] | None = None) -> FastAPI:
@@ -251,7 +266,14 @@ def build_app(server: Server, cors_origins: list[str] | None = None) -> FastAPI:
         check_key(request)
         req = server.speech(await _read_json(request, 12 * server.max_chars + 65536))  # \uXXXX escapes
         synth = server.synths[req.voice]
+        headers = {"X-Sample-Rate": str(synth.sample_rate)}
         job = submit(synth, req)
+        if not req.stream:
+            chunks = await all_chunks(job, request)
+            if chunks is None:  # the client left
+                return Response(status_code=499)
+            return Response(encode_file(req.format, synth.sample_rate, _audio(chunks)),
+                            media_type=MEDIA_TYPES[req.format], headers=headers)
         first = await first_chunk(job, request)
         if first is None:  # the client left while its request waited
             return Response(status_code=499)
@@ -268,31 +290,21 @@ def build_app(server: Server, cors_origins: list[str] | None = None) -> FastAPI:
             finally:
                 job.cancel()  # the client left, or the job failed: stop generating
 
-        return StreamingResponse(body(), media_type=MEDIA_TYPES[req.format],
-                                 headers={"X-Sample-Rate": str(synth.sample_rate)})
+        return StreamingResponse(body(), media_type=MEDIA_TYPES[req.format], headers=headers)
 
     @app.post("/v1/audio/speech/timings")
     async def speech_timings(request: Request):
         check_key(request)
         req = server.speech(await _read_json(request, 12 * server.max_chars + 65536))
         synth = server.synths[req.voice]
-        job = submit(synth, req)
-        first = await first_chunk(job, request)
-        if first is None:
+        chunks = await all_chunks(submit(synth, req), request)
+        if chunks is None:
             return Response(status_code=499)
-        encoder = StreamEncoder(req.format, synth.sample_rate)
-        audio, words, phonemes = bytearray(encoder.encode(first.audio)), list(first.words), list(first.phoneme_timings)
-        try:
-            async for chunk in job:
-                audio += encoder.encode(chunk.audio)
-                words += chunk.words
-                phonemes += chunk.phoneme_timings
-            audio += encoder.finish()
-        finally:
-            job.cancel()
+        audio = encode_file(req.format, synth.sample_rate, _audio(chunks))
         return {"sample_rate": synth.sample_rate, "format": req.format,
-                "audio": base64.b64encode(bytes(audio)).decode("ascii"),
-                "words": [asdict(w) for w in words], "phonemes": [asdict(p) for p in phonemes]}
+                "audio": base64.b64encode(audio).decode("ascii"),
+                "words": [asdict(w) for c in chunks for w in c.words],
+                "phonemes": [asdict(p) for c in chunks for p in c.phoneme_timings]}
 
     def submit(synth, req: Speech):
         try:
@@ -304,7 +316,7 @@ def build_app(server: Server, cors_origins: list[str] | None = None) -> FastAPI:
         """The job's first chunk (None, the job cancelled, if the client left first); text
         with nothing to say and malformed SSML are a 400 before any audio is sent."""
         try:
-            first = await _first_item(job, request)
+            first = await _unless_disconnected(anext(job), request)
         except NothingToSpeakError as e:
             raise ApiError(400, str(e), "nothing_to_speak", "input") from None
         except SsmlError as e:
@@ -316,6 +328,17 @@ def build_app(server: Server, cors_origins: list[str] | None = None) -> FastAPI:
             job.cancel()
         return first
 
+    async def all_chunks(job, request: Request) -> list | None:
+        """Every chunk of the job (None, the job cancelled, if the client left first)."""
+        first = await first_chunk(job, request)
+        if first is None:
+            return None
+        try:
+            rest = await _unless_disconnected(_rest(job), request)
+        finally:
+            job.cancel()
+        return None if rest is None else [first, *rest]
+
     @app.websocket("/v1/audio/speech/stream")
     async def speech_stream(websocket: WebSocket):
         if not server.authorized(websocket.headers):
@@ -325,6 +348,10 @@ def build_app(server: Server, cors_origins: list[str] | None = None) -> FastAPI:
         await StreamSession(server, websocket).run()
 
     return app
+
+
+def _audio(chunks: list):
+    return np.concatenate([chunk.audio for chunk in chunks])  # (T,)
 
 
 # --- WebSocket ---------------------------------------------------------------------------

@@ -4,8 +4,9 @@
                [--workers N] [--queue N] [--api-key KEY] [--cors-origin URL ...]
 
 Voices are loaded (and warmed up) before the port opens, one shared ``Synthesizer`` each.
-Exit codes: 0 after a clean stop; 2 bad usage; 1 no usable voice, a missing extra, or an
-address that cannot be served. Every error is one line on stderr.
+Exit codes (tts.command): 0 after a clean stop; 2 bad usage or input (a --voice folder that is
+missing or holds no voice); 1 no voice installed, a broken one, a missing extra, or an address
+that cannot be served. Every error is one line on stderr.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ EXTRA_HINT = "pip install 'tts-engine[server]'"
 
 
 def build_parser() -> OneLineParser:
-    from tts.server.app import MAX_CHARS
+    from tts.server.app import MAX_INPUT_CHARS
     from tts.voice import BUNDLED_VOICE
 
     p = OneLineParser(prog="tts-server", description="Serve speech over an OpenAI-compatible HTTP API and a WebSocket.")
@@ -42,7 +43,8 @@ def build_parser() -> OneLineParser:
                    help="requests generated at once (default: one per CPU core)")
     p.add_argument("--queue", type=int, default=None,
                    help="requests that may wait for a worker; past that, 503 (default 4 per worker)")
-    p.add_argument("--max-chars", type=int, default=MAX_CHARS, help=f"longest input accepted (default {MAX_CHARS})")
+    p.add_argument("--max-chars", type=int, default=MAX_INPUT_CHARS,
+                   help=f"longest input accepted, in characters (default {MAX_INPUT_CHARS})")
     p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV),
                    help=f"require 'Authorization: Bearer KEY' on every route but /health (default: ${API_KEY_ENV})")
     p.add_argument("--cors-origin", action="append", default=[],
@@ -61,9 +63,11 @@ def find_voices(args) -> dict[str, Path]:
             raise UsageError(f"two voices are named {path.name!r}: {voices[path.name]} and {path}")
         voices[path.name] = path
 
-    for path in args.voice:
+    for path in args.voice:  # a wrong path is bad input (2): fixing the command line fixes it
         if not path.is_dir():
             raise UsageError(f"voice folder not found: {path}")
+        if not (path / CONFIG_FILE).is_file():
+            raise UsageError(f"voice folder {path} has no {CONFIG_FILE}")
         add(path)
     folder = args.voice_dir or (None if args.voice else BUNDLED_VOICE.parent)
     if folder is not None:
