@@ -2,10 +2,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tts.audio import (DEFAULT_AUDIO, AudioConfig, AudioFileError, load_audio, mel_spectrogram,
-                       mel_spectrogram_torch, mu_law_decode, mu_law_encode, normalize_loudness,
-                       normalize_peak, trim_silence, write_audio)
+from tts.audio import (DEFAULT_AUDIO, LIMIT_CEILING, LIMIT_KNEE, AudioConfig, AudioFileError, load_audio,
+                       mel_spectrogram, mel_spectrogram_torch, mu_law_decode, mu_law_encode, normalize_loudness,
+                       normalize_peak, soft_limit, to_pcm16, trim_silence, write_audio)
 
 SR = DEFAULT_AUDIO.sample_rate
 
@@ -110,3 +112,42 @@ def test_mu_law_roundtrip():
 def test_written_files_are_readable_by_others(tmp_path):
     path = write_audio(tmp_path / "out.wav", tone())
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+# --- the soft limiter ---------------------------------------------------------------------
+
+SAMPLES = st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), max_size=200)
+
+
+@settings(max_examples=300, deadline=None)
+@given(SAMPLES)
+def test_soft_limit_never_clips_and_leaves_what_is_below_the_knee(samples):
+    x = np.array(samples, dtype=np.float32)
+    y = soft_limit(x)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    assert np.all(np.abs(y) <= LIMIT_CEILING) and np.all(np.abs(y) < 1.0)
+    below = np.abs(x) <= LIMIT_KNEE
+    assert np.array_equal(y[below], x[below])  # exactly, not nearly
+    pcm = to_pcm16(y)
+    assert np.all(np.abs(pcm.astype(np.int32)) < 32767)  # never full scale
+    assert np.array_equal(pcm[below], np.round(x[below] * 32767.0).astype(np.int16))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, width=32), min_size=2, max_size=200))
+def test_soft_limit_is_smooth_odd_and_keeps_the_order_of_samples(samples):
+    x = np.sort(np.array(samples, dtype=np.float32))
+    y = soft_limit(x)
+    assert np.all(np.diff(y) >= 0)  # louder stays louder
+    assert np.array_equal(soft_limit(-x), -y)
+    # Slope at most 1: nothing jumps, and a sample is moved no further than it is over the knee.
+    assert np.all(np.abs(np.diff(y)) <= np.diff(x) * (1 + 1e-6) + 1e-7)
+    assert np.all(np.abs(y - x) <= np.maximum(np.abs(x) - LIMIT_KNEE, 0) + 1e-7)
+
+
+@settings(max_examples=200, deadline=None)
+@given(SAMPLES, st.lists(st.integers(0, 200), max_size=5))
+def test_soft_limit_chunk_by_chunk_is_the_whole_at_once(samples, cuts):
+    x = np.array(samples, dtype=np.float32)
+    chunks = np.split(x, sorted(min(c, len(x)) for c in cuts))
+    assert np.array_equal(np.concatenate([soft_limit(c) for c in chunks]), soft_limit(x))

@@ -260,6 +260,18 @@ def test_bad_input_one_line_and_exit_code(voice, gl_voice, tmp_path, case, code,
     assert not out.exists() and not list(tmp_path.glob("*.part"))
 
 
+def test_loud_speech_never_reaches_full_scale_in_a_file_or_on_standard_output(voice, tmp_path):
+    # The tiny voice's random weights put many samples at full scale before the limiter.
+    out = tmp_path / "out.wav"
+    r = synthesize("Hello there, how are you today?", "-o", out, "--voice", voice, "--seed", "3")
+    assert r.returncode == 0, r.stderr.decode()
+    written, _ = sf.read(out, dtype="int16")
+    raw = synthesize("Hello there, how are you today?", "--raw", "--voice", voice, "--seed", "3")
+    streamed = np.frombuffer(raw.stdout, dtype="<i2")
+    assert np.array_equal(written, streamed)
+    assert 0 < np.abs(written.astype(np.int32)).max() < 32767
+
+
 XML_BOMB = """<?xml version="1.0"?>
 <!DOCTYPE speak [
  <!ENTITY a "doctype speak entity">

@@ -81,9 +81,36 @@ def to_mono_16k(audio: np.ndarray, sample_rate: int, config: AudioConfig = DEFAU
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
+# The soft limiter: samples up to the knee are left exactly as they are; above it a tanh
+# bends the rest toward the ceiling with slope 1 at the knee (no corner to hear). The ceiling
+# sits below full scale, so that no float32 rounding and no int16 rounding reach it.
+LIMIT_KNEE = 0.9
+LIMIT_CEILING = 0.999
+
+
+def soft_limit(audio: np.ndarray, knee: float = LIMIT_KNEE, ceiling: float = LIMIT_CEILING) -> np.ndarray:
+    """(T,) float audio -> (T,) float32 that never clips: samples within [-knee, knee] come
+    back unchanged, all others bent smoothly into [-ceiling, ceiling], strictly inside
+    (-1, 1). Sample by sample, with no state, so a stream limited chunk by chunk is the whole
+    limited at once. NaN becomes silence (0), an infinity the ceiling."""
+    if not 0.0 < knee < ceiling < 1.0:
+        raise ValueError(f"soft_limit needs 0 < knee < ceiling < 1, got knee {knee}, ceiling {ceiling}")
+    x = np.asarray(audio, dtype=np.float32)
+    over = ~(np.abs(x) <= knee)  # NaN counts as over, and goes to 0 below
+    if not over.any():
+        return x
+    y = x.copy()
+    room = ceiling - knee
+    magnitude = knee + room * np.tanh((np.abs(x[over]).astype(np.float64) - knee) / room)
+    y[over] = np.nan_to_num(np.sign(x[over]) * magnitude, nan=0.0)
+    return y
+
+
 def to_pcm16(audio: np.ndarray) -> np.ndarray:
     """Float audio in [-1, 1] -> int16, rounded to nearest. Converting here rather than in
-    libsndfile makes WAV, FLAC and raw PCM output carry the very same samples."""
+    libsndfile makes WAV, FLAC and raw PCM output carry the very same samples. Faithful, not
+    limited: a corpus written and read back must round-trip; speech is limited where the
+    engine makes it (`soft_limit`)."""
     return np.round(np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)
 
 

@@ -178,12 +178,16 @@ def _progress(total_chars: int):
 
 
 def run(args, text: str, plan: list) -> int:
-    from tts.audio import AudioWriter, to_pcm16
+    from dataclasses import replace
+
+    from tts.audio import AudioWriter, soft_limit, to_pcm16
     from tts.synthesizer import Synthesizer
 
     synth = Synthesizer.load(args.voice, device=args.device, vocoder=args.vocoder, backend=args.backend,
                              weights=args.weights, lexicon=args.lexicon)
     chunks = synth.stream_sentences(plan, seed=args.seed, rate=args.rate, text=text)
+    # Samples the vocoder puts at or past full scale would clip in 16 bits.
+    chunks = (replace(chunk, audio=soft_limit(chunk.audio)) for chunk in chunks)
     words, phonemes = [], []
     with _progress(sum(len(step.text) for step in plan if hasattr(step, "text"))) as bar:
         if args.raw:
