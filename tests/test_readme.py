@@ -52,15 +52,48 @@ def test_the_readme_has_the_examples_this_file_runs():
     assert len(SPEAKING) >= 5 and any("--subtitles" in line for line in SPEAKING)
 
 
+def why_aplay_cannot_play() -> str | None:
+    """Why an example that pipes into aplay cannot run here, or None if it can: aplay is
+    missing, or it cannot open the default audio device (a server or container with aplay
+    installed and no sound card). aplay opens the device before it reads, so empty input
+    tries the device and plays nothing."""
+    if shutil.which("aplay") is None:
+        return "the example plays through aplay (alsa-utils), which is not installed"
+    try:
+        run = subprocess.run(["aplay", "-q", "-t", "raw", "-r", "16000", "-f", "S16_LE", "-c", "1"],
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return "aplay did not open the default audio device within 30 s"
+    if run.returncode != 0:
+        said = (run.stderr.strip().splitlines() or [f"exit code {run.returncode}"])[-1]
+        return f"the example plays through aplay, which cannot open an audio device here ({said})"
+    return None
+
+
 @pytest.mark.parametrize("line", SPEAKING)
 def test_command_line_examples_run_as_written(line, tmp_path):
-    if "aplay" in line and shutil.which("aplay") is None:
-        pytest.skip("the example plays through aplay (alsa-utils), which is not installed")
+    if "aplay" in line and (why := why_aplay_cannot_play()):
+        pytest.skip(why)
     (tmp_path / "chapter.txt").write_text("Chapter one.\n\nIt was a bright cold day in April.\n", encoding="utf-8")
     run = subprocess.run(line, shell=True, cwd=tmp_path, env=_env(), capture_output=True, timeout=600)
     assert run.returncode == 0, run.stderr.decode()[-2000:]
     for name in re.findall(r"(?:-o|--output|--timings|--subtitles) (\S+)", line):
         assert (tmp_path / name).stat().st_size > 0, name
+
+
+@pytest.mark.parametrize("aplay, reason", [
+    (None, "which is not installed"),
+    ("echo 'aplay: main:831: audio open error: No such file or directory' >&2; exit 1",
+     "cannot open an audio device here (aplay: main:831: audio open error: No such file or directory)"),
+    ("exit 0", None),
+])
+def test_the_aplay_example_runs_only_where_there_is_a_device_to_play_on(aplay, reason, tmp_path, monkeypatch):
+    if aplay is not None:
+        (tmp_path / "aplay").write_text(f"#!/bin/sh\n{aplay}\n")
+        (tmp_path / "aplay").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))  # only the stand-in aplay, or none at all
+    why = why_aplay_cannot_play()
+    assert why == reason if reason is None else reason in why
 
 
 def _port_free(port: int) -> bool:
