@@ -8,6 +8,10 @@ by chunk, and the whole utterance comes again, losslessly, as a second player on
 (the stream is re-encoded to AAC by gradio, the full output is 16-bit wav). The mel
 spectrogram and the attention alignment are redrawn each time a sentence finishes.
 
+A script calls the same endpoint, ``/generate``, with gradio_client: ``predict`` answers the
+last update, which carries the full audio (wav), the mel spectrogram, the alignment, the
+timing and the words; only the first output, the streaming player's, holds chunks alone.
+
 One Synthesizer per usable vocoder (the WaveNet once per kernel backend) is made at start and
 shared by all requests; it keeps all generation state per call, so concurrent users each get
 their own audio. gradio's queue bounds how many requests run at once.
@@ -27,7 +31,7 @@ import numpy as np
 from tts.audio import to_pcm16
 from tts.command import MissingExtraError, OneLineParser
 
-MAX_CHARS = 2000
+MAX_INPUT_CHARS = 2000  # characters of one request's text
 # gradio's queue holds at most this many waiting requests per running one; beyond that a
 # user gets "queue full" at once instead of a wait that would outlast the page.
 QUEUE_PER_WORKER = 8
@@ -128,11 +132,11 @@ def words_table(words: list) -> list[list]:
     return [[w.word, round(w.start, 3), round(w.end, 3)] for w in words]
 
 
-def check_request(text: str, seed, rate, vocoder: str, synths: dict, max_chars: int = MAX_CHARS
+def check_request(text: str, seed, rate, vocoder: str, synths: dict, max_chars: int = MAX_INPUT_CHARS
                   ) -> tuple[str, int, float, str]:
     """Refuse what the engine should not be asked, with a message for the user; returns the
     checked (text, seed, rate, label of the vocoder)."""
-    from tts.synthesizer import MAX_RATE, MIN_RATE
+    from tts.errors import MAX_RATE, MIN_RATE, check_seed
 
     text = text or ""
     if len(text) > max_chars:
@@ -140,12 +144,12 @@ def check_request(text: str, seed, rate, vocoder: str, synths: dict, max_chars: 
                              f"{max_chars} characters at a time")
     if not text.strip():
         raise DemoInputError("type some text to speak")
-    try:
+    if isinstance(seed, float) and seed.is_integer():  # gradio's Number sends 3.0 for 3
         seed = int(seed)
-    except (TypeError, ValueError):
-        raise DemoInputError(f"the seed must be a whole number, got {seed!r}") from None
-    if seed < 0:
-        raise DemoInputError(f"the seed must be 0 or more, got {seed}")
+    try:
+        check_seed(seed)
+    except ValueError as e:
+        raise DemoInputError(f"the {e}") from None
     try:
         rate = float(rate)
     except (TypeError, ValueError):
@@ -269,10 +273,10 @@ def draw_alignment(alignment: np.ndarray, phonemes: list[str], sentence: int, fr
 # --- the page ------------------------------------------------------------------------------
 
 
-def build_app(synths: dict, max_chars: int = MAX_CHARS):
+def build_app(synths: dict, max_chars: int = MAX_INPUT_CHARS):
     """The gradio Blocks page over already loaded synthesizers ({vocoder label: Synthesizer})."""
     gr = _import("gradio")
-    from tts.synthesizer import MAX_RATE, MIN_RATE
+    from tts.errors import MAX_RATE, MIN_RATE
     from tts.text import NothingToSpeakError
     from tts.text.ssml import SsmlError
 
@@ -292,14 +296,18 @@ def build_app(synths: dict, max_chars: int = MAX_CHARS):
         if first is None:
             raise gr.Error("the text holds nothing that can be said aloud", print_exception=False)
         pieces, update = [], first
+        mel_picture = alignment_picture = None
         while update is not None:
             pieces.append(update.audio)
+            if update.mel_picture is not None:
+                mel_picture, alignment_picture = update.mel_picture, update.alignment_picture
             yield ((sample_rate, update.audio), gr.skip(),
                    gr.skip() if update.mel_picture is None else update.mel_picture,
                    gr.skip() if update.alignment_picture is None else update.alignment_picture,
                    update.timing.markdown(done=False), words_table(update.words) if update.words else gr.skip())
             last, update = update, next(updates, None)
-        yield (gr.skip(), (sample_rate, np.concatenate(pieces)), gr.skip(), gr.skip(),
+        # Whole, not skipped: gradio_client's predict() answers this last update alone.
+        yield (gr.skip(), (sample_rate, np.concatenate(pieces)), mel_picture, alignment_picture,
                first.timing.markdown(done=True), words_table(last.words))
 
     with gr.Blocks(title="Text to speech", analytics_enabled=False) as app:
@@ -310,8 +318,8 @@ def build_app(synths: dict, max_chars: int = MAX_CHARS):
                 text = gr.Textbox(label="Text", lines=5, value=EXAMPLES[0],
                                   info=f"up to {max_chars} characters")
                 with gr.Row():
-                    seed = gr.Number(label="Seed", value=0, precision=0, minimum=0)
-                    rate = gr.Slider(MIN_RATE, MAX_RATE, value=1.0, step=0.05, label="Speaking rate")
+                    seed = _unchecked(gr.Number)(label="Seed", value=0, precision=0, minimum=0)
+                    rate = _unchecked(gr.Slider)(MIN_RATE, MAX_RATE, value=1.0, step=0.05, label="Speaking rate")
                 vocoder = gr.Dropdown(list(synths), value=next(iter(synths)), label="Vocoder")
                 with gr.Row():
                     ssml = gr.Checkbox(label="SSML", value=False,
@@ -337,6 +345,20 @@ def build_app(synths: dict, max_chars: int = MAX_CHARS):
     return app
 
 
+def _unchecked(component: type) -> type:
+    """The gradio input ``component`` drawn as itself, with its bounds shown on the page but not
+    enforced by gradio, whose refusal logs a whole traceback for each: `check_request` refuses
+    an out-of-range value in one line on the page and none in the console."""
+
+    class Unchecked(component):
+        is_template = True  # drawn by the frontend of ``component``
+
+        def preprocess(self, payload):
+            return payload
+
+    return Unchecked
+
+
 # --- command line --------------------------------------------------------------------------
 
 
@@ -349,8 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--concurrency", type=int, default=2,
                    help="requests generated at once; later ones wait in a queue (default 2)")
-    p.add_argument("--max-chars", type=int, default=MAX_CHARS,
-                   help=f"longest text accepted (default {MAX_CHARS})")
+    p.add_argument("--max-chars", type=int, default=MAX_INPUT_CHARS,
+                   help=f"longest text accepted, in characters (default {MAX_INPUT_CHARS})")
     p.add_argument("--lexicon", type=Path, help="pronunciations in CMUdict's format, before the built-in ones")
     return p
 
@@ -362,6 +384,13 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.concurrency < 1:
             raise UsageError("--concurrency must be at least 1")
+        if args.voice is not None:  # a wrong path is bad input (2), as for tts-server
+            from tts.voice import CONFIG_FILE
+
+            if not args.voice.is_dir():
+                raise UsageError(f"voice folder not found: {args.voice}")
+            if not (args.voice / CONFIG_FILE).is_file():
+                raise UsageError(f"voice folder {args.voice} has no {CONFIG_FILE}")
         _import("gradio")  # before the slow voice load, so a missing extra is said at once
         _import("matplotlib")
         if shutil.which("ffmpeg") is None:

@@ -240,11 +240,29 @@ def test_refused_requests_say_why(served, synth):
         client.predict("?! ...", 0, 1.0, synth.vocoder.label, api_name="/generate")
     with pytest.raises(AppError, match="type some text"):
         client.predict("   ", 0, 1.0, synth.vocoder.label, api_name="/generate")
+    with pytest.raises(AppError, match=r"speaking rate must be between 0\.5 and 2\.0, got 3\.0"):
+        client.predict("Hi.", 0, 3.0, synth.vocoder.label, api_name="/generate")
+    for seed in (-1, 2**63):
+        with pytest.raises(AppError, match=f"the seed must be an integer from 0 to {2**63 - 1}, got {seed}"):
+            client.predict("Hi.", seed, 1.0, synth.vocoder.label, api_name="/generate")
     # The user's mistakes are told on the page, not logged as faults in the console.
     log = (hold.parent / "server.log").read_text()
-    assert "Traceback" not in log, log
-    with pytest.raises(AppError, match=r"greater than maximum value 2\.0"):  # gradio's slider checks it
-        client.predict("Hi.", 0, 3.0, synth.vocoder.label, api_name="/generate")
+    assert "Traceback" not in log and "Error" not in log, log
+
+
+@needs_ffmpeg
+def test_a_script_gets_the_whole_result_from_predict(server, synth):
+    """predict() answers the last update alone: it carries the full audio, the pictures, the
+    timing and the words, not gradio's "no change" placeholders."""
+    text = "Hello there. Nice to meet you."
+    result = _client(server).predict(text, 5, 1.0, synth.vocoder.label, api_name="/generate")
+    _, full, mel, alignment, timing, words = result
+    audio, sample_rate = sf.read(io.BytesIO(_fetch(_url(full))), dtype="int16")
+    np.testing.assert_array_equal(audio, _pcm16(synth.synthesize(text, seed=5)))
+    for picture in (mel, alignment):
+        assert _url(picture) and _url(picture).endswith(".png") and _fetch(_url(picture))[:4] == b"\x89PNG"
+    assert "done" in timing
+    assert [row[0] for row in words["data"]] == ["Hello", "there.", "Nice", "to", "meet", "you."]
 
 
 @needs_ffmpeg
@@ -255,12 +273,15 @@ def test_the_heading_names_the_loaded_models(server, synth):
     assert describe(synth) in _fetch(f"{server}config").decode()
 
 
-def test_missing_voice_is_one_line_and_exit_code_1(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "tts.demo", "--voice", str(tmp_path / "nowhere")], cwd=ROOT,
-                            env=_demo_env(), capture_output=True, text=True, timeout=STARTUP_TIMEOUT_S,
-                            check=False)
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f"demo: error: voice folder not found: {tmp_path / 'nowhere'}"]
+def test_a_wrong_voice_folder_is_one_line_and_exit_code_2(tmp_path):
+    """Bad input, as for tts-server: fixing the command line fixes it."""
+    for voice, message in [(tmp_path / "nowhere", f"voice folder not found: {tmp_path / 'nowhere'}"),
+                           (tmp_path, f"voice folder {tmp_path} has no config.json")]:
+        result = subprocess.run([sys.executable, "-m", "tts.demo", "--voice", str(voice)], cwd=ROOT,
+                                env=_demo_env(), capture_output=True, text=True, timeout=STARTUP_TIMEOUT_S,
+                                check=False)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [f"demo: error: {message}"]
 
 
 def _chromium() -> str | None:

@@ -5,7 +5,9 @@ the audio containers it writes, and its checks of a request. Fast; the server as
 from __future__ import annotations
 
 import io
+import shutil
 import struct
+import subprocess
 
 import numpy as np
 import pytest
@@ -18,6 +20,18 @@ from tts.audio import load_audio, to_pcm16  # noqa: E402
 from tts.server.encode import StreamEncoder, encode_file  # noqa: E402
 
 TEXT = "Hello there. How are you?"
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="needs ffmpeg and ffprobe")
+
+
+def _ffmpeg_decode(data: bytes) -> np.ndarray:
+    pcm = subprocess.run(["ffmpeg", "-v", "error", "-i", "pipe:0", "-f", "s16le", "-ac", "1", "pipe:1"], input=data,
+                         capture_output=True, check=True).stdout
+    return np.frombuffer(pcm, "<i2")
+
+
+def _ffprobe_duration(path) -> str:
+    return subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +85,9 @@ def test_a_saved_flac_reads_back_whole(client, expected, tmp_path):
     path.write_bytes(response.content)
     assert sf.info(str(path)).frames == len(expected)
     np.testing.assert_allclose(load_audio(path), expected / 32768.0, atol=1e-4)
+    if shutil.which("ffprobe"):
+        assert float(_ffprobe_duration(path)) == pytest.approx(len(expected) / 16000)
+        np.testing.assert_array_equal(_ffmpeg_decode(response.content), expected)
 
 
 def test_a_streamed_flac_says_its_length_is_unknown(client, expected):
@@ -81,6 +98,13 @@ def test_a_streamed_flac_says_its_length_is_unknown(client, expected):
     assert _streaminfo_samples(response.content) == 0
     audio, _ = sf.read(io.BytesIO(_with_streaminfo_samples(response.content, len(expected))), dtype="int16")
     np.testing.assert_array_equal(audio, expected)
+
+
+@needs_ffmpeg
+def test_ffmpeg_reads_a_streamed_flac_and_wav_whole(client, expected):
+    for fmt in ("flac", "wav"):
+        np.testing.assert_array_equal(_ffmpeg_decode(_speech(client, response_format=fmt, stream=True).content),
+                                      expected)
 
 
 def _wav_lengths(wav: bytes) -> tuple[int, int]:
