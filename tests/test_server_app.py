@@ -42,6 +42,7 @@ def client(synth):
 
     pool = WorkerPool(2, 2)
     with TestClient(build_app(Server({"tiny": synth}, pool, formats()))) as c:
+        c.pool = pool
         yield c
     pool.shutdown()
 
@@ -172,3 +173,59 @@ def test_bad_fields_are_refused_with_the_engines_bounds(client, field, value, co
     error = response.json()["error"]
     assert (response.status_code, error["code"], error["param"]) == (422, code, field)
     assert str(MAX_SEED if field == "seed" else MAX_RATE) in error["message"] or field == "stream"
+
+
+# --- admission -------------------------------------------------------------------------------
+
+
+def test_the_engines_measured_speed_bounds_the_streams_at_once():
+    from tts.server.workers import RealTime
+
+    realtime = RealTime(cores=2, margin=0.8)
+    assert realtime.streams() is None  # nothing measured: the workers bound it alone
+    realtime.record(wall=0.5, audio=1.0, streams=1)  # alone, one core: two cores make 4 s of audio a second
+    assert realtime.streams() == 3  # 80 % of 4
+    realtime.record(wall=2.0, audio=1.0, streams=4)  # four at once, each at half real time: 2 s a second
+    assert realtime.streams() == 2  # 80 % of the mean, 3
+    realtime.record(wall=10.0, audio=1.0, streams=1)
+    assert realtime.streams() == 1  # however slow, one stream at a time is served
+
+
+def test_every_stream_measures_the_engines_speed(client):
+    from tts.server.workers import WorkerPool
+
+    assert WorkerPool(2, 0).realtime.streams() is None
+    _speech(client, response_format="pcm")
+    assert client.get("/health").json()["streams"] == client.pool.streams() == min(2, client.pool.realtime.streams())
+
+
+def test_past_what_the_engine_keeps_in_real_time_a_request_gets_503_at_once():
+    import asyncio
+    import threading
+
+    from tts.server.workers import ServerBusy, WorkerPool
+
+    release = threading.Event()
+
+    def stream():
+        yield 1
+        release.wait(60)  # holds its worker until the test ends
+
+    async def admit() -> tuple[list, int]:
+        pool = WorkerPool(workers=8, queue=0, cores=2)
+        pool.realtime.record(wall=1.0, audio=1.0, streams=4)  # four streams at once run exactly in real time
+        jobs = []
+        try:
+            for _ in range(8):
+                jobs.append(pool.submit(stream))
+        except ServerBusy as e:
+            retry = e.retry_after
+        finally:
+            release.set()
+            for job in jobs:
+                job.cancel()
+        pool.shutdown()
+        return jobs, retry
+
+    jobs, retry = asyncio.run(admit())
+    assert len(jobs) == 3 and retry >= 1  # 80 % of 4 streams: the fourth is refused, not queued

@@ -58,8 +58,8 @@ class ApiError(Exception):
 
 
 def _busy(e: ServerBusy) -> ApiError:
-    return ApiError(503, f"{e}: every worker is busy and the queue is full", "server_busy",
-                    type="server_error", headers={"Retry-After": str(e.retry_after)})
+    return ApiError(503, f"{e}: it runs as many streams as it keeps in real time and the queue is full",
+                    "server_busy", type="server_error", headers={"Retry-After": str(e.retry_after)})
 
 
 @dataclass
@@ -308,7 +308,7 @@ def build_app(server: Server, cors_origins: list[str] | None = None) -> FastAPI:
 
     def submit(synth, req: Speech):
         try:
-            return server.pool.submit(partial(synth.stream, req.text, **req.options()))
+            return server.pool.submit(partial(synth.stream, req.text, **req.options()), _seconds(synth))
         except ServerBusy as e:
             raise _busy(e) from None
 
@@ -348,6 +348,11 @@ def build_app(server: Server, cors_origins: list[str] | None = None) -> FastAPI:
         await StreamSession(server, websocket).run()
 
     return app
+
+
+def _seconds(synth):
+    """How long a chunk of ``synth``'s plays: what the pool weighs its speed against."""
+    return lambda chunk: len(chunk.audio) / synth.sample_rate
 
 
 def _audio(chunks: list):
@@ -475,7 +480,7 @@ class StreamSession:
             synth = self.server.synths[voice]
             try:
                 job = self.server.pool.submit(partial(synth.stream, text, seed=seed, rate=rate,
-                                                      first_sentence=sentences, ssml=False))
+                                                      first_sentence=sentences, ssml=False), _seconds(synth))
             except ServerBusy as e:
                 await self.error(_busy(e))
                 await self.ws.close(code=1013)  # try again later

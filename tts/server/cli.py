@@ -39,10 +39,12 @@ def build_parser() -> OneLineParser:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default auto)")
     add_vocoder_options(p)
     p.add_argument("--lexicon", type=Path, help="pronunciations in CMUdict's format, before the built-in ones")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="requests generated at once (default: one per CPU core)")
-    p.add_argument("--queue", type=int, default=None,
-                   help="requests that may wait for a worker; past that, 503 (default 4 per worker)")
+    p.add_argument("--workers", type=int, default=4 * (os.cpu_count() or 1),
+                   help="most requests generated at once; fewer when the engine could not keep them all "
+                        "in real time (default: 4 per CPU core)")
+    p.add_argument("--queue", type=int, default=0,
+                   help="requests that may wait for a running one to end; past that, 503 (default 0: "
+                        "every request admitted starts at once)")
     p.add_argument("--max-chars", type=int, default=MAX_INPUT_CHARS,
                    help=f"longest input accepted, in characters (default {MAX_INPUT_CHARS})")
     p.add_argument("--api-key", default=os.environ.get(API_KEY_ENV),
@@ -107,6 +109,16 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _measure(synth, pool) -> None:
+    """The engine's speed on one stream, for the pool to admit no more streams than it keeps
+    in real time from the first request on."""
+    import time
+
+    start = time.monotonic()
+    audio = synth.synthesize("The server measures how fast it speaks.")
+    pool.realtime.record(time.monotonic() - start, len(audio) / synth.sample_rate, streams=1)
+
+
 def _check_extra() -> None:
     for name in ("fastapi", "uvicorn", "websockets"):
         try:
@@ -131,7 +143,7 @@ def run(args) -> int:
             args.lexicon = load_lexicon(args.lexicon)
         except LexiconError as e:
             raise UsageError(str(e)) from None
-    queue = 4 * args.workers if args.queue is None else args.queue
+    queue = args.queue
     if queue < 0:
         raise UsageError("--queue must be 0 or more")
     if args.max_chars < 1:
@@ -148,6 +160,7 @@ def run(args) -> int:
                                         weights=args.weights, lexicon=args.lexicon)
         synths[name].synthesize("Ready.")  # one-time costs (JIT compiling) now, not on the first request
     pool = WorkerPool(args.workers, queue)
+    _measure(next(iter(synths.values())), pool)
     app = build_app(Server(synths, pool, formats(), args.max_chars, args.api_key or None), args.cors_origin)
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]

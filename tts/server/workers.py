@@ -2,8 +2,9 @@
 
 A job is a function that returns an iterator (``lambda: synth.stream(text)``); a worker thread
 runs it and hands its items to the event loop one by one. ``submit`` refuses a job at once
-(``ServerBusy``) when every worker is busy and the queue is full, so a client never waits
-without bound. The worker stays at most a few items ahead of its consumer, so a client that
+(``ServerBusy``) when the engine already runs as many streams as it keeps in real time
+(``RealTime``, measured on the items' audio) or every worker is busy, and the queue is full,
+so a client never waits without bound: an admitted stream starts at once and keeps up. The worker stays at most a few items ahead of its consumer, so a client that
 stops reading holds back its own job, and ``Job.cancel`` (a client gone) stops the job at its
 next item: the worker is free again within one chunk of audio.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -20,14 +22,40 @@ from concurrent.futures import ThreadPoolExecutor
 
 AHEAD = 4  # items a worker may make before its consumer takes them: bounds memory per client
 _ITEM, _ERROR, _END = range(3)
+_DONE = object()  # the end of a job's items
 
 
 class ServerBusy(Exception):
-    """Every worker is busy and the queue is full."""
+    """The engine runs all the streams it can and the queue is full."""
 
     def __init__(self, retry_after: int):
         super().__init__(f"the server is busy; retry in {retry_after} s")
         self.retry_after = retry_after
+
+
+class RealTime:
+    """How many streams the engine keeps in real time, from what its workers measured.
+
+    An item of ``audio`` seconds made in ``wall`` seconds while ``streams`` ran (itself
+    included) shows the engine making max(streams, cores) * audio / wall seconds of audio per
+    second: below ``cores`` streams each has a core to itself, so more would go as fast. The
+    estimate is the mean over recent items, less a ``margin`` so that streams keep ahead of
+    playback rather than level with it.
+    """
+
+    def __init__(self, cores: int, margin: float = 0.8, window: int = 64):
+        self.cores, self.margin = cores, margin
+        self._rates: deque[float] = deque(maxlen=window)  # seconds of audio per second, engine-wide
+
+    def record(self, wall: float, audio: float, streams: int) -> None:
+        if wall > 0 and audio > 0:
+            self._rates.append(max(streams, self.cores) * audio / wall)
+
+    def streams(self) -> int | None:
+        """Streams kept in real time (at least 1); None before anything was measured."""
+        if not self._rates:
+            return None
+        return max(1, math.floor(self.margin * sum(self._rates) / len(self._rates)))
 
 
 class Job:
@@ -79,32 +107,43 @@ class Job:
 
 
 class WorkerPool:
-    """``workers`` threads running jobs, and room for ``queue`` more jobs waiting."""
+    """``workers`` threads running jobs, at most as many at once as the engine keeps in real
+    time on ``cores`` cores, and room for ``queue`` more jobs waiting."""
 
-    def __init__(self, workers: int, queue: int):
+    def __init__(self, workers: int, queue: int, cores: int | None = None):
         if workers < 1 or queue < 0:
             raise ValueError(f"need at least one worker and a queue of 0 or more, got {workers} and {queue}")
         self.workers, self.queue = workers, queue
+        if cores is None:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self.realtime = RealTime(cores)
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="tts-worker")
         self._lock = threading.Lock()
         self._jobs: set[Job] = set()  # admitted: running or waiting
         self._running = self._peak = self._cancelled = 0
         self._durations: deque[float] = deque(maxlen=32)  # seconds per recent job, for Retry-After
 
-    def submit(self, make: Callable[[], Iterator]) -> Job:
-        """Queue ``make`` (called on a worker thread); raises ``ServerBusy`` past the queue.
-        Must be called from the event loop the items are consumed on."""
+    def submit(self, make: Callable[[], Iterator], seconds: Callable[[object], float] | None = None) -> Job:
+        """Queue ``make`` (called on a worker thread), whose items last ``seconds(item)`` of
+        audio; raises ``ServerBusy`` past the queue. Must be called from the event loop the
+        items are consumed on."""
         job = Job(asyncio.get_running_loop())
         with self._lock:
-            if len(self._jobs) >= self.workers + self.queue:
+            if len(self._jobs) >= self.streams() + self.queue:
                 raise ServerBusy(self._retry_after())
             self._jobs.add(job)
-        self._executor.submit(self._run, job, make)
+        self._executor.submit(self._run, job, make, seconds)
         return job
+
+    def streams(self) -> int:
+        """Jobs run at once: every worker until the engine's speed is measured, then no more
+        than it keeps in real time."""
+        kept = self.realtime.streams()
+        return self.workers if kept is None else min(self.workers, kept)
 
     def stats(self) -> dict:
         with self._lock:
-            return {"workers": self.workers, "queue": self.queue, "running": self._running,
+            return {"workers": self.workers, "queue": self.queue, "streams": self.streams(), "running": self._running,
                     "waiting": len(self._jobs) - self._running, "peak_running": self._peak,
                     "cancelled": self._cancelled}
 
@@ -120,7 +159,7 @@ class WorkerPool:
         mean = sum(self._durations) / len(self._durations) if self._durations else 1.0
         return max(1, math.ceil(mean * (1 + self.queue) / self.workers))
 
-    def _run(self, job: Job, make: Callable[[], Iterator]) -> None:
+    def _run(self, job: Job, make: Callable[[], Iterator], seconds: Callable[[object], float] | None) -> None:
         start = time.monotonic()
         with self._lock:
             self._running += 1
@@ -128,8 +167,15 @@ class WorkerPool:
         items, stopped = None, job.cancelled  # its client may have left while it waited
         try:
             if not stopped:
-                items = make()
-                for item in items:
+                items = iter(make())
+                while True:
+                    made = time.monotonic()  # the making alone: not the wait for a slow client
+                    item = next(items, _DONE)
+                    if item is _DONE:
+                        break
+                    if seconds is not None:
+                        with self._lock:
+                            self.realtime.record(time.monotonic() - made, seconds(item), self._running)
                     if not job._put(_ITEM, item):
                         stopped = True
                         break
