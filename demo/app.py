@@ -64,18 +64,17 @@ def _import(name: str):
 
 def load_synthesizers(voice: str | Path | None = None, device: str = "auto", lexicon=None) -> dict:
     """{label: Synthesizer} for every vocoder usable here (the WaveNet once per kernel
-    backend), labelled as `tts.vocoders.Vocoder.label`, the one ``auto`` picks first. Raises
+    backend), labelled as `tts.vocoder.choice.VocoderChoice.label`, the one ``auto`` picks first. Raises
     ``tts.SynthesisError`` if the voice cannot be loaded at all."""
     from tts import SynthesisError, Synthesizer
-    from tts.vocoders import usable_choices
+    from tts.vocoder.runtime import usable_choices
 
     # The automatic choice first: if it fails, the voice or device is at fault, not a vocoder.
     default = Synthesizer.load(voice, device=device, lexicon=lexicon)
     synths = {default.vocoder.label: default}
-    for vocoder, backend in usable_choices(default.device):
+    for choice in usable_choices(default.device):
         try:
-            synth = Synthesizer(default.voice, device=device, vocoder=vocoder, backend=backend or "auto",
-                                lexicon=lexicon)
+            synth = Synthesizer(default.voice, device=device, vocoder=choice, lexicon=lexicon)
         except SynthesisError:
             continue  # the voice has no WaveNet, or the backend cannot run it here
         synths.setdefault(synth.vocoder.label, synth)

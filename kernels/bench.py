@@ -98,7 +98,8 @@ import numpy as np
 import torch
 
 import tts
-from tts.kernels import BACKENDS, WEIGHT_FORMATS, available_backends, load_backend
+from tts.kernels import BACKENDS, WEIGHT_FORMATS, available_backends, backend_status, load_backend
+from tts.vocoder.choice import BACKEND_WEIGHTS
 from tts.vocoder.wavenet import WaveNet, WaveNetConfig
 
 SAMPLE_RATE = 16000
@@ -649,7 +650,6 @@ def main(argv=None) -> int:
 
     import numba
 
-    from tts.kernels import backend_status
 
     torch.set_num_threads(1)
     usable = available_backends()
@@ -684,7 +684,9 @@ def main(argv=None) -> int:
             return light
 
         torch_rate = None
-        formats = {"torch": ["fp32"], "numba": list(dict.fromkeys(args.weights))}
+        # Each backend at the formats asked for that it runs; the reference at float32 regardless.
+        formats = {b: [f for f in dict.fromkeys(args.weights) if f in BACKEND_WEIGHTS[b]] or ["fp32"]
+                   for b in cpu_backends}
         lights = {f: cpu_light(f) for f in dict.fromkeys(f for b in cpu_backends for f in formats[b])}
         for backend, weight_format in [(b, f) for b in cpu_backends for f in formats[b]]:
             kernel = load_backend(backend, model if backend == "torch" else weights, weight_format)

@@ -58,7 +58,7 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from tts.kernels import WEIGHT_FORMATS
+from tts.vocoder.choice import BACKEND_WEIGHTS
 from tts.kernels.state import KernelState, check_sharpness, check_state
 from tts.vocoder.wavenet import validate_exported
 from tts._numba import numba  # caches compiled code in the user cache folder
@@ -490,8 +490,9 @@ def pack_weights(weights: dict[str, np.ndarray], weight_format: str = "fp32") ->
     """`export_weights()` output -> the kernel's layout, its matrices in float32 ("fp32") or
     bfloat16 ("bf16"). Raises ValueError naming the first tensor with a wrong key, dtype or
     shape, or for an unknown format."""
-    if weight_format not in WEIGHT_FORMATS:
-        raise ValueError(f"unknown weight format {weight_format!r}; choose from {', '.join(WEIGHT_FORMATS)}")
+    if weight_format not in BACKEND_WEIGHTS["numba"]:
+        raise ValueError(f"unknown weight format {weight_format!r}; "
+                         f"choose from {', '.join(BACKEND_WEIGHTS['numba'])}")
     L, R, S, A, n_classes, _ = validate_exported(weights)
     if n_classes != N_CLASSES:
         raise ValueError(f"the kernel samples {N_CLASSES} classes, the weights have {n_classes}")
@@ -553,6 +554,7 @@ class NumbaKernel:
     """
 
     name = "numba"
+    takes_tensors = False  # generate's cond as a torch tensor where it lies, else a numpy array
     # numba's "workqueue" thread pool (used where no OpenMP or TBB is found) aborts the
     # process if two threads launch parallel work at once.
     _parallel_lock = threading.Lock()

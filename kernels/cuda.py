@@ -194,6 +194,7 @@ class CudaKernel:
     """
 
     name = "cuda"
+    takes_tensors = True  # generate's cond as a torch tensor where it lies, else a numpy array
 
     def __init__(self, weights: dict[str, np.ndarray], *, topology: str = "auto",
                  exchange: str = "auto", threads: int = 256,

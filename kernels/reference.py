@@ -50,6 +50,7 @@ class TorchKernel:
     be at the same step (the reference state has one step count)."""
 
     name = "torch"
+    takes_tensors = True  # generate's cond as a torch tensor where it lies, else a numpy array
 
     def __init__(self, weights: dict[str, np.ndarray]):
         self.model = wavenet_from_exported(weights)

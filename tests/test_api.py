@@ -192,7 +192,7 @@ def test_vocoder_and_backend_are_two_choices_and_the_older_spelling_still_works(
         Synthesizer.load(voice, vocoder="griffin-lim", backend="numba")
     with pytest.raises(SynthesisError, match="give --vocoder wavenet --backend torch"):
         Synthesizer.load(voice, vocoder="numba", backend="torch")
-    with pytest.raises(SynthesisError, match="unknown backend 'tpu'"):
+    with pytest.raises(SynthesisError, match="unknown vocoder backend 'tpu'"):
         Synthesizer.load(voice, backend="tpu")
     assert json.loads((voice / "config.json").read_text())["models"]["vocoder"]["kind"] == "wavenet"
 

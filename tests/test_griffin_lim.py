@@ -13,7 +13,7 @@ from voices import TINY_SAMPLES_PER_SYMBOL, make_tiny_voice
 
 from tts import SynthesisError, Synthesizer
 from tts.audio import DEFAULT_AUDIO, griffin_lim, griffin_lim_stream, mel_spectrogram
-from tts.vocoders import FIRST_CHUNK_FRAMES
+from tts.vocoder.runtime import FIRST_CHUNK_FRAMES
 from tts.text import to_phonemes
 from tts.voice import VoiceError, load_voice, set_default_vocoder
 

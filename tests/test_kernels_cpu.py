@@ -23,7 +23,12 @@ from tts.kernels import BackendUnavailableError, KernelState, available_backends
 from tts.kernels.cpu import BLOCK, NumbaKernel, bfloat16_bits, pack_weights
 from tts.kernels.reference import TorchKernel, wavenet_from_exported
 from tts.vocoder.wavenet import WaveNet, WaveNetConfig
-from tts.vocoders import choose_backend
+from tts.vocoder.choice import VocoderChoice
+
+
+def choose_backend(backend, weights, device):
+    return VocoderChoice("wavenet", backend, weights).resolve("wavenet", device.type).backend
+
 
 # R not a multiple of the register block, S and A neither; a single layer with R = 7; and
 # sizes that need no padding at all.
@@ -396,7 +401,9 @@ def test_dispatch_lists_and_loads_the_cpu_backends():
     assert isinstance(load_backend("torch", model.export_weights()), TorchKernel)
     assert choose_backend("auto", "fp32", torch.device("cpu")) == "numba"
     assert choose_backend("auto", "bf16", torch.device("cuda")) == "numba"
-    assert choose_backend("cuda", "fp32", torch.device("cpu")) == "cuda"  # a named one is taken as it is
+    if not backend_status("cuda")[0]:  # a named kernel that cannot run here is refused when resolved
+        with pytest.raises(BackendUnavailableError, match="^cuda backend unavailable: "):
+            choose_backend("cuda", "fp32", torch.device("cpu"))
 
 
 def test_dispatch_errors_are_clear():
@@ -450,3 +457,31 @@ def test_compiled_code_is_cached_in_the_user_cache_folder_not_the_package(tmp_pa
 
     cached = list((tmp_path / "tts-engine" / __version__ / "numba").rglob("*.nbi"))
     assert cached and any("lpc" in p.name for p in cached), cached
+
+
+# ---- the first sample ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_every_kernel_starts_from_silence_mu_law_class_128(backend):
+    """Before the first sample the network sees mu-law's zero, class 128, not class 0 (the
+    start-state bug LPCNet once had): the kernel's first logits are the network's with input
+    128, and differ from those with input 0."""
+    from tts.audio import mu_law_encode
+    from tts.vocoder.wavenet import START_CLASS
+
+    assert START_CLASS == 128 == int(mu_law_encode(np.zeros(1))[0])
+    model = make_model(TINY)
+    kernel = load_backend(backend, model)
+    state = kernel.init_state(2)
+    assert state.last_class.tolist() == [128, 128]
+    mel = torch.randn(1, 1, TINY.n_mels)
+    with torch.no_grad():
+        cond = model.conditioning(mel).numpy()  # (1, T, L, 2R)
+    teacher = np.zeros((1, cond.shape[1]), np.int32)
+    _, _, logits = kernel.generate(cond, None, kernel.init_state(1), teacher=teacher, return_logits=True)
+    with torch.no_grad():
+        silence = model(torch.full((1, cond.shape[1]), START_CLASS), mel)[0, 0].numpy()
+        zero = model(torch.zeros(1, cond.shape[1], dtype=torch.long), mel)[0, 0].numpy()
+    np.testing.assert_allclose(logits[0, 0], silence, atol=1e-4)
+    assert np.abs(logits[0, 0] - zero).max() > 1e-3

@@ -447,6 +447,25 @@ def test_simulator_stand_ins_sharpened_sampling_equals_reference(sharp_tiny):
     assert checks._compare(model, kernel, batch=3, steps=6, chunks=[2, 4], seed=5, sharpen=True) == ""
 
 
+@in_simulator
+def test_simulator_stand_ins_start_from_silence_mu_law_class_128(sharp_tiny):
+    # The first sample's input is mu-law's zero, class 128, as in the reference, not class 0.
+    from tts.vocoder.wavenet import START_CLASS
+
+    model = sharp_tiny
+    kernel = kc.CudaKernel(model.export_weights(), topology="fused", threads=32, max_lanes=1)
+    assert START_CLASS == 128 and kernel.init_state(1).last_class.tolist() == [128]
+    cond, _, _ = _inputs(model, batch=1, steps=1, seed=6)
+    _, _, logits = kernel.generate(cond.numpy(), None, kernel.init_state(1),
+                                   teacher=np.zeros((1, 1), np.int32), return_logits=True)
+    silence = model.generate(cond, None, teacher=torch.zeros(1, 1, dtype=torch.long), return_logits=True)[2]
+    zero_state = model.init_state(1)
+    zero_state.last_class[:] = 0
+    zero = model.generate(cond, None, zero_state, teacher=torch.zeros(1, 1, dtype=torch.long), return_logits=True)[2]
+    np.testing.assert_allclose(logits, silence.numpy(), rtol=0, atol=kc.LOGITS_ATOL)
+    assert np.abs(logits - zero.numpy()).max() > 10 * kc.LOGITS_ATOL
+
+
 # ---- real GPU --------------------------------------------------------------------------------
 
 

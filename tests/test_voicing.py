@@ -8,7 +8,8 @@ import torch
 from tts.audio import DEFAULT_AUDIO, mel_spectrogram
 from tts.voice import VoiceError, load_voice, save_model
 from tts.vocoder.voicing import VoicingConfig, VoicingDetector, fit_voicing, pitch_correlation
-from tts.vocoders import WaveNetVocoder
+from tts.vocoder.choice import VocoderChoice
+from tts.vocoder.runtime import WaveNetVocoder
 
 from tests.voices import make_tiny_voice
 
@@ -77,7 +78,7 @@ def test_a_voice_carries_its_detector_and_the_wavenet_samples_with_it(detector, 
     mel = torch.from_numpy(mel_spectrogram(harmonic(150.0, 0.5)))  # voiced throughout
     outputs = {}
     for name, v in (("plain", plain), ("voiced", voice)):
-        vocoder = WaveNetVocoder.from_voice(v, "numba", "fp32", torch.device("cpu"))
+        vocoder = WaveNetVocoder.from_voice(v, VocoderChoice("wavenet", "numba"), torch.device("cpu"))
         assert (vocoder.voicing is None) == (name == "plain")
         chunks = list(vocoder.stream(mel, np.random.default_rng(0)))
         outputs[name] = np.concatenate([audio for audio, _ in chunks])
@@ -85,11 +86,11 @@ def test_a_voice_carries_its_detector_and_the_wavenet_samples_with_it(detector, 
     # The same random numbers, sharper distributions: other samples.
     assert not np.array_equal(outputs["plain"], outputs["voiced"])
     # The torch reference draws the same samples as the numba kernel.
-    reference = WaveNetVocoder.from_voice(voice, "torch", "fp32", torch.device("cpu"))
+    reference = WaveNetVocoder.from_voice(voice, VocoderChoice("wavenet", "torch"), torch.device("cpu"))
     short = mel[:6]
     np.testing.assert_array_equal(
         np.concatenate([a for a, _ in reference.stream(short, np.random.default_rng(1))]),
-        np.concatenate([a for a, _ in WaveNetVocoder.from_voice(voice, "numba", "fp32", torch.device("cpu"))
+        np.concatenate([a for a, _ in WaveNetVocoder.from_voice(voice, VocoderChoice("wavenet", "numba"), torch.device("cpu"))
                         .stream(short, np.random.default_rng(1))]))
 
 
@@ -99,3 +100,42 @@ def test_a_damaged_detector_is_refused(detector, tmp_path):
     (path / "voicing.safetensors").write_bytes(b"not weights")
     with pytest.raises(VoiceError, match="checksum"):
         load_voice(path).voicing
+
+
+def test_the_engine_and_the_training_evaluation_hear_the_same_audio(detector, tmp_path):
+    """One path from mel to audio: the synthesizer's sentence, `WaveNet.vocode` with the
+    same seed, and the vocoder task's evaluation sample (started from the voice) are the same
+    samples, voicing sharpness and filter included."""
+    from tts import Synthesizer
+    from tts.train.tasks.vocoder import VocoderTask, VocoderTaskConfig
+    from tts.text import phonemize_words
+
+    path = make_tiny_voice(tmp_path / "v")
+    save_model(path, "voicing", detector)
+    synth = Synthesizer.load(path, device="cpu")
+    assert synth.vocoder.voicing is not None
+    text = "Hello there."
+    heard = synth.synthesize(text, seed=3)
+    mel, _ = synth.sentence_mel(phonemize_words(text, synth.g2p)[0])
+    wavenet = synth.voice.wavenet
+    np.testing.assert_array_equal(wavenet.vocode(mel, seed=(3, 0), voicing=synth.voice.voicing), heard)
+    np.testing.assert_array_equal(wavenet.vocode(mel, seed=(3, 0), voicing=synth.voice.voicing, backend="torch"),
+                                  heard)
+    # Without the detector, or with another seed, other audio: the comparison can fail.
+    assert not np.array_equal(wavenet.vocode(mel, seed=(3, 0)), heard)
+    assert not np.array_equal(wavenet.vocode(mel, seed=(4, 0), voicing=synth.voice.voicing), heard)
+
+    class Recorder:  # the part of TensorBoard's SummaryWriter the evaluation writes to
+        def __init__(self):
+            self.audio = {}
+
+        def add_audio(self, tag, audio, step, sample_rate):
+            self.audio[tag] = audio[0].numpy()
+
+    task = VocoderTask(VocoderTaskConfig(model=wavenet.config, sample_frames=len(mel)))
+    task.from_voice(path)
+    writer = Recorder()
+    batch = {"mel": mel[None], "classes": torch.full((1, len(mel) * HOP), 128)}
+    task.evaluate(wavenet, [batch], writer, step=7)
+    np.testing.assert_array_equal(writer.audio["eval/generated"],
+                                  wavenet.vocode(mel, seed=7, voicing=synth.voice.voicing))

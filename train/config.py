@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tts.train.precision import FORMATS
 from tts.train.task import Task, config_class_of
 
 
@@ -77,8 +78,8 @@ class TrainConfig:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
         if not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError(f"betas must be in [0, 1), got {self.betas}")
-        if self.cpu_format not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"cpu_format must be auto, fp32 or bf16, got {self.cpu_format!r}")
+        if self.cpu_format not in FORMATS:
+            raise ConfigError(f"cpu_format must be {', '.join(FORMATS)}, got {self.cpu_format!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.batch_size % self.accumulation_steps:

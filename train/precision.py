@@ -20,8 +20,11 @@ from typing import Any, Callable
 import torch
 
 from tts.files import replacing
+from tts.vocoder.choice import AUTO, WEIGHT_FORMATS
 
-FORMATS = ("auto", "fp32", "bf16")
+# The numeric formats training may run in, spelled as the engine's weight formats are; auto
+# measures (`choose_cpu_format`).
+FORMATS = (AUTO, *WEIGHT_FORMATS)
 # bf16 must beat float32 by this factor to be chosen: a tie is not worth its rounding.
 MARGIN = 0.9
 # The flags that decide how fast a core runs float32 and bfloat16 matrix products.

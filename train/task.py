@@ -12,6 +12,7 @@ The trainer calls, in this order::
     train, eval = task.datasets(data_dir)  every rank
     task.lengths(train)                    for length-bucketed batching
     model = task.build_model()             every rank, after seeding: identical initial weights
+    task.from_voice(voice_dir)             every rank, for a run started from a voice (--init)
     DataLoader(train, collate_fn=task.collate, ...)
     task.step = n                          before each optimizer step: steps taken so far
     loss, scalars = task.loss(model, batch)     every micro-step, under autocast on GPU
@@ -34,7 +35,7 @@ import torch
 
 
 class Task:
-    """One trainable model of the engine (``g2p``, ``acoustic``, ``vocoder``).
+    """One trainable model of the engine (``g2p``, ``parallel``, ``attention``, ``vocoder``).
 
     The trainer owns distribution, the optimizer, schedules, checkpoints and logging; a task
     says only what differs between models. ``config`` is the task's frozen dataclass of
@@ -102,6 +103,11 @@ class Task:
         held-out data. ``model`` is the plain model (the EMA copy when there is one), in eval
         mode; ``batches`` are collated held-out batches, on CPU."""
         raise NotImplementedError
+
+    def from_voice(self, voice_dir: Path) -> None:
+        """Take what the task needs from the voice a run starts from, besides its model's
+        weights (which the trainer loads): e.g. the vocoder's evaluation samples as that voice
+        does. Nothing by default."""
 
     def export(self, model: torch.nn.Module, voice_dir: Path) -> None:
         """Write the weights-only model into a voice folder (see tts/voice.py)."""

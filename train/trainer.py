@@ -352,6 +352,7 @@ class Trainer:
         if source.config != self.model.config:
             raise VoiceError(f"the {name} model of {self.init_voice} has another config than this run's")
         self.model.load_state_dict(source.state_dict(), strict=True)
+        self.task.from_voice(self.init_voice)
         if self.ema:
             self.ema = EMA(self.model, self.config.ema)
 

@@ -87,9 +87,8 @@ def measure(synth, text: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tts.kernels import available_backends
     from tts import Synthesizer
-    from tts.options import BACKENDS, GRIFFIN_LIM, WEIGHT_FORMATS
+    from tts.vocoder.choice import BACKEND_WEIGHTS, BACKENDS, GRIFFIN_LIM, WEIGHT_FORMATS, available_backends
 
     p = argparse.ArgumentParser(prog="python -m tts.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--voice", type=Path, help="voice folder (default: random weights, shipped sizes)")
@@ -108,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         voice = args.voice or bench_voice(Path(tmp) / "voice")
         records = []
         runs = [(backend, weights) for backend in args.backends or available_backends()
-                for weights in args.weights if weights == "fp32" or backend == "numba"]
+                for weights in args.weights if weights in BACKEND_WEIGHTS.get(backend, ("fp32",))]
         for backend, weights in runs:
             synth = Synthesizer.load(voice, device="cuda" if backend == "cuda" else "cpu", vocoder=backend,
                                      weights=weights)

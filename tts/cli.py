@@ -20,7 +20,7 @@ from pathlib import Path
 from tts.command import EXIT_OK, OneLineParser, UsageError, run_command
 from tts.errors import AudioFileError, check_rate, check_seed
 from tts.files import check_writable
-from tts.options import BACKEND_CHOICES, VOCODER_CHOICES, WEIGHT_FORMATS, ChoiceError, resolve_choice
+from tts.vocoder.choice import BACKEND_CHOICES, VOCODER_CHOICES, WEIGHT_FORMATS, ChoiceError, VocoderChoice
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,13 +59,15 @@ def add_vocoder_options(p: argparse.ArgumentParser) -> None:
                    help="WaveNet weight precision: bf16 is faster on the numba backend (default fp32)")
 
 
-def check_vocoder_options(args) -> None:
-    """UsageError for an unknown or mismatched --vocoder/--backend/--weights; reads the older
-    ``--vocoder numba`` as ``--vocoder wavenet --backend numba``."""
+def check_vocoder_options(args) -> VocoderChoice:
+    """The --vocoder/--backend/--weights choice as ``args.choice``, checked once (UsageError
+    for an unknown or mismatched one); reads the older ``--vocoder numba`` as ``--vocoder
+    wavenet --backend numba``."""
     try:
-        args.vocoder, args.backend = resolve_choice(args.vocoder, args.backend, args.weights)
+        args.choice = VocoderChoice.parse(args.vocoder, args.backend, args.weights)
     except ChoiceError as e:
         raise UsageError(str(e)) from None
+    return args.choice
 
 
 def _read_text(args) -> str:
@@ -106,8 +108,7 @@ def _check_speakable(text: str) -> None:
 
 
 def _list_backends() -> int:
-    from tts.kernels import backend_status
-    from tts.options import BACKENDS, VOCODERS, WAVENET
+    from tts.vocoder.choice import BACKENDS, VOCODERS, WAVENET, backend_status
 
     for name in BACKENDS:
         ok, why = backend_status(name)
@@ -183,8 +184,7 @@ def run(args, text: str, plan: list) -> int:
     from tts.audio import AudioWriter, soft_limit, to_pcm16
     from tts.synthesizer import Synthesizer
 
-    synth = Synthesizer.load(args.voice, device=args.device, vocoder=args.vocoder, backend=args.backend,
-                             weights=args.weights, lexicon=args.lexicon)
+    synth = Synthesizer.load(args.voice, device=args.device, vocoder=args.choice, lexicon=args.lexicon)
     chunks = synth.stream_sentences(plan, seed=args.seed, rate=args.rate, text=text)
     # Samples the vocoder puts at or past full scale would clip in 16 bits.
     chunks = (replace(chunk, audio=soft_limit(chunk.audio)) for chunk in chunks)

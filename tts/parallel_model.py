@@ -225,7 +225,3 @@ class ParallelModel(AcousticModel):
     def speak(self, text_ids, text_lengths=None, rate: float = 1.0) -> Speech:
         return self.generate(text_ids, text_lengths, rate=rate)
 
-    def parameter_count(self, include_aligner: bool = False) -> int:
-        """Parameters that speak (the aligner only trains)."""
-        return sum(p.numel() for name, p in self.named_parameters()
-                   if include_aligner or not name.startswith("aligner."))

@@ -28,12 +28,11 @@ import torch
 
 from tts.audio import write_audio
 from tts.errors import MAX_RATE, MIN_RATE, SynthesisError, check_seed
-from tts.options import AUTO
 from tts.text import NothingToSpeakError, default_g2p, phonemize_words, symbols_to_ids
 from tts.text.plan import Pause, Sentence, read_plan
 from tts.text.sentences import words as sentence_words
 from tts.timings import PhonemeTiming, WordTiming, sentence_timings
-from tts.vocoders import build_vocoder
+from tts.vocoder.choice import AUTO, ChoiceError, VocoderChoice
 from tts.voice import BUNDLED_VOICE, Voice, VoiceError, load_voice
 
 
@@ -80,16 +79,19 @@ class Synthesizer:
     """A loaded voice with its vocoder, ready to speak. Safe to share between threads: all
     generation state lives in each call."""
 
-    def __init__(self, voice: Voice, device: str = "auto", vocoder: str = AUTO, weights: str = "fp32",
+    def __init__(self, voice: Voice, device: str = "auto", vocoder: str | VocoderChoice = AUTO, weights: str = "fp32",
                  backend: str = AUTO, lexicon: str | os.PathLike | dict | None = None):
+        from tts.vocoder.runtime import build_vocoder
+
+        choice = _choice(vocoder, backend, weights)
         self.voice = voice
         self.g2p = _g2p(lexicon)
         self.device = _resolve_device(device)
         self.acoustic = voice.acoustic.to(self.device).eval()
         self.sample_rate = voice.audio.sample_rate
         try:
-            self.vocoder = build_vocoder(voice, vocoder, backend, weights, self.device)
-        except VoiceError as e:  # the WaveNet asked for, and the folder has none or a broken one
+            self.vocoder = build_vocoder(voice, choice, self.device)
+        except (ChoiceError, VoiceError) as e:  # cannot run here; or the folder has no WaveNet or a broken one
             raise SynthesisError(str(e)) from None
 
     @property
@@ -98,15 +100,15 @@ class Synthesizer:
         return self.vocoder.backend or self.vocoder.name
 
     @classmethod
-    def load(cls, voice: str | os.PathLike | None = None, device: str = "auto", vocoder: str = AUTO,
+    def load(cls, voice: str | os.PathLike | None = None, device: str = "auto", vocoder: str | VocoderChoice = AUTO,
              weights: str = "fp32", threads: int | None = None, backend: str = AUTO,
              lexicon: str | os.PathLike | dict | None = None) -> "Synthesizer":
         """Load a voice folder (default: the voice bundled with the package).
 
         ``vocoder``: "wavenet", "griffin-lim" or "auto" (the voice's default); ``backend``: the
         WaveNet's kernel, "torch", "numba", "cuda" or "auto" (the fastest usable here); see
-        tts.options. ``weights="bf16"`` runs the numba kernel on bfloat16 weights: faster,
-        slightly different audio. ``lexicon``: pronunciations that come before CMUdict and
+        tts.vocoder.choice. ``weights="bf16"`` runs the numba kernel on bfloat16 weights: faster,
+        slightly different audio. A `VocoderChoice` already made stands for all three. ``lexicon``: pronunciations that come before CMUdict and
         the neural G2P, a file in CMUdict's format (`tts.text.lexicon`) or {word: [[phonemes]]}.
 
         ``threads``: PyTorch's threads per operation for the acoustic model and Griffin-Lim
@@ -237,6 +239,18 @@ class Synthesizer:
             timed = timed[len(ours):]
             yield Chunk(audio, sentence.text, phonemes, mel_np, alignment, index, last=last, words=mine,
                         phoneme_timings=ours)
+
+
+def _choice(vocoder, backend: str, weights: str) -> VocoderChoice:
+    """The user's vocoder choice, checked once (SynthesisError with the one-line reason)."""
+    if isinstance(vocoder, VocoderChoice):
+        if (backend, weights) != (AUTO, "fp32"):
+            raise SynthesisError("a VocoderChoice already holds the backend and the weight format")
+        return vocoder
+    try:
+        return VocoderChoice.parse(vocoder, backend, weights)
+    except ChoiceError as e:
+        raise SynthesisError(str(e)) from None
 
 
 def _g2p(lexicon):

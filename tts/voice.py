@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from tts.audio import DEFAULT_AUDIO, AudioConfig
 from tts.files import replacing
-from tts.options import VOCODERS, WAVENET
+from tts.vocoder.choice import VOCODERS, WAVENET
 from tts.text.symbols import SYMBOLS
 
 FORMAT_VERSION = 1
@@ -204,7 +204,8 @@ class Voice:
         return self.model("acoustic")
 
     @property
-    def vocoder(self):
+    def wavenet(self):
+        """The voice's WaveNet (the network; `tts.vocoder.runtime` builds the vocoder around it)."""
         return self.model("vocoder")
 
     @property

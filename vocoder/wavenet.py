@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tts.audio import de_emphasis, mu_law_decode, mu_law_encode, pre_emphasis
+from tts.audio import de_emphasis, mu_law_encode, pre_emphasis
 from tts.vocoder.lpc import lpc_from_mel, lpc_residual, lpc_synthesis
 from tts.config import JsonConfig
 
@@ -177,7 +177,7 @@ class WaveNet(nn.Module):
     """Mel frames to 8-bit mu-law samples, one sample from the ones before (teacher-forced in
     `forward`, one step at a time in `generate`)."""
 
-    kind = "wavenet"  # its vocoder kind in a voice folder (tts.options.VOCODERS)
+    kind = "wavenet"  # its vocoder kind in a voice folder (tts.vocoder.choice.VOCODERS)
 
     def __init__(self, config: WaveNetConfig = WaveNetConfig()):
         super().__init__()
@@ -432,35 +432,29 @@ class WaveNet(nn.Module):
         return classes, state
 
     @torch.no_grad()
-    def vocode(self, mel, uniforms=None, seed: int = 0, chunk_samples: int = 16000) -> np.ndarray:
-        """mel (T_frames, n_mels) or (B, T_frames, n_mels) -> float32 audio (T_samples,) or
-        (B, T_samples) in [-1, 1], with the reference generator (slow: for tests and checks).
+    def vocode(self, mel, seed=0, *, voicing=None, backend: str = "auto") -> np.ndarray:
+        """mel (T_frames, n_mels) -> float32 audio (T_samples,) in [-1, 1], through the engine's
+        own path (`tts.vocoder.runtime.WaveNetVocoder`): the same chunks, sampling, voicing
+        sharpness (``voicing``: a `VoicingDetector`, or None) and signal filter a voice speaks
+        with, its randomness drawn from ``np.random.default_rng(seed)`` (an int, or a sequence
+        such as the synthesizer's ``(seed, sentence)``). ``backend``: the kernel, "auto" the
+        fastest usable here; every kernel draws the same samples."""
+        from tts.audio import DEFAULT_AUDIO
+        from tts.vocoder.choice import WAVENET, VocoderChoice
+        from tts.vocoder.runtime import WaveNetVocoder
 
-        uniforms (matching shape) default to torch.rand seeded with `seed`. Conditioning is
-        projected chunk by chunk so that long utterances need not hold (T, L, 2R) at once.
-        """
         device = self.embedding.weight.device
-        mel = torch.as_tensor(mel, dtype=torch.float32)
-        single = mel.ndim == 2
-        mel = (mel[None] if single else mel).to(device)  # (B, T_frames, n_mels)
-        up = self.upsample(mel)  # (B, T, C_cond)
-        B, T = up.shape[:2]
-        expected = (T,) if single else (B, T)
-        if uniforms is None:
-            uniforms = torch.rand(expected, generator=torch.Generator().manual_seed(seed))
-        uniforms = torch.as_tensor(uniforms, dtype=torch.float32)
-        if tuple(uniforms.shape) != expected:
-            raise ValueError(f"uniforms have shape {tuple(uniforms.shape)}, expected {expected}")
-        uniforms = uniforms.reshape(B, T).to(device)
-        state = self.init_state(B, device)
-        pieces = []
-        for start in range(0, T, chunk_samples):  # never all of (T, L, 2R) at once
-            cond = self.project(up[:, start:start + chunk_samples])  # (B, t, L, 2R)
-            classes, state = self.generate(cond, uniforms[:, start:start + cond.shape[1]], state)
-            pieces.append(classes)
-        samples = mu_law_decode(torch.cat(pieces, dim=1).cpu()).numpy().astype(np.float32)  # (B, T)
-        audio = np.stack([model_to_signal(self.config, x, m)[0] for x, m in zip(samples, mel.cpu().numpy())])
-        return audio[0] if single else audio
+        mel = torch.as_tensor(mel, dtype=torch.float32).to(device)
+        if mel.ndim != 2 or mel.shape[1] != self.config.n_mels:
+            raise ValueError(f"mel has shape {tuple(mel.shape)}, expected (T_frames, {self.config.n_mels})")
+        choice = VocoderChoice(WAVENET, backend).resolve(WAVENET, device.type)
+        was_training = self.training
+        try:
+            vocoder = WaveNetVocoder(self, choice, DEFAULT_AUDIO, device, voicing)
+            pieces = [audio for audio, _ in vocoder.stream(mel, np.random.default_rng(seed))]
+        finally:
+            self.train(was_training)
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
     # ---- export for the fast kernels ------------------------------------------------------
 

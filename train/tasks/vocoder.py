@@ -37,7 +37,7 @@ class VocoderTaskConfig:
     model: WaveNetConfig = field(default_factory=WaveNetConfig)
     segment_frames: int = 40  # 40 frames = 8000 samples = 0.5 s per crop
     eval_clips: int = 8  # the corpus's last clips, held out
-    sample_frames: int = 8  # the evaluation's generated sample: the reference generator is slow
+    sample_frames: int = 8  # frames of the evaluation's generated sample, vocoded as the engine speaks
     cache_dir: str = ""  # feature cache; "" puts it in the data folder's .cache
     trim_db: float | None = 40.0  # see AttentionTaskConfig
     # The training forward: "time-major" (WaveNet.forward, matrix products over all samples)
@@ -175,6 +175,7 @@ class VocoderTask(Task):
 
     def __init__(self, config: VocoderTaskConfig = VocoderTaskConfig()):
         super().__init__(config)
+        self.voicing: VoicingDetector | None = None  # the start voice's, for the evaluation's samples
 
     def prepare(self, data_dir: Path) -> None:
         build_cache(data_dir, self.config.cache_dir, self.config.trim_db)
@@ -214,8 +215,9 @@ class VocoderTask(Task):
     @torch.no_grad()
     def evaluate(self, model: WaveNet, batches: Iterable[dict[str, torch.Tensor]], writer, step: int
                  ) -> dict[str, float]:
-        """Held-out loss (teacher-forced), and a short sample from the reference generator on
-        the first held-out crop, next to the real audio."""
+        """Held-out loss (teacher-forced), and a short sample on the first held-out crop, next
+        to the real audio: made the way the engine speaks (`WaveNet.vocode`, with the voicing
+        detector of the voice the run started from, where it has one)."""
         device = next(model.parameters()).device
         total, count, first = 0.0, 0, None
         for batch in batches:
@@ -226,13 +228,17 @@ class VocoderTask(Task):
         metrics = {"loss": total / count}
         if writer is not None and first is not None:
             frames = self.config.sample_frames
-            audio = model.vocode(first["mel"][0, :frames], seed=step)
+            audio = model.vocode(first["mel"][0, :frames], seed=step, voicing=self.voicing)
             sr = DEFAULT_AUDIO.sample_rate
             writer.add_audio("eval/generated", torch.from_numpy(audio)[None], step, sample_rate=sr)
             real = mu_law_decode(first["classes"][0, :frames * self.config.model.hop_length].numpy())
             real = torch.from_numpy(model_to_signal(self.config.model, real, first["mel"][0, :frames].numpy())[0])
             writer.add_audio("eval/real", real[None], step, sample_rate=sr)
         return metrics
+
+    def from_voice(self, voice_dir: Path) -> None:
+        config = read_config(voice_dir)
+        self.voicing = load_model(voice_dir, "voicing", config=config) if "voicing" in config["models"] else None
 
     def export(self, model: WaveNet, voice_dir: Path) -> None:
         save_model(voice_dir, "vocoder", model, DEFAULT_AUDIO)

@@ -26,19 +26,18 @@ from tts.command import OneLineParser, run_command
 
 def systems(audio: np.ndarray, mel: np.ndarray, order: int = 16) -> dict[str, np.ndarray]:
     """The teacher's audio (frames * hop,) and mel (frames, n_mels) through each representation."""
-    from tts.audio import DEFAULT_AUDIO, mu_law_decode, mu_law_encode
-    from tts.vocoder.lpc import lpc_from_mel, lpc_residual, lpc_synthesis
+    from tts.audio import mu_law_decode, mu_law_encode
+    from tts.vocoder.wavenet import WaveNetConfig, model_to_signal, signal_to_model
 
     def mu8(x):
         return mu_law_decode(mu_law_encode(np.clip(x, -1.0, 1.0))).astype(np.float32)
 
-    hop = DEFAULT_AUDIO.hop_length
-    a = lpc_from_mel(mel, order)
+    lpc = WaveNetConfig(lpc_order=order)
     return {
         "teacher": audio,
         "mu-law 8": mu8(audio),
-        "lpc excitation": lpc_synthesis(mu8(lpc_residual(audio, a, hop)), a, hop)[0],
-        "lpc from mu-law": lpc_synthesis(mu8(lpc_residual(mu8(audio), a, hop)), a, hop)[0],
+        "lpc excitation": model_to_signal(lpc, mu8(signal_to_model(lpc, audio, mel)), mel)[0],
+        "lpc from mu-law": model_to_signal(lpc, mu8(signal_to_model(lpc, mu8(audio), mel)), mel)[0],
     }
 
 

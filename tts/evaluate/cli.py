@@ -226,7 +226,7 @@ def evaluate(synth, clips: list[Clip], skip: set[str], threads: int = 1, seed: i
         started = time.perf_counter()
         synth.synthesize("Warm up.")  # compile / load kernels outside the measurement
         speed = [{"text": "sentence", **measure(synth, SENTENCE)}]
-        if synth.backend != "torch":  # the reference vocoder would take many minutes on 300 words
+        if speed[0]["realtime_factor"] < 1.0:  # slower than real time, 300 words would take many minutes
             speed.append({"text": "paragraph", **measure(synth, paragraph(300))})
         # A busy machine slows every figure here: say how busy it was.
         report["speed"] = {"backend": synth.backend, "threads": threads, "load_average": os.getloadavg()[0],
@@ -362,8 +362,7 @@ def run(args) -> int:
     check_installed([part for part, needed in [("wer", "wer" not in skip), ("dnsmos", "dnsmos" not in skip),
                                                ("teacher", "robustness" not in skip)] if needed])
     torch.set_num_threads(args.threads)
-    synth = Synthesizer.load(args.voice, device="cpu", vocoder=args.vocoder, backend=args.backend,
-                             weights=args.weights)
+    synth = Synthesizer.load(args.voice, device="cpu", vocoder=args.choice)
     report = evaluate(synth, clips, skip, args.threads, args.seed, args.save_audio)
     report["corpus"] = str(args.corpus)
     print(format_table(report))

@@ -156,8 +156,7 @@ def run(args) -> int:
     voices = find_voices(args)
     synths = {}
     for name, path in voices.items():
-        synths[name] = Synthesizer.load(path, device=args.device, vocoder=args.vocoder, backend=args.backend,
-                                        weights=args.weights, lexicon=args.lexicon)
+        synths[name] = Synthesizer.load(path, device=args.device, vocoder=args.choice, lexicon=args.lexicon)
         synths[name].synthesize("Ready.")  # one-time costs (JIT compiling) now, not on the first request
     pool = WorkerPool(args.workers, queue)
     _measure(next(iter(synths.values())), pool)

@@ -1,0 +1,142 @@
+"""The vocoder runtime: a sentence's mel in, its audio out, chunk by chunk as it is made.
+
+    vocoder = build_vocoder(voice, VocoderChoice.parse("auto", "auto"), torch.device("cpu"))
+    for audio, last in vocoder.stream(mel, np.random.default_rng(0)):
+        ...
+
+Every vocoder streams the same chunks: FIRST_CHUNK_FRAMES first, so that playback starts
+quickly, then CHUNK_FRAMES at a time. Randomness is an input (``rng``), so one seed gives
+one audio whatever the backend. This is the one path from mel to audio: the engine, the
+training evaluation (`WaveNet.vocode`) and the benches all hear what it makes. The choice of
+vocoder and kernel is made once, in `tts.vocoder.choice`; `build_vocoder` only builds it.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from tts.audio import AudioConfig, griffin_lim_stream, mu_law_decode
+from tts.vocoder.choice import GRIFFIN_LIM, VOCODERS, WAVENET, VocoderChoice, backend_status, preferred_backends
+
+# Small first chunk so playback starts quickly; larger ones after amortize per-call costs.
+FIRST_CHUNK_FRAMES = 8  # 100 ms
+CHUNK_FRAMES = 40  # 500 ms
+
+
+def chunk_bounds(frames: int) -> Iterator[tuple[int, int]]:
+    """The [start, stop) frames of each chunk of a mel of ``frames`` frames."""
+    start = 0
+    while start < frames:
+        stop = min(frames, start + (FIRST_CHUNK_FRAMES if start == 0 else CHUNK_FRAMES))
+        yield start, stop
+        start = stop
+
+
+class Vocoder:
+    """Turns a sentence's mel into audio chunks; one object per resolved `VocoderChoice`."""
+
+    def __init__(self, choice: VocoderChoice, audio: AudioConfig):
+        self.choice = choice
+        self.audio = audio
+        self.sample_rate = audio.sample_rate
+
+    @property
+    def name(self) -> str:
+        """The vocoder's name in `tts.vocoder.choice.VOCODERS`."""
+        return self.choice.vocoder
+
+    @property
+    def backend(self) -> str | None:
+        """The kernel that runs it, where it has one."""
+        return self.choice.backend
+
+    @property
+    def label(self) -> str:
+        """"wavenet (numba)", "griffin-lim": what a person reads."""
+        return self.choice.label
+
+    @classmethod
+    def from_voice(cls, voice, choice: VocoderChoice, device: torch.device) -> Vocoder:
+        raise NotImplementedError
+
+    def stream(self, mel: torch.Tensor, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, bool]]:
+        """mel (frames, n_mels) -> (float32 audio of the next chunk's frames * hop samples,
+        whether it is the last), drawing its randomness from ``rng``."""
+        raise NotImplementedError
+
+
+class WaveNetVocoder(Vocoder):
+    """The WaveNet on one kernel, with the mu-law decoding and the signal filter
+    (pre-emphasis or linear prediction) that turn its classes into audio, sampling voiced
+    frames more sharply where there is a voicing detector (tts.vocoder.voicing)."""
+
+    def __init__(self, wavenet, choice: VocoderChoice, audio: AudioConfig,
+                 device: torch.device = torch.device("cpu"), voicing=None):
+        from tts import kernels
+
+        super().__init__(choice, audio)
+        self.wavenet = wavenet.to(device).eval()
+        self.voicing = None if voicing is None else voicing.to(device).eval()
+        self.kernel = kernels.open_kernel(choice, self.wavenet)
+
+    @classmethod
+    def from_voice(cls, voice, choice, device):
+        return cls(voice.wavenet, choice, voice.audio, device, voice.voicing)
+
+    @torch.no_grad()
+    def stream(self, mel, rng):
+        from tts.vocoder.wavenet import model_to_signal
+
+        mel_np, state, carry = mel.cpu().numpy(), self.kernel.init_state(1), None
+        frames, hop = mel.shape[0], self.wavenet.config.hop_length
+        frame_sharpness = None if self.voicing is None else self.voicing.sharpness(mel)  # (frames,)
+        for start, stop in chunk_bounds(frames):
+            # Condition only this chunk's frames (with context), so the first chunk does not
+            # wait for the whole sentence to be upsampled.
+            cond = self.wavenet.project(self.wavenet.upsample_frames(mel[None], start, stop))  # (1, t, L, 2R)
+            uniforms = rng.random((1, cond.shape[1]), dtype=np.float32)
+            sharpness = None if frame_sharpness is None else \
+                np.repeat(frame_sharpness[start:stop], hop)[None]  # (1, t)
+            classes, state = self.kernel.generate(cond if self.kernel.takes_tensors else cond.cpu().numpy(),
+                                                  uniforms, state, sharpness=sharpness)
+            audio, carry = model_to_signal(self.wavenet.config, mu_law_decode(np.asarray(classes[0])),
+                                           mel_np[start:stop], carry)
+            yield audio, stop >= frames
+
+
+class GriffinLimVocoder(Vocoder):
+    """Griffin-Lim: the phase found from the mel alone, no network (tts.audio.griffin_lim_stream)."""
+
+    @classmethod
+    def from_voice(cls, voice, choice, device):
+        return cls(choice, voice.audio)
+
+    def stream(self, mel, rng):
+        mel = mel.cpu().numpy()
+        pieces = griffin_lim_stream(mel, self.audio, seed=int(rng.integers(2**31)),
+                                    first_frames=FIRST_CHUNK_FRAMES, frames=CHUNK_FRAMES)
+        done = 0
+        for audio in pieces:
+            done += len(audio) // self.audio.hop_length
+            yield audio, done >= len(mel)
+
+
+# Each vocoder name's runtime class; a new vocoder is its class, its name in
+# tts.vocoder.choice, and one line here.
+REGISTRY: dict[str, type[Vocoder]] = {WAVENET: WaveNetVocoder, GRIFFIN_LIM: GriffinLimVocoder}
+
+
+def build_vocoder(voice, choice: VocoderChoice, device: torch.device = torch.device("cpu")) -> Vocoder:
+    """The vocoder a voice speaks with: ``choice`` resolved for the voice's default vocoder
+    and ``device`` (ChoiceError where it cannot run here), then built."""
+    resolved = choice if choice.resolved else choice.resolve(voice.default_vocoder, device.type)
+    return REGISTRY[resolved.vocoder].from_voice(voice, resolved, device)
+
+
+def usable_choices(device: torch.device = torch.device("cpu")) -> list[VocoderChoice]:
+    """Every resolved choice that can run here, the WaveNet's fastest backend first."""
+    wavenet = [VocoderChoice(WAVENET, b) for b in preferred_backends(device.type) if backend_status(b)[0]]
+    return wavenet + [VocoderChoice(name, None) for name in VOCODERS if name != WAVENET]
