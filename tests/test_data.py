@@ -1,3 +1,11 @@
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -65,6 +73,133 @@ def test_feature_cache_parallel_build_matches(tmp_path):
     b = FeatureCache(root, tmp_path / "c2").build(workers=2, progress=False)
     assert a.entries == b.entries
     np.testing.assert_array_equal(a[3]["mel"], b[3]["mel"])
+
+
+# --- feature workers ------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+# Not in CMUdict: only the neural G2P pronounces them, so each worker loads it.
+MADE_UP = ["Zorblaxing quindrofel.", "Snarvexity plimbotrue.", "Gruntleford vexamorphic.", "Quindrofel zorblax."]
+
+
+def make_made_up_dataset(root, n=8):
+    (root / "wavs").mkdir(parents=True)
+    t = np.arange(int(0.3 * 16000)) / 16000
+    for i in range(n):
+        sf.write(root / "wavs" / f"c{i}.wav", (0.5 * np.sin(2 * np.pi * (150 + 20 * i) * t)).astype(np.float32), 16000)
+    text = "".join(f"c{i}|{MADE_UP[i % len(MADE_UP)]}|{MADE_UP[i % len(MADE_UP)]}\n" for i in range(n))
+    (root / "metadata.csv").write_text(text, encoding="utf-8")
+    return root
+
+
+def start_python(args, **env) -> subprocess.Popen:
+    """A Python of its own, in a session of its own so that whatever it leaves can be ended,
+    with torch's threads as the machine gives them (no OMP_NUM_THREADS)."""
+    env = {**{k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, **env,
+           "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    return subprocess.Popen([sys.executable, *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def end_session(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
+FEATURES_AFTER_A_VOICE = """
+import sys, torch
+from voices import make_tiny_voice
+from tts.voice import load_voice
+from tts.train.data import FeatureCache
+
+torch.set_num_threads(2)
+voice = load_voice(make_tiny_voice(sys.argv[3]))
+with torch.no_grad():  # the parent's thread pools run, as a trainer's or a synthesizer's do
+    voice.acoustic.generate(torch.tensor([[5, 6, 7, 2]]))
+    torch.randn(1 << 20).exp().sum()
+FeatureCache(sys.argv[1], sys.argv[2] + "/pool", trim_db=None).build(workers=2, progress=False)
+FeatureCache(sys.argv[1], sys.argv[2] + "/here", trim_db=None).build(workers=1, progress=False)
+print("built")
+"""
+
+
+def test_workers_build_features_after_the_parent_used_torch(tmp_path):
+    """Workers forked from a process whose torch thread pools had run hung in the neural G2P;
+    the pool's workers start clean, and compute what the parent computes."""
+    root = make_made_up_dataset(tmp_path / "ds")
+    proc = start_python(["-c", FEATURES_AFTER_A_VOICE, str(root), str(tmp_path / "cache"), str(tmp_path / "voice")])
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the feature build hung")
+    finally:
+        end_session(proc)
+    assert proc.returncode == 0 and out.strip() == "built", err
+    # Against the same process's own computation: numpy's BLAS threads, which the workers
+    # take from its environment, decide the mel's last bits.
+    pool, here = (FeatureCache(root, tmp_path / "cache" / where, trim_db=None) for where in ("pool", "here"))
+    assert pool.built and pool.entries == here.entries and len(pool) == 8
+    for i in range(len(pool)):
+        for key in ("ids", "mel", "wave"):
+            np.testing.assert_array_equal(pool[i][key], here[i][key])
+
+
+STUCK_WORKERS = """
+import os, sys, time
+from pathlib import Path
+import tts.train.data
+
+def stuck(*args, **kwargs):  # every worker hangs in its first clip
+    Path(os.environ["STUCK_DIR"], str(os.getpid())).touch()
+    time.sleep(3600)
+
+tts.train.data.load_audio = stuck
+
+if __name__ == "__main__":
+    from tts.command import run_command
+    from tts.train.data import FeatureCache
+
+    def body():
+        FeatureCache(sys.argv[1], sys.argv[2], trim_db=None).build(workers=2, progress=False)
+        return 0
+
+    sys.exit(run_command("train", body))
+"""
+
+
+def test_sigterm_ends_a_feature_build_and_its_workers(tmp_path):
+    root = make_made_up_dataset(tmp_path / "ds", n=16)  # two chunks of 8 jobs: one for each worker
+    script = tmp_path / "stuck.py"  # a file, so that the workers run its patch too
+    script.write_text(STUCK_WORKERS)
+    stuck = tmp_path / "stuck"
+    stuck.mkdir()
+    proc = start_python([str(script), str(root), str(tmp_path / "cache")], STUCK_DIR=str(stuck))
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(stuck.iterdir())) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = [int(p.name) for p in stuck.iterdir()]
+        assert len(workers) == 2, proc.communicate(timeout=5)
+        os.kill(proc.pid, signal.SIGTERM)  # the parent alone, as a scheduler stops a job
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("SIGTERM left the feature build running")
+    finally:
+        end_session(proc)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert err.count("\n") == 1 and err.startswith("train: ") and "Traceback" not in err, err
+    assert not any(alive(pid) for pid in workers)
+    assert not list((tmp_path / "cache").rglob("*.part")) and not list((tmp_path / "cache").rglob("manifest.json"))
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
 
 
 def test_collate_pads():

@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from tts.audio import DEFAULT_AUDIO, normalize_peak, to_mono_16k, write_audio
 from tts.command import EXIT_OK, OneLineParser, UsageError, run_command
 from tts.files import replacing
 from tts.teachers import TEACHERS, TeacherError, join_with_pauses, make_teacher
 from tts.text import NothingToSpeakError, normalize, split_sentences
+from tts.workers import WarmupProgress, worker_pool
 
 HOLDOUT_EVERY = 50
 SHUFFLE_SEED = 1234
@@ -115,10 +115,10 @@ def build(texts: list[tuple[str, str]], out: Path, teacher: str = "joe", limit: 
     if teacher == "espeak":  # espeak-ng runs in its own processes: threads are enough
         pool = ThreadPoolExecutor(max(1, jobs), initializer=_init_worker, initargs=(spec,))
     else:
-        pool = ProcessPoolExecutor(max(1, jobs), initializer=_init_worker, initargs=(spec,))
-    with pool:
-        rows = list(tqdm(pool.map(_speak_one, [job(i) for i in order], chunksize=4), total=len(order),
-                         desc="corpus", unit="clip", disable=not progress))
+        pool = worker_pool(jobs, _init_worker, (spec,))
+    with pool as executor:
+        rows = list(WarmupProgress(executor.map(_speak_one, [job(i) for i in order], chunksize=4),
+                                   total=len(order), desc="corpus", unit="clip", disable=not progress))
     train_rows = [r for r in rows[: len(train_idx)] if r is not None]
     held_rows = [r for r in rows[len(train_idx):] if r is not None]
     if not train_rows:

@@ -15,19 +15,19 @@ import hashlib
 import json
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from tts.audio import DEFAULT_AUDIO, AudioConfig, load_audio, mel_spectrogram, normalize_peak, trim_silence
 from tts.files import replacing
 from tts.text import NothingToSpeakError, text_to_ids
 from tts.text.symbols import PAD_ID, SYMBOLS
+from tts.workers import WarmupProgress, worker_pool
 
 CACHE_FORMAT = 1
 
@@ -99,19 +99,30 @@ def compute_features(clip: Clip, audio: AudioConfig = DEFAULT_AUDIO, trim_db: fl
     return {"ids": ids, "mel": mel.astype(np.float32), "wave": wave.astype(np.float32)}
 
 
-def _build_one(args) -> tuple[str, dict | None, str | None]:
-    clip, path, audio, trim_db = args
+def _build_one(job: tuple[Clip, Path, AudioConfig, float | None]) -> tuple[str, dict | None, dict | None]:
+    """(clip id, its manifest entry, its features to write): the entry None where the clip has
+    nothing to speak, the features None where the cache holds them already. Writes nothing:
+    the building process does, so that a worker ended mid-clip leaves no file behind."""
+    clip, path, audio, trim_db = job
     if path.is_file():  # a corpus that grew keeps the features it had
         with np.load(path, allow_pickle=False) as f:
             return clip.id, {"n_ids": len(f["ids"]), "frames": len(f["mel"])}, None
     try:
         feats = compute_features(clip, audio, trim_db)
-    except (NothingToSpeakError, ValueError) as e:
-        return clip.id, None, str(e)
+    except (NothingToSpeakError, ValueError):
+        return clip.id, None, None
+    return clip.id, {"n_ids": len(feats["ids"]), "frames": len(feats["mel"])}, feats
+
+
+def _write_features(path: Path, feats: dict[str, np.ndarray]) -> None:
     # A name of its own: two runs on one corpus may build the same clip's features at once.
     with replacing(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would add ".npz"
         np.savez(f, **feats)
-    return clip.id, {"n_ids": len(feats["ids"]), "frames": len(feats["mel"])}, None
+
+
+def _init_feature_worker() -> None:
+    # The pool is the parallelism: torch threads inside each worker would only contend.
+    torch.set_num_threads(1)
 
 
 class FeatureCache:
@@ -145,18 +156,16 @@ class FeatureCache:
         jobs = [(c, self.dir / f"{c.id}.npz", self.audio, self.trim_db) for c in clips]
         results: dict[str, dict] = {}
         skipped: list[str] = []
-        pool = ProcessPoolExecutor(workers) if workers > 1 else None
-        try:
+        with worker_pool(workers, _init_feature_worker) if workers > 1 else nullcontext() as pool:
             outcomes = pool.map(_build_one, jobs, chunksize=8) if pool else map(_build_one, jobs)
-            for clip_id, entry, _ in tqdm(outcomes, total=len(jobs), desc="features", unit="clip",
-                                          disable=not progress):
+            for (_, path, _, _), (clip_id, entry, feats) in zip(jobs, WarmupProgress(
+                    outcomes, total=len(jobs), desc="features", unit="clip", disable=not progress)):
                 if entry is None:
                     skipped.append(clip_id)
-                else:
-                    results[clip_id] = entry
-        finally:
-            if pool:
-                pool.shutdown()
+                    continue
+                if feats is not None:
+                    _write_features(path, feats)
+                results[clip_id] = entry
         self.entries = [{"id": c.id, **results[c.id]} for c in clips if c.id in results]
         if not self.entries:
             raise DatasetError(f"no usable clip in {self.root}")
