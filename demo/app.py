@@ -372,19 +372,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tts.command import EXIT_OK, UsageError, run_command
+    from tts.command import EXIT_OK, UsageError, check_voice_folder, run_command
 
     def body() -> int:
         args = build_parser().parse_args(argv)
         if args.concurrency < 1:
             raise UsageError("--concurrency must be at least 1")
-        if args.voice is not None:  # a wrong path is bad input (2), as for tts-server
-            from tts.voice import CONFIG_FILE
-
-            if not args.voice.is_dir():
-                raise UsageError(f"voice folder not found: {args.voice}")
-            if not (args.voice / CONFIG_FILE).is_file():
-                raise UsageError(f"voice folder {args.voice} has no {CONFIG_FILE}")
+        if args.voice is not None:
+            check_voice_folder(args.voice)
         _import("gradio")  # before the slow voice load, so a missing extra is said at once
         _import("matplotlib")
         if shutil.which("ffmpeg") is None:

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 
 from tests.voices import TINY_SAMPLES_PER_SYMBOL, make_tiny_voice
@@ -258,3 +259,40 @@ def test_the_speaking_rate_scales_every_symbol_and_the_alignment_is_per_frame(tm
         assert mel.shape[0] == per_symbol * symbols and alignment.shape == (mel.shape[0], symbols)
         if kind == "parallel":
             assert (alignment.sum(axis=0) == per_symbol).all()  # the comma's pause too
+
+
+def test_the_mel_of_a_text_is_read_and_pronounced_as_the_stream_reads_it(tmp_path):
+    """`Synthesizer.mel` (the evaluation's acoustic-model mel) walks the same plan, lexicon and
+    G2P as `stream`: its mel is the stream's sentence mels end to end, and a user lexicon
+    changes it."""
+    voice = make_tiny_voice(tmp_path / "v")
+    text = "Zork spoke. Twice!"
+    plain = Synthesizer.load(voice, device="cpu", vocoder="griffin-lim")
+    streamed = np.concatenate([c.mel for c in plain.stream(text) if c.last])
+    np.testing.assert_array_equal(plain.mel(text), streamed)
+    lexicon = tmp_path / "lexicon.dict"
+    lexicon.write_text("ZORK  Z AO1 R K S T R AH0 M\n", encoding="utf-8")
+    personal = Synthesizer.load(voice, device="cpu", vocoder="griffin-lim", lexicon=lexicon)
+    assert len(personal.mel(text)) > len(plain.mel(text))  # five more phonemes, each a fixed length
+    with pytest.raises(ValueError, match="speaking rate must be from 0.5 to 2"):
+        plain.mel(text, rate=3.0)
+
+
+def test_the_speech_never_clips_whatever_the_seed_and_rate(tmp_path):
+    """The vocoder runtime bends what passes 0.9 of full scale (tts.audio.soft_limit): a
+    random-weight WaveNet, which draws loud classes often, never reaches full scale in 16 bits,
+    and what stays below the knee is the vocoder's own."""
+    voice = make_tiny_voice(tmp_path / "v")
+    synth = Synthesizer.load(voice, device="cpu", vocoder="wavenet", backend="numba")
+    loud = 0
+    for seed in range(6):
+        for rate in (0.5, 1.0, 1.2, 2.0):
+            audio = synth.synthesize("Piped text.", seed=seed, rate=rate)
+            assert np.abs(audio).max() < 1.0 and np.abs(to_pcm16(audio)).max() < 32767
+            loud += int((np.abs(audio) > 0.9).sum())
+    assert loud > 0  # the limiter had work to do
+    mel = torch.rand(12, 80)
+    raw = np.concatenate([a for a, _ in synth.vocoder.chunks(mel, np.random.default_rng(1))])
+    limited = np.concatenate([a for a, _ in synth.vocoder.stream(mel, np.random.default_rng(1))])
+    below = np.abs(raw) <= 0.9
+    np.testing.assert_array_equal(limited[below], raw[below])

@@ -209,8 +209,9 @@ def test_list_backends():
     ("bf16 on torch", 2, "only numba"),
     ("bad rate", 2, "--rate: speaking rate must be from 0.5 to 2, got 9.0"),
     ("cuda absent", 1, "no CUDA GPU"),
-    ("broken voice", 1, "config.json"),
-    ("missing voice", 1, "not found"),
+    ("voice folder without a voice", 2, "has no config.json"),
+    ("broken voice", 1, "config.json is not valid JSON"),
+    ("missing voice", 2, "voice folder not found"),
     ("negative seed", 2, "--seed: seed must be an integer from 0"),
     ("output is a folder", 2, "is a folder"),
     ("unwritable folder", 2, "cannot write"),
@@ -221,6 +222,9 @@ def test_bad_input_one_line_and_exit_code(voice, tmp_path, case, code, message):
     out = tmp_path / "out.wav"
     broken = tmp_path / "broken"
     broken.mkdir()
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.json").write_text("{not json", encoding="utf-8")
     args = {
         "no text": ["-o", out, "--voice", voice],
         "nothing speakable": ["!!! ...", "-o", out, "--voice", voice],
@@ -234,7 +238,8 @@ def test_bad_input_one_line_and_exit_code(voice, tmp_path, case, code, message):
         "bf16 on torch": ["Hello.", "-o", out, "--voice", voice, "--vocoder", "torch", "--weights", "bf16"],
         "bad rate": ["Hello.", "-o", out, "--voice", voice, "--rate", "9"],
         "cuda absent": ["Hello.", "-o", out, "--voice", voice, "--device", "cuda"],
-        "broken voice": ["Hello.", "-o", out, "--voice", broken],
+        "voice folder without a voice": ["Hello.", "-o", out, "--voice", broken],
+        "broken voice": ["Hello.", "-o", out, "--voice", damaged],
         "missing voice": ["Hello.", "-o", out, "--voice", tmp_path / "nowhere"],
         "negative seed": ["Hello.", "-o", out, "--voice", voice, "--seed", "-1"],
         "output is a folder": ["Hello.", "-o", tmp_path / "folder.wav", "--voice", voice],

@@ -229,3 +229,15 @@ def test_past_what_the_engine_keeps_in_real_time_a_request_gets_503_at_once():
 
     jobs, retry = asyncio.run(admit())
     assert len(jobs) == 3 and retry >= 1  # 80 % of 4 streams: the fourth is refused, not queued
+
+
+def test_the_engine_says_in_one_line_that_a_streamed_flac_has_no_length(client, tmp_path):
+    """Saved as it streamed, a FLAC whose header leaves the length unknown is refused with one
+    clear error by the engine's reader (libsndfile would take it as endless)."""
+    from tts.audio import load_audio
+    from tts.errors import AudioFileError
+
+    path = tmp_path / "streamed.flac"
+    path.write_bytes(_speech(client, response_format="flac", stream=True).content)
+    with pytest.raises(AudioFileError, match="header gives no usable length"):
+        load_audio(path)

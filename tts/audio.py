@@ -66,6 +66,10 @@ def load_audio(path: str | os.PathLike, config: AudioConfig = DEFAULT_AUDIO) -> 
         audio, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (T, channels)
     except (RuntimeError, sf.LibsndfileError) as e:
         raise AudioFileError(f"cannot read audio file {path}: {e}") from None
+    except (ValueError, MemoryError):
+        # libsndfile takes a FLAC whose header leaves the length unknown (streamed) as endless.
+        raise AudioFileError(f"cannot read audio file {path}: its header gives no usable length "
+                             "(a stream saved before it ended?)") from None
     return to_mono_16k(audio, sr, config)
 
 
@@ -349,13 +353,13 @@ def pre_emphasis(audio: np.ndarray, coef: float) -> np.ndarray:
 
 def de_emphasis(audio: np.ndarray, coef: float, last: float = 0.0) -> tuple[np.ndarray, float]:
     """The inverse of `pre_emphasis`, y[t] = x[t] + coef * y[t-1], resumable chunk by chunk:
-    returns (y, y[-1]) and takes the previous chunk's y[-1] as ``last``."""
+    returns (y, y[-1]) and takes the previous chunk's y[-1] as ``last``. Not clipped: the
+    vocoder runtime limits what it gives out (`soft_limit`)."""
     audio = np.asarray(audio, dtype=np.float32)
     if coef == 0.0 or len(audio) == 0:
         return audio, (float(audio[-1]) if len(audio) else last)
     y, _ = scipy.signal.lfilter([1.0], [1.0, -coef], audio, zi=[coef * last])
-    # The state is the unclipped value, so that chunked and one-shot filtering agree.
-    return np.clip(y, -1.0, 1.0).astype(np.float32), float(y[-1])
+    return y.astype(np.float32), float(y[-1])
 
 
 def mu_law_decode(classes, n_classes: int = 256):

@@ -1,10 +1,11 @@
 """The ``synthesize`` command (also ``python -m tts``).
 
 Exit codes (tts.command): 0 success; 2 bad usage or input (no text, nothing speakable, an
-unreadable text file, an output that cannot be written, an unknown vocoder or backend); 1 the
-engine cannot run as asked (CUDA asked for but absent, an unknown device, a broken or missing
-voice); 130 on Ctrl-C, 143 on SIGTERM, 129 on SIGHUP, leaving no partial output file. Every
-error is one line on stderr.
+unreadable text file, an output that cannot be written, an unknown or mismatched vocoder,
+backend or weight format, a --voice that is not a voice folder), as for tts-server and the
+demo; 1 the engine cannot run as asked (CUDA asked for but absent, an unknown device, a
+damaged voice); 130 on Ctrl-C, 143 on SIGTERM, 129 on SIGHUP, leaving no partial output file.
+Every error is one line on stderr.
 
 Arguments and text are checked before torch and the models are imported, so that --help and
 every usage error answer at once.
@@ -17,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from tts.command import EXIT_OK, OneLineParser, UsageError, run_command
+from tts.command import EXIT_OK, OneLineParser, UsageError, check_voice_folder, run_command
 from tts.errors import AudioFileError, check_rate, check_seed
 from tts.files import check_writable
 from tts.vocoder.choice import BACKEND_CHOICES, VOCODER_CHOICES, WEIGHT_FORMATS, ChoiceError, VocoderChoice
@@ -151,6 +152,8 @@ def _check_inputs(args) -> tuple[str, list]:
             args.lexicon = load_lexicon(args.lexicon)
         except LexiconError as e:
             raise UsageError(str(e)) from None
+    if args.voice is not None:
+        check_voice_folder(args.voice)
     text = _read_text(args)
     for check, name in ((check_rate, "rate"), (check_seed, "seed")):
         try:
@@ -179,15 +182,11 @@ def _progress(total_chars: int):
 
 
 def run(args, text: str, plan: list) -> int:
-    from dataclasses import replace
-
-    from tts.audio import AudioWriter, soft_limit, to_pcm16
+    from tts.audio import AudioWriter, to_pcm16
     from tts.synthesizer import Synthesizer
 
     synth = Synthesizer.load(args.voice, device=args.device, vocoder=args.choice, lexicon=args.lexicon)
     chunks = synth.stream_sentences(plan, seed=args.seed, rate=args.rate, text=text)
-    # Samples the vocoder puts at or past full scale would clip in 16 bits.
-    chunks = (replace(chunk, audio=soft_limit(chunk.audio)) for chunk in chunks)
     words, phonemes = [], []
     with _progress(sum(len(step.text) for step in plan if hasattr(step, "text"))) as bar:
         if args.raw:

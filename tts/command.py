@@ -51,6 +51,21 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def check_voice_folder(path) -> None:
+    """UsageError unless ``path`` (a --voice) is a folder with a voice's config.json: a wrong
+    path is bad input, which fixing the command line fixes. A voice that is there but damaged
+    is found when it loads (exit 1)."""
+    from pathlib import Path
+
+    from tts.voice import CONFIG_FILE
+
+    path = Path(path)
+    if not path.is_dir():
+        raise UsageError(f"voice folder not found: {path}")
+    if not (path / CONFIG_FILE).is_file():
+        raise UsageError(f"voice folder {path} has no {CONFIG_FILE}")
+
+
 def _raise_terminated(signum, frame):
     raise Terminated(signum)
 

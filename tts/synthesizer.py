@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from tts.audio import write_audio
-from tts.errors import MAX_RATE, MIN_RATE, SynthesisError, check_seed
+from tts.errors import MAX_RATE, MIN_RATE, SynthesisError, check_rate, check_seed
 from tts.text import NothingToSpeakError, default_g2p, phonemize_words, symbols_to_ids
 from tts.text.plan import Pause, Sentence, read_plan
 from tts.text.sentences import words as sentence_words
@@ -165,7 +165,7 @@ class Synthesizer:
 
         Raises ``NothingToSpeakError`` (a ValueError) before yielding anything if the text has
         nothing to say, ``tts.text.ssml.SsmlError`` (a ValueError) for malformed SSML, and
-        ValueError for a speaking rate outside [0.5, 2] or a negative pause.
+        ValueError for a speaking rate outside [MIN_RATE, MAX_RATE] (tts.errors) or a negative pause.
         """
         from tts.text.ssml import is_ssml
 
@@ -180,19 +180,12 @@ class Synthesizer:
         sentences (``tts.text.split_sentences``), which are not normalized again. ``text``:
         what the sentences' sources point into (their words are timed without places
         otherwise)."""
-        if not MIN_RATE <= rate <= MAX_RATE:
-            raise ValueError(f"speaking rate {rate} is outside [{MIN_RATE}, {MAX_RATE}]")
+        check_rate(rate)
         check_seed(seed)
         index, elapsed, silence = first_sentence, 0, 0  # samples given out, and owed before the next
-        for sentence in sentences:
+        for sentence, phonemes, spans in self._pronounce(sentences):
             if isinstance(sentence, Pause):
                 silence += round(sentence.seconds * self.sample_rate)
-                continue
-            if isinstance(sentence, str):
-                sentence = Sentence(sentence, None)
-            try:
-                phonemes, spans = phonemize_words(sentence.text, self.g2p)
-            except NothingToSpeakError:
                 continue
             speed = min(MAX_RATE, max(MIN_RATE, rate * sentence.rate))
             for chunk in self._speak_sentence(sentence, phonemes, spans, index, seed, speed,
@@ -209,6 +202,34 @@ class Synthesizer:
             n_mels = self.voice.audio.n_mels
             yield Chunk(np.zeros(silence, np.float32), "", [], np.zeros((0, n_mels), np.float32),
                         np.zeros((0, 0), np.float32), index - 1, last=True)
+
+    def mel(self, text: str, rate: float = 1.0) -> np.ndarray:
+        """The acoustic model's mel of ``text``, its sentences' mels end to end (frames,
+        n_mels): the text read and pronounced exactly as `stream` reads it (plan, lexicon,
+        G2P), without the vocoder and without pauses."""
+        from tts.text.ssml import is_ssml
+
+        check_rate(rate)
+        mels = [self.sentence_mel(phonemes, min(MAX_RATE, max(MIN_RATE, rate * sentence.rate)))[0].cpu().numpy()
+                for sentence, phonemes, _ in self._pronounce(read_plan(text, is_ssml(text), 0.0, 0.0))
+                if not isinstance(sentence, Pause)]
+        return np.concatenate(mels) if mels else np.zeros((0, self.voice.audio.n_mels), np.float32)
+
+    def _pronounce(self, sentences: Iterable[Sentence | Pause | str]
+                   ) -> Iterator[tuple[Sentence | Pause, list[str], list[tuple[int, int]]]]:
+        """(sentence, its phonemes, each word's span of them) for every sentence that has
+        something to say, and (pause, [], []) for each pause."""
+        for sentence in sentences:
+            if isinstance(sentence, Pause):
+                yield sentence, [], []
+                continue
+            if isinstance(sentence, str):
+                sentence = Sentence(sentence, None)
+            try:
+                phonemes, spans = phonemize_words(sentence.text, self.g2p)
+            except NothingToSpeakError:
+                continue
+            yield sentence, phonemes, spans
 
     # --- one sentence ----------------------------------------------------------------------
 

@@ -66,12 +66,13 @@ def lpc_residual(audio: np.ndarray, coefficients: np.ndarray, hop: int, history:
 
 def lpc_synthesis(excitation: np.ndarray, coefficients: np.ndarray, hop: int, history: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """The inverse of `lpc_residual`, resumable: returns (audio, its last p samples unclipped,
-    the next chunk's ``history``). The audio is clipped to [-1, 1]."""
+    """The inverse of `lpc_residual`, resumable: returns (audio, its last p samples, the next
+    chunk's ``history``). Not clipped: the vocoder runtime limits what it gives out
+    (`tts.audio.soft_limit`), so that a loud peak bends rather than flattens."""
     p = coefficients.shape[1]
     past = np.zeros(p, np.float64) if history is None else np.asarray(history, np.float64)
     out = _synthesize(np.asarray(excitation, np.float64), np.asarray(coefficients, np.float64), hop, past)
-    return np.clip(out[p:], -1.0, 1.0).astype(np.float32), out[-p:].copy()
+    return out[p:].astype(np.float32), out[-p:].copy()
 
 
 @numba.njit(cache=True)

@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from tts.audio import AudioConfig, griffin_lim_stream, mu_law_decode
+from tts.audio import AudioConfig, griffin_lim_stream, mu_law_decode, soft_limit
 from tts.vocoder.choice import GRIFFIN_LIM, VOCODERS, WAVENET, VocoderChoice, backend_status, preferred_backends
 
 # Small first chunk so playback starts quickly; larger ones after amortize per-call costs.
@@ -64,7 +64,14 @@ class Vocoder:
 
     def stream(self, mel: torch.Tensor, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, bool]]:
         """mel (frames, n_mels) -> (float32 audio of the next chunk's frames * hop samples,
-        whether it is the last), drawing its randomness from ``rng``."""
+        whether it is the last), drawing its randomness from ``rng``. The audio never clips:
+        what the vocoder makes past 0.9 of full scale bends smoothly below it
+        (`tts.audio.soft_limit`, sample by sample, so chunks change nothing)."""
+        for audio, last in self.chunks(mel, rng):
+            yield soft_limit(audio), last
+
+    def chunks(self, mel: torch.Tensor, rng: np.random.Generator) -> Iterator[tuple[np.ndarray, bool]]:
+        """`stream`'s chunks as the vocoder makes them, before the limiter."""
         raise NotImplementedError
 
 
@@ -87,7 +94,7 @@ class WaveNetVocoder(Vocoder):
         return cls(voice.wavenet, choice, voice.audio, device, voice.voicing)
 
     @torch.no_grad()
-    def stream(self, mel, rng):
+    def chunks(self, mel, rng):
         from tts.vocoder.wavenet import model_to_signal
 
         mel_np, state, carry = mel.cpu().numpy(), self.kernel.init_state(1), None
@@ -114,7 +121,7 @@ class GriffinLimVocoder(Vocoder):
     def from_voice(cls, voice, choice, device):
         return cls(choice, voice.audio)
 
-    def stream(self, mel, rng):
+    def chunks(self, mel, rng):
         mel = mel.cpu().numpy()
         pieces = griffin_lim_stream(mel, self.audio, seed=int(rng.integers(2**31)),
                                     first_frames=FIRST_CHUNK_FRAMES, frames=CHUNK_FRAMES)

@@ -88,19 +88,6 @@ def read_heldout(corpus: Path, n: int) -> list[Clip]:
 
 # --- one held-out line -------------------------------------------------------------------------
 
-def acoustic_mel(synth, text: str) -> np.ndarray:
-    """The acoustic model's free-running mel of ``text``, sentence mels end to end: (frames, n_mels)."""
-    from tts.text import NothingToSpeakError, split_sentences, to_phonemes
-
-    mels = []
-    for sentence in split_sentences(text):
-        try:
-            mels.append(synth.sentence_mel(to_phonemes(sentence))[0].cpu().numpy())
-        except NothingToSpeakError:
-            continue
-    return np.concatenate(mels) if mels else np.zeros((0, synth.voice.audio.n_mels), np.float32)
-
-
 def copy_synthesis(synth, mel: np.ndarray, seed: int) -> np.ndarray:
     """A mel (frames, n_mels) through the voice's vocoder, exactly as the engine runs it."""
     import torch
@@ -127,7 +114,7 @@ def systems_audio(synth, clip: Clip, parts: set[str], seed: int) -> dict[str, np
     if "vocoder" in parts:
         out["copy_synthesis"] = copy_synthesis(synth, teacher_mel, seed)
     if "griffin-lim" in parts:
-        out["acoustic_griffin_lim"] = griffin_lim(acoustic_mel(synth, clip.text) if mel is None else mel, config)
+        out["acoustic_griffin_lim"] = griffin_lim(synth.mel(clip.text) if mel is None else mel, config)
         out["teacher_griffin_lim"] = griffin_lim(teacher_mel, config)
     return out
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from tts.cli import add_vocoder_options, check_vocoder_options
-from tts.command import MissingExtraError, OneLineParser, UsageError, run_command
+from tts.command import MissingExtraError, OneLineParser, UsageError, check_voice_folder, run_command
 
 API_KEY_ENV = "TTS_SERVER_API_KEY"
 EXTRA_HINT = "pip install 'tts-engine[server]'"
@@ -66,10 +66,7 @@ def find_voices(args) -> dict[str, Path]:
         voices[path.name] = path
 
     for path in args.voice:  # a wrong path is bad input (2): fixing the command line fixes it
-        if not path.is_dir():
-            raise UsageError(f"voice folder not found: {path}")
-        if not (path / CONFIG_FILE).is_file():
-            raise UsageError(f"voice folder {path} has no {CONFIG_FILE}")
+        check_voice_folder(path)
         add(path)
     folder = args.voice_dir or (None if args.voice else BUNDLED_VOICE.parent)
     if folder is not None:
