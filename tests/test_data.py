@@ -1,5 +1,6 @@
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -255,3 +256,33 @@ def test_bucket_sampler_rejects_bad_arguments():
     tiny = BucketBatchSampler([5, 6, 7], 8, drop_last=False)
     assert len(list(tiny)) == 1 and len(list(tiny)[0]) == 8  # wraps to fill one batch
     assert len(BucketBatchSampler([5, 6, 7], 8, drop_last=True)) == 0
+
+
+def eta_seconds(text: str) -> float:
+    return sum(int(part) * 60**i for i, part in enumerate(reversed(text.split(":"))))
+
+
+def test_the_feature_bar_times_from_the_first_clip_on(tmp_path, monkeypatch, capsys):
+    """The first clip carries the workers' warm-up (imports, the G2P loading): an ETA measured
+    over it promised minutes for a build that then ended at once."""
+    import tqdm.std
+
+    import tts.train.data as data
+
+    clock = [0.0]
+    monkeypatch.setattr(tqdm.std, "time", lambda: clock[0])
+    monkeypatch.setattr(tqdm.std.tqdm, "monitor_interval", 0)
+    compute = data.compute_features
+
+    def timed(clip, *args):
+        clock[0] += 600.0 if clip.id == "LJ000" else 1.0  # the warm-up, then a second a clip
+        return compute(clip, *args)
+
+    monkeypatch.setattr(data, "compute_features", timed)
+    root = make_dataset(tmp_path / "ds", n=10)  # and LJ999, with nothing to speak
+    capsys.readouterr()
+    FeatureCache(root, tmp_path / "cache", trim_db=None).build(progress=True)
+    shown = re.findall(r"features:.*?(\d+)/11 \[[\d:]+<([\d:]+)", capsys.readouterr().err)
+    assert shown and all(int(n) > 1 for n, _ in shown)  # no ETA from the first clip alone
+    for n, eta in shown:
+        assert eta_seconds(eta) <= 11 - int(n) + 1, (n, eta)

@@ -158,14 +158,15 @@ class FeatureCache:
         skipped: list[str] = []
         with worker_pool(workers, _init_feature_worker) if workers > 1 else nullcontext() as pool:
             outcomes = pool.map(_build_one, jobs, chunksize=8) if pool else map(_build_one, jobs)
-            for (_, path, _, _), (clip_id, entry, feats) in zip(jobs, WarmupProgress(
-                    outcomes, total=len(jobs), desc="features", unit="clip", disable=not progress)):
-                if entry is None:
-                    skipped.append(clip_id)
-                    continue
-                if feats is not None:
-                    _write_features(path, feats)
-                results[clip_id] = entry
+            with WarmupProgress(total=len(jobs), desc="features", unit="clip", disable=not progress) as bar:
+                for (_, path, _, _), (clip_id, entry, feats) in zip(jobs, outcomes):
+                    if entry is None:
+                        skipped.append(clip_id)
+                    else:
+                        if feats is not None:
+                            _write_features(path, feats)
+                        results[clip_id] = entry
+                    bar.update()
         self.entries = [{"id": c.id, **results[c.id]} for c in clips if c.id in results]
         if not self.entries:
             raise DatasetError(f"no usable clip in {self.root}")
