@@ -147,6 +147,29 @@ def test_print_config_shows_every_setting(capsys):
     assert shown["segment_frames"] == 40 and shown["batch_size"] == 8
 
 
+def test_print_config_needs_no_data_or_run_folder(capsys):
+    from tts.train.tasks import TASKS
+
+    for name in TASKS:
+        assert main([name, "--print-config"]) == 0, capsys.readouterr().err
+        assert json.loads(capsys.readouterr().out)["task"] == name
+    assert main(["parallel", "--preset", "cpu", "--print-config"]) == 0
+    assert json.loads(capsys.readouterr().out)["task"] == "parallel"
+    # Training still needs both.
+    assert main(["parallel", "--data", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out" in err and "--data" not in err
+
+
+def test_bad_data_is_refused_before_the_run_folder_is_made(tmp_path, capsys):
+    (tmp_path / "no_metadata" / "wavs").mkdir(parents=True)
+    for name in ("parallel", "vocoder"):
+        assert main([name, "--data", str(tmp_path / "no_metadata"), "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "metadata.csv" in err, err
+        assert not (tmp_path / "run").exists()
+
+
 def test_learning_rate_schedule():
     c = TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=9, max_steps=109, decay="cosine")
     assert lr_at(c, 0) == pytest.approx(0.1) and lr_at(c, 8) == pytest.approx(0.9)

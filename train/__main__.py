@@ -2,7 +2,7 @@
 
     python -m tts.train TASK --data DIR --out RUN_DIR [--preset cpu] [--config FILE.json]
                              [--set KEY=VALUE ...] [--init VOICE_DIR] [--resume | --no-resume]
-                             [--print-config]
+    python -m tts.train TASK --print-config [--preset cpu] [...]   the settings, without --data or --out
     torchrun --nproc_per_node=N -m tts.train TASK ...        one process per GPU (or CPU worker)
     python -m tts.train export RUN_DIR --to VOICE_DIR [--default-vocoder wavenet|griffin-lim] [--temperature T]
                                       [--voicing STRENGTH --data CORPUS]
@@ -53,8 +53,9 @@ def presets(task: str) -> list[str]:
 
 def _train_parser(task: str) -> argparse.ArgumentParser:
     p = OneLineParser(prog=f"python -m tts.train {task}", description=f"Train the {task} model.")
-    p.add_argument("--data", required=True, help="dataset folder (LJ Speech layout for acoustic and vocoder)")
-    p.add_argument("--out", required=True, help="run folder: checkpoints, logs, TensorBoard")
+    # Required for training only (checked in `train`): --print-config needs neither.
+    p.add_argument("--data", help="dataset folder (LJ Speech layout for acoustic and vocoder)")
+    p.add_argument("--out", help="run folder: checkpoints, logs, TensorBoard")
     p.add_argument("--preset", choices=presets(task), help="settings sized for a kind of machine "
                    "(train/presets/TASK-NAME.json)")
     p.add_argument("--config", help="JSON file of settings")
@@ -96,10 +97,14 @@ def _export_parser() -> argparse.ArgumentParser:
 
 def train(argv: list[str]) -> int:
     name = argv[0]
-    args = _train_parser(name).parse_args(argv[1:])
+    parser = _train_parser(name)
+    args = parser.parse_args(argv[1:])
+    missing = [flag for flag in ("--data", "--out") if getattr(args, flag[2:]) is None]
+    if missing and not args.print_config:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
     task_cls = get_task(name)
     base = None
-    resume_from = latest_checkpoint(args.out) if args.resume else None
+    resume_from = latest_checkpoint(args.out) if args.resume and args.out is not None else None
     if resume_from is not None:
         stored_task, base = stored_config(load_checkpoint(resume_from, mmap=True))
         stored_task = RENAMED.get(stored_task, stored_task)
@@ -109,12 +114,17 @@ def train(argv: list[str]) -> int:
     train_config, task_config = resolve_config(task_cls, base, files, args.overrides)
     init = args.init if resume_from is None else None  # a resumed run has its own weights
     if init is not None:
-        # The voice's model fixes the shapes: its config replaces the task's model settings.
+        # The voice's model fixes the shapes: its config replaces the task's model settings,
+        # except those set on the command line (a network the task grows from it, e.g.
+        # --set model.lpc_inputs=true; `Task.init_from` says which it can).
         voice_config = load_model(init, task_cls.voice_model or name).config
         if type(voice_config) is not type(task_config.model):
             raise ConfigError(f"{init} holds a {type(voice_config).__name__} model; the {name} task "
                               f"trains a {type(task_config.model).__name__}")
-        task_config = dataclasses.replace(task_config, model=voice_config)
+        asked = {key.partition("=")[0].removeprefix("model.") for key in args.overrides
+                 if key.startswith("model.")}
+        task_config = dataclasses.replace(task_config, model=dataclasses.replace(
+            voice_config, **{field: getattr(task_config.model, field) for field in asked}))
     if args.print_config:
         print(json.dumps({"task": name, **config_dict(train_config), **config_dict(task_config)}, indent=2))
         return EXIT_OK

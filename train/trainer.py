@@ -237,6 +237,9 @@ class Trainer:
                  resume: bool = True, init_voice: str | os.PathLike | None = None):
         self.task, self.config = task, config
         self.init_voice = None if init_voice is None else Path(init_voice)
+        # Recorded in every checkpoint (a resumed run keeps its first's), so that an export
+        # into a new voice carries over what else that voice holds (see `export_run`).
+        self.origin_voice = None if init_voice is None else str(Path(init_voice).resolve())
         self.data_dir, self.run_dir = Path(data_dir), Path(run_dir)
         self.resume = resume
         self.step = self.epoch = self.position = self.skipped = 0
@@ -263,8 +266,6 @@ class Trainer:
         resume_from = latest_checkpoint(self.run_dir) if self.resume else None
         if not self.resume and latest_checkpoint(self.run_dir) is not None:
             raise RunDirError(f"{self.run_dir} already holds a run; resume it or choose another folder")
-        if info.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
         # Rank 0 prepares the data (feature caches) alone; the others wait, and all fail together.
         error = None
         if info.is_main:
@@ -308,6 +309,9 @@ class Trainer:
         self.autocast = (lambda: torch.autocast(kind, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
 
         if info.is_main:
+            # Made once the data, the settings and the init voice have been checked, so that
+            # bad input (or a stop while the features are built) leaves no empty run behind.
+            self.run_dir.mkdir(parents=True, exist_ok=True)
             # Flat, as --config takes it: the settings of this run, to read or to start another from.
             record = self._config_record()
             flat = {"task": record["task"], **record["train"], **record["task_config"]}
@@ -345,13 +349,9 @@ class Trainer:
     def _init_from_voice(self) -> None:
         """Start a new run from the weights of the task's model in a voice folder (the
         durable checkpoint a repository can hold); optimizer and schedule start afresh."""
-        from tts.voice import VoiceError, load_model
+        from tts.voice import load_model
 
-        name = self.task.voice_model or self.task.name
-        source = load_model(self.init_voice, name)
-        if source.config != self.model.config:
-            raise VoiceError(f"the {name} model of {self.init_voice} has another config than this run's")
-        self.model.load_state_dict(source.state_dict(), strict=True)
+        self.task.init_from(self.model, load_model(self.init_voice, self.task.voice_model or self.task.name))
         self.task.from_voice(self.init_voice)
         if self.ema:
             self.ema = EMA(self.model, self.config.ema)
@@ -371,7 +371,8 @@ class Trainer:
 
     def _config_record(self) -> dict[str, Any]:
         return {"task": getattr(self.task, "name", type(self.task).__name__),
-                "train": config_dict(self.config), "task_config": config_dict(self.task.config)}
+                "train": config_dict(self.config), "task_config": config_dict(self.task.config),
+                "init_voice": self.origin_voice}
 
     # ---- checkpoints ------------------------------------------------------------------
 
@@ -416,6 +417,7 @@ class Trainer:
             raise RunDirError(f"the checkpoint in {self.run_dir} does not fit the configured model: {first}") from None
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.origin_voice = ckpt["config"].get("init_voice")
         self.step, self.epoch, self.position, self.skipped = (ckpt["step"], ckpt["epoch"], ckpt["position"],
                                                               ckpt["skipped"])
         # The schedule is the configuration's: a resume with another peak or decay goes on from
@@ -615,8 +617,14 @@ class Trainer:
 # --- Export ------------------------------------------------------------------------------
 
 def export_run(run_dir: str | os.PathLike, voice_dir: str | os.PathLike) -> Path:
-    """Write the latest checkpoint's model (its EMA weights when it has them) to a voice folder."""
+    """Write the latest checkpoint's model (its EMA weights when it has them) to a voice folder.
+
+    A new voice folder made from a run that started from a voice (``--init``) also gets that
+    voice's other models (its vocoder or acoustic model, its voicing detector) and its default
+    vocoder: what a voice carries goes on unless the user changes it. An existing voice folder
+    keeps its own."""
     from tts.train.tasks import get_task
+    from tts.voice import CONFIG_FILE, VoiceError
 
     path = latest_checkpoint(run_dir)
     if path is None:
@@ -628,5 +636,37 @@ def export_run(run_dir: str | os.PathLike, voice_dir: str | os.PathLike) -> Path
     task = task_cls(task_config)
     model = task.build_model()
     model.load_state_dict(ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"], strict=True)
-    task.export(model.eval(), Path(voice_dir))
-    return Path(voice_dir)
+    voice_dir = Path(voice_dir)
+    origin = ckpt["config"].get("init_voice")
+    carried = None
+    if origin and not (voice_dir / CONFIG_FILE).is_file():
+        try:  # read before anything is written
+            carried = _carried_over(Path(origin), task.voice_model or name)
+        except VoiceError as e:
+            # The run's model is still worth having: exported alone, and said so.
+            print(f"export: warning: {voice_dir} gets only the run's model; the voice it started from "
+                  f"cannot be read: {e}", file=sys.stderr)
+    task.export(model.eval(), voice_dir)
+    if carried is not None:
+        _write_carried(voice_dir, *carried)
+    return voice_dir
+
+
+def _carried_over(origin: Path, exported: str):
+    """(audio config, models, default vocoder) of the voice a run started from, less the
+    model the run exports itself."""
+    from tts.audio import AudioConfig
+    from tts.voice import load_model, read_config
+
+    config = read_config(origin)
+    models = {name: load_model(origin, name, config=config) for name in config["models"] if name != exported}
+    return AudioConfig.from_dict(config["audio"]), models, config.get("default_vocoder")
+
+
+def _write_carried(voice_dir: Path, audio, models: dict[str, torch.nn.Module], default_vocoder: str | None) -> None:
+    from tts.voice import save_model, set_default_vocoder
+
+    for name, model in models.items():
+        save_model(voice_dir, name, model, audio)
+    if default_vocoder is not None:
+        set_default_vocoder(voice_dir, default_vocoder)
