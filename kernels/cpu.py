@@ -59,7 +59,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from tts.vocoder.choice import BACKEND_WEIGHTS
-from tts.kernels.state import KernelState, check_sharpness, check_state
+from tts.kernels.state import KernelState, check_lpc, check_sharpness, check_state
+from tts.vocoder.lpc import mu_law_tables
 from tts.vocoder.wavenet import validate_exported
 from tts._numba import numba  # caches compiled code in the user cache folder
 
@@ -274,16 +275,18 @@ def _matvec(stream, start, n_blocks, K, v, v_start, init, out):
 
 @numba.njit(**_JIT)
 def _generate_utterance(stream, embedding, dilated_b, res_b, skip_b, out1_b, out2_b,
-                        dilations, offsets, cond, uniforms, sharpness, teacher, history, last_class,
-                        t0, classes, logits_out):
-    """Generate the next T samples of one utterance, updating `history` in place; return the
-    class of the last sample.
+                        dilations, offsets, lpc_embedding, bounds, decoded, cond, uniforms, sharpness,
+                        teacher, lpc, history, signal, last_class, t0, classes, logits_out):
+    """Generate the next T samples of one utterance, updating `history` and `signal` in
+    place; return the class of the last sample.
 
-    stream, embedding and the biases: `PackedWeights`. cond (T, L, 2R). uniforms (T,)
-    float32, or empty under teacher forcing, where teacher (T,) int32 holds the classes to
-    feed back. sharpness (T,) float32 scales each sample's logits before sampling, or is
-    empty (no scaling). history (sum(dilations), R). classes (T,) int32 out. logits_out
-    (T, 256) out, or (0, 256) when not wanted.
+    stream, embedding, the biases, lpc_embedding, bounds and decoded: `PackedWeights`. cond
+    (T, L, 2R). uniforms (T,) float32, or empty under teacher forcing, where teacher (T,)
+    int32 holds the classes to feed back. sharpness (T,) float32 scales each sample's logits
+    before sampling, or is empty (no scaling). lpc (T, order) float32: each sample's
+    prediction coefficients with LPCNet's inputs (order 0 without). history (sum(dilations),
+    R). signal (order,) float64: the last samples of the signal, oldest first. classes (T,)
+    int32 out. logits_out (T, 256) out, or (0, 256) when not wanted.
     """
     T, L = cond.shape[0], cond.shape[1]
     R = history.shape[1]
@@ -308,10 +311,18 @@ def _generate_utterance(stream, embedding, dilated_b, res_b, skip_b, out1_b, out
     for l in range(L):
         ring[l] = t0 % dilations[l]
 
+    order = signal.shape[0]
+    prediction = 0.0
     previous = last_class
     for i in range(T):
         for c in range(Rp):
             x[c] = embedding[previous, c]
+        if order > 0:
+            prediction = _predict(lpc[i], signal)
+            s = np.searchsorted(bounds, signal[order - 1])
+            p = N_CLASSES + np.searchsorted(bounds, prediction)
+            for c in range(Rp):
+                x[c] += lpc_embedding[s, c] + lpc_embedding[p, c]
         for l in range(L):
             row = offsets[l] + ring[l]
             for c in range(R):
@@ -348,7 +359,22 @@ def _generate_utterance(stream, embedding, dilated_b, res_b, skip_b, out1_b, out
                     logits[c] *= sharpness[i]
             previous = _sample(logits, uniforms[i])
         classes[i] = previous
+        if order > 0:
+            for k in range(order - 1):
+                signal[k] = signal[k + 1]
+            signal[order - 1] = prediction + decoded[previous]
     return previous
+
+
+@numba.njit(cache=True, nogil=True)  # no contraction into fused multiply-adds: the reference's rounding
+def _predict(a, signal):
+    """p[t] = sum_k a_k s[t-k], k = 1 first, in float64: a (order,) float32, signal (order,)
+    the last samples, oldest first."""
+    order = signal.shape[0]
+    prediction = 0.0
+    for k in range(order):
+        prediction += np.float64(a[k]) * signal[order - 1 - k]
+    return prediction
 
 
 @numba.njit(**_JIT)
@@ -387,29 +413,29 @@ def _sample(logits, u):
 
 @numba.njit(**_JIT)
 def _generate_serial(stream, embedding, dilated_b, res_b, skip_b, out1_b, out2_b, dilations,
-                     offsets, cond, uniforms, sharpness, teacher, history, last_class, t,
-                     classes, logits_out):
+                     offsets, lpc_embedding, bounds, decoded, cond, uniforms, sharpness, teacher, lpc,
+                     history, signal, last_class, t, classes, logits_out):
     """`_generate_utterance` over a batch (B leading on every per-utterance array), one
     utterance after another; updates history, last_class and t in place."""
     for b in range(cond.shape[0]):
         last_class[b] = _generate_utterance(
             stream, embedding, dilated_b, res_b, skip_b, out1_b, out2_b, dilations, offsets,
-            cond[b], uniforms[b], sharpness[b], teacher[b], history[b], last_class[b], t[b],
-            classes[b], logits_out[b])
+            lpc_embedding, bounds, decoded, cond[b], uniforms[b], sharpness[b], teacher[b], lpc[b],
+            history[b], signal[b], last_class[b], t[b], classes[b], logits_out[b])
         t[b] += cond.shape[1]
 
 
 @numba.njit(parallel=True, **_JIT)
 def _generate_parallel(stream, embedding, dilated_b, res_b, skip_b, out1_b, out2_b, dilations,
-                       offsets, cond, uniforms, sharpness, teacher, history, last_class, t,
-                       classes, logits_out):
+                       offsets, lpc_embedding, bounds, decoded, cond, uniforms, sharpness, teacher, lpc,
+                       history, signal, last_class, t, classes, logits_out):
     """`_generate_serial` with one utterance per thread: the utterances share nothing but
     the (read-only) weights, so the results are the same."""
     for b in prange(cond.shape[0]):
         last_class[b] = _generate_utterance(
             stream, embedding, dilated_b, res_b, skip_b, out1_b, out2_b, dilations, offsets,
-            cond[b], uniforms[b], sharpness[b], teacher[b], history[b], last_class[b], t[b],
-            classes[b], logits_out[b])
+            lpc_embedding, bounds, decoded, cond[b], uniforms[b], sharpness[b], teacher[b], lpc[b],
+            history[b], signal[b], last_class[b], t[b], classes[b], logits_out[b])
         t[b] += cond.shape[1]
 
 
@@ -444,6 +470,11 @@ class PackedWeights(NamedTuple):
     out2_b: np.ndarray  # (256,)
     dilations: np.ndarray  # (L,) int64
     offsets: np.ndarray  # (L,) int64, each layer's first row in KernelState.history
+    # LPCNet's inputs: embedding_signal's rows, then embedding_prediction's (512, Rp); (0, Rp)
+    # for a network without them. bounds and decoded: `tts.vocoder.lpc.mu_law_tables`.
+    lpc_embedding: np.ndarray
+    bounds: np.ndarray  # (255,) float64
+    decoded: np.ndarray  # (256,) float64
 
 
 def _padded(n: int) -> int:
@@ -493,7 +524,7 @@ def pack_weights(weights: dict[str, np.ndarray], weight_format: str = "fp32") ->
     if weight_format not in BACKEND_WEIGHTS["numba"]:
         raise ValueError(f"unknown weight format {weight_format!r}; "
                          f"choose from {', '.join(BACKEND_WEIGHTS['numba'])}")
-    L, R, S, A, n_classes, _ = validate_exported(weights)
+    L, R, S, A, n_classes, _, lpc_order = validate_exported(weights)
     if n_classes != N_CLASSES:
         raise ValueError(f"the kernel samples {N_CLASSES} classes, the weights have {n_classes}")
     Rp, Sp, Ap = _padded(R), _padded(S), _padded(A)
@@ -521,6 +552,9 @@ def pack_weights(weights: dict[str, np.ndarray], weight_format: str = "fp32") ->
     dilated_b[:, :R] = weights["dilated_b"][:, :R]
     dilated_b[:, Rp:Rp + R] = weights["dilated_b"][:, R:]
     dilations = weights["dilations"].astype(np.int64)
+    lpc_embedding = (np.concatenate([weights["embedding_signal"], weights["embedding_prediction"]]) if lpc_order
+                     else np.zeros((0, R), np.float32))
+    decoded, bounds = mu_law_tables(N_CLASSES)
     return PackedWeights(
         stream=stream,
         embedding=np.pad(weights["embedding"], ((0, 0), (0, Rp - R))),
@@ -531,6 +565,9 @@ def pack_weights(weights: dict[str, np.ndarray], weight_format: str = "fp32") ->
         out2_b=weights["out2_b"].copy(),
         dilations=dilations,
         offsets=KernelState.offsets(dilations),
+        lpc_embedding=np.ascontiguousarray(np.pad(lpc_embedding, ((0, 0), (0, Rp - R)))),
+        bounds=bounds,
+        decoded=decoded,
     )
 
 
@@ -567,14 +604,18 @@ class NumbaKernel:
         self.dims = validate_exported(weights)
         self.dilations = tuple(int(d) for d in weights["dilations"])
 
+    @property
+    def lpc_order(self) -> int:
+        return self.dims.lpc_order
+
     def init_state(self, batch_size: int) -> KernelState:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        return KernelState.zeros(batch_size, self.dilations, self.dims.residual_channels)
+        return KernelState.zeros(batch_size, self.dilations, self.dims.residual_channels, self.lpc_order)
 
     def generate(self, cond: np.ndarray, uniforms: np.ndarray | None, state: KernelState, *,
                  teacher: np.ndarray | None = None, sharpness: np.ndarray | None = None,
-                 return_logits: bool = False):
+                 lpc: np.ndarray | None = None, return_logits: bool = False):
         """Generate one chunk of samples for a batch of utterances.
 
         cond (B, T, L, 2R) float32: each utterance's `export_conditioning` slice.
@@ -584,6 +625,8 @@ class NumbaKernel:
             (then uniforms must be None).
         sharpness (B, T) float32 > 0: each sample is drawn from softmax(sharpness * logits)
             (voicing-dependent sampling, `tts.vocoder.voicing`); None: from softmax(logits).
+        lpc (B, T, order) float32: with LPCNet's inputs, each sample's prediction coefficients
+            (the predictor runs in the loop, `WaveNet.generate`); None without.
 
         Returns (classes (B, T) int32, new state), plus logits (B, T, 256) float32 (before
         sharpening) when return_logits.
@@ -612,13 +655,15 @@ class NumbaKernel:
             teacher = np.ascontiguousarray(teacher, dtype=np.int32)
             uniforms = np.zeros((B, 0), np.float32)
         sharpness = check_sharpness(sharpness, B, T, teacher.shape[1] > 0)
-        check_state(state, B, self.dilations, self.dims.residual_channels, self.dims.n_classes)
+        lpc = check_lpc(lpc, B, T, self.lpc_order)
+        check_state(state, B, self.dilations, self.dims.residual_channels, self.dims.n_classes, self.lpc_order)
         new = KernelState(np.ascontiguousarray(state.history, dtype=np.float32).copy(),
-                          state.last_class.astype(np.int32), state.t.astype(np.int64))
+                          state.last_class.astype(np.int32), state.t.astype(np.int64),
+                          np.ascontiguousarray(state.signal, dtype=np.float64).copy())
         classes = np.empty((B, T), np.int32)
         logits = np.empty((B, T if return_logits else 0, N_CLASSES), np.float32)
-        args = (*self.packed, np.ascontiguousarray(cond), uniforms, sharpness, teacher, new.history,
-                new.last_class, new.t, classes, logits)
+        args = (*self.packed, np.ascontiguousarray(cond), uniforms, sharpness, teacher, lpc, new.history,
+                new.signal, new.last_class, new.t, classes, logits)
         if T > 0 and self.parallel and B > 1:
             # Where numba's thread pool is OpenMP it shares torch's runtime, and a parallel
             # launch leaves torch's intra-op thread count at numba's: put it back.

@@ -201,6 +201,11 @@ class CudaKernel:
                  utterances_per_block: int | None = None, max_lanes: int = WARP,
                  plan: KernelPlan | None = None):
         self.dims = validate_exported(weights)
+        if self.dims.lpc_order:
+            from tts.vocoder.choice import BackendUnavailableError
+
+            raise BackendUnavailableError("the cuda backend does not yet run a WaveNet with LPCNet's inputs "
+                                          "(lpc_inputs): use numba or torch")
         if self.dims.n_classes != N_CLASSES:
             raise ValueError(f"the kernel samples {N_CLASSES} classes, the weights have "
                              f"{self.dims.n_classes}")
@@ -275,7 +280,7 @@ class CudaKernel:
             return d
         return cuda.to_device(np.ascontiguousarray(np.asarray(array), dtype=dtype))
 
-    def generate(self, cond, uniforms, state: KernelState, *, teacher=None, sharpness=None,
+    def generate(self, cond, uniforms, state: KernelState, *, teacher=None, sharpness=None, lpc=None,
                  return_logits: bool = False):
         """Generate one chunk of samples for a batch of utterances.
 
@@ -289,6 +294,8 @@ class CudaKernel:
         Returns (classes (B, T) int32, new state), plus logits (B, T, 256) float32 (before
         sharpening) when return_logits.
         """
+        if lpc is not None:
+            raise ValueError("lpc goes with a network with LPCNet's inputs, which this kernel does not run")
         L, R = self.dims.n_layers, self.dims.residual_channels
         shape, dtype = _array_info(cond)
         if len(shape) != 4 or shape[2:] != (L, 2 * R):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from tts.kernels.state import KernelState, check_sharpness
+from tts.kernels.state import KernelState, check_lpc, check_sharpness
 from tts.vocoder.wavenet import WaveNet, WaveNetConfig, validate_exported
 
 
@@ -20,9 +20,10 @@ def wavenet_from_exported(weights: dict[str, np.ndarray]) -> WaveNet:
     The conditioning layers (frame conv, upsampler, projections) are not in the export and
     keep their initial values: `generate` takes conditioning as an input and never uses them.
     """
-    L, R, S, A, n_classes, max_dilation = validate_exported(weights)
+    L, R, S, A, n_classes, max_dilation, lpc_order = validate_exported(weights)
     config = WaveNetConfig(n_layers=L, residual_channels=R, skip_channels=S, output_channels=A,
-                           max_dilation=max_dilation, n_classes=n_classes)
+                           max_dilation=max_dilation, n_classes=n_classes, lpc_order=lpc_order,
+                           lpc_inputs=lpc_order > 0)
     dilations = tuple(int(d) for d in weights["dilations"])
     if dilations != config.dilations:
         raise ValueError(f"dilations {list(dilations)} are not the pattern 1, 2, ..., "
@@ -42,6 +43,9 @@ def wavenet_from_exported(weights: dict[str, np.ndarray]) -> WaveNet:
         model.out1.bias.copy_(w["out1_b"])
         model.out2.weight.copy_(w["out2_w"][:, :, None])
         model.out2.bias.copy_(w["out2_b"])
+        if lpc_order:
+            model.embedding_signal.weight.copy_(w["embedding_signal"])
+            model.embedding_prediction.weight.copy_(w["embedding_prediction"])
     return model
 
 
@@ -66,16 +70,21 @@ class TorchKernel:
     def dilations(self) -> tuple[int, ...]:
         return self.model.config.dilations
 
+    @property
+    def lpc_order(self) -> int:
+        return self.model.signal_order
+
     def init_state(self, batch_size: int) -> KernelState:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        return KernelState.zeros(batch_size, self.dilations, self.model.config.residual_channels)
+        return KernelState.zeros(batch_size, self.dilations, self.model.config.residual_channels, self.lpc_order)
 
-    def generate(self, cond, uniforms, state: KernelState, *, teacher=None, sharpness=None,
+    def generate(self, cond, uniforms, state: KernelState, *, teacher=None, sharpness=None, lpc=None,
                  return_logits: bool = False):
         """Same contract as `NumbaKernel.generate`: cond (B, T, L, 2R), uniforms (B, T) or
-        teacher (B, T), sharpness (B, T) or None, state not modified; returns (classes (B, T)
-        int32, new state), plus logits (B, T, 256) float32 when return_logits."""
+        teacher (B, T), sharpness (B, T) or None, lpc (B, T, order) with LPCNet's inputs,
+        state not modified; returns (classes (B, T) int32, new state), plus logits (B, T, 256)
+        float32 when return_logits."""
         if not isinstance(state, KernelState):
             raise TypeError(f"state must be a KernelState, got {type(state).__name__}")
         device = self.model.embedding.weight.device
@@ -87,8 +96,10 @@ class TorchKernel:
             sharpness = torch.from_numpy(check_sharpness(sharpness, B, T, teacher is not None)).to(device)
         reference = state.to_torch(self.dilations)
         reference = type(reference)([b.to(device) for b in reference.buffers],
-                                    reference.last_class.to(device), reference.t)
-        out = self.model.generate(cond, uniforms, reference, teacher=teacher, sharpness=sharpness,
+                                    reference.last_class.to(device), reference.t, reference.signal.to(device))
+        lpc = check_lpc(lpc, cond.shape[0], cond.shape[1], self.lpc_order)
+        lpc = torch.from_numpy(lpc).to(device) if self.lpc_order else None
+        out = self.model.generate(cond, uniforms, reference, teacher=teacher, sharpness=sharpness, lpc=lpc,
                                   return_logits=return_logits)
         classes = out[0].cpu().numpy().astype(np.int32)
         new = KernelState.from_torch(out[1])

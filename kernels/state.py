@@ -23,6 +23,13 @@ class KernelState:
     history: np.ndarray  # (B, sum(dilations), R) float32
     last_class: np.ndarray  # (B,) int32
     t: np.ndarray  # (B,) int64, samples generated so far per utterance
+    # LPCNet's inputs: the signal's last lpc_order samples, oldest first (B, order) float64;
+    # (B, 0) for a network whose predictor runs after the kernel.
+    signal: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.signal is None:
+            self.signal = np.zeros((len(self.last_class), 0), np.float64)
 
     @staticmethod
     def offsets(dilations) -> np.ndarray:
@@ -31,21 +38,23 @@ class KernelState:
         return np.concatenate([[0], np.cumsum(d)[:-1]]).astype(np.int64)
 
     @classmethod
-    def zeros(cls, batch_size: int, dilations, residual_channels: int) -> "KernelState":
+    def zeros(cls, batch_size: int, dilations, residual_channels: int, lpc_order: int = 0) -> "KernelState":
         """Start from silence, as `WaveNet.init_state` does."""
         rows = int(np.sum(dilations))
         return cls(np.zeros((batch_size, rows, residual_channels), np.float32),
-                   np.full(batch_size, START_CLASS, np.int32), np.zeros(batch_size, np.int64))
+                   np.full(batch_size, START_CLASS, np.int32), np.zeros(batch_size, np.int64),
+                   np.zeros((batch_size, lpc_order), np.float64))
 
     def copy(self) -> "KernelState":
-        return KernelState(self.history.copy(), self.last_class.copy(), self.t.copy())
+        return KernelState(self.history.copy(), self.last_class.copy(), self.t.copy(), self.signal.copy())
 
     @classmethod
     def from_torch(cls, state: WaveNetState) -> "KernelState":
         history = torch.cat(state.buffers, dim=1).detach().cpu().numpy().astype(np.float32)
         b = history.shape[0]
+        signal = np.zeros((b, 0)) if state.signal is None else state.signal.detach().cpu().numpy()
         return cls(np.ascontiguousarray(history), state.last_class.cpu().numpy().astype(np.int32),
-                   np.full(b, state.t, np.int64))
+                   np.full(b, state.t, np.int64), np.ascontiguousarray(signal, dtype=np.float64))
 
     def to_torch(self, dilations) -> WaveNetState:
         if len(set(self.t.tolist())) != 1:
@@ -53,10 +62,11 @@ class KernelState:
         h = torch.from_numpy(self.history.copy())
         buffers = list(torch.split(h, list(dilations), dim=1))
         return WaveNetState([b.contiguous() for b in buffers], torch.from_numpy(self.last_class.astype(np.int64)),
-                            int(self.t[0]))
+                            int(self.t[0]), torch.from_numpy(self.signal.astype(np.float64)))
 
 
-def check_state(state: KernelState, batch: int, dilations, residual_channels: int, n_classes: int) -> None:
+def check_state(state: KernelState, batch: int, dilations, residual_channels: int, n_classes: int,
+                lpc_order: int = 0) -> None:
     """Raise an error naming the field if ``state`` does not fit the model and the batch."""
     rows, R = int(np.sum(dilations)), residual_channels
     if not isinstance(state, KernelState):
@@ -67,6 +77,9 @@ def check_state(state: KernelState, batch: int, dilations, residual_channels: in
     if state.last_class.shape != (batch,) or state.t.shape != (batch,):
         raise ValueError(f"state.last_class and state.t must have shape ({batch},), got "
                          f"{state.last_class.shape} and {state.t.shape}")
+    if state.signal.shape != (batch, lpc_order):
+        raise ValueError(f"state.signal has shape {state.signal.shape}, expected (B, lpc_order) = "
+                         f"({batch}, {lpc_order})")
     if ((state.last_class < 0) | (state.last_class >= n_classes)).any():
         raise ValueError(f"state.last_class must be classes in [0, {n_classes})")
 
@@ -86,3 +99,19 @@ def check_sharpness(sharpness, batch: int, steps: int, teacher_forced: bool) -> 
     if sharpness.size and not (np.isfinite(sharpness).all() and sharpness.min() > 0):
         raise ValueError("sharpness must be finite and > 0")
     return sharpness
+
+
+def check_lpc(lpc, batch: int, steps: int, order: int) -> np.ndarray:
+    """Each sample's prediction coefficients as a kernel takes them: (B, T, order) float32
+    for a network with LPCNet's inputs (order > 0), (B, T, 0) for one without (``lpc`` None).
+    Raises an error naming the argument if it does not fit."""
+    if order == 0:
+        if lpc is not None:
+            raise ValueError("lpc goes with a network with LPCNet's inputs; this one has none")
+        return np.zeros((batch, steps, 0), np.float32)
+    if lpc is None:
+        raise ValueError(f"this network runs its predictor in the loop: pass lpc (B, T, {order})")
+    lpc = np.ascontiguousarray(lpc, dtype=np.float32)
+    if lpc.shape != (batch, steps, order):
+        raise ValueError(f"lpc has shape {lpc.shape}, expected (B, T, order) = ({batch}, {steps}, {order})")
+    return lpc

@@ -10,6 +10,7 @@ reference (each weight is off by at most 2^-9 of itself; the test models' logits
 standard deviation of 0.2 to 0.5, move by up to 5e-3).
 """
 
+import dataclasses
 import importlib.util
 import os
 import warnings
@@ -485,3 +486,90 @@ def test_every_kernel_starts_from_silence_mu_law_class_128(backend):
         zero = model(torch.zeros(1, cond.shape[1], dtype=torch.long), mel)[0, 0].numpy()
     np.testing.assert_allclose(logits[0, 0], silence, atol=1e-4)
     assert np.abs(logits[0, 0] - zero).max() > 1e-3
+
+
+# ---- LPCNet's inputs: the predictor in the loop ----------------------------------------
+
+
+def lpc_model(seed: int = 0, order: int = 4) -> WaveNet:
+    """A tiny network with LPCNet's inputs, their embeddings random (not the zeros training
+    starts from), so that a wrong signal or prediction class shows in the logits."""
+    model = make_model(dataclasses.replace(TINY, lpc_order=order, lpc_inputs=True), seed)
+    with torch.no_grad():
+        model.embedding_signal.weight.normal_(0.0, 1.0)
+        model.embedding_prediction.weight.normal_(0.0, 1.0)
+    return model
+
+
+def lpc_inputs(batch: int, samples: int, order: int = 4, seed: int = 3) -> np.ndarray:
+    """Per-sample prediction coefficients (B, T, order) of a stable, resonant predictor."""
+    rng = np.random.default_rng(seed)
+    frames = -(-samples // TINY.hop_length)
+    a = rng.uniform(-0.3, 0.3, (batch, frames, order)).astype(np.float32)
+    a[..., 0] += 0.6  # a strong first tap: the signal carries over from sample to sample
+    return np.ascontiguousarray(np.repeat(a, TINY.hop_length, axis=1)[:, :samples])
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_lpc_inputs_kernels_draw_the_reference_samples_chunk_by_chunk(backend):
+    model = lpc_model()
+    T = 300
+    cond = np.stack([conditioning(model, T, seed=1), conditioning(model, T, seed=5)])  # (2, T, L, 2R)
+    u, lpc = uniforms(2, T), lpc_inputs(2, T)
+    expected, state, _ = model.generate(torch.from_numpy(cond), torch.from_numpy(u), model.init_state(2),
+                                        lpc=torch.from_numpy(lpc), return_logits=True)
+    expected = expected.numpy()
+    kernel = load_backend(backend, model.export_weights())
+    assert kernel.init_state(2).signal.shape == (2, 4)
+    got, s, start = [], kernel.init_state(2), 0
+    for n in (1, 7, 92, 200):  # chunks at any sample, not only frame edges
+        classes, s = kernel.generate(cond[:, start:start + n], u[:, start:start + n], s, lpc=lpc[:, start:start + n])
+        got.append(classes)
+        start += n
+    np.testing.assert_array_equal(np.concatenate(got, axis=1), expected)
+    np.testing.assert_allclose(s.signal, state.signal.numpy(), rtol=0, atol=1e-12)
+    assert len(np.unique(expected)) > 10 and np.abs(s.signal).max() > 0  # the signal really moved
+
+
+def test_lpc_inputs_change_what_the_kernel_draws_and_teacher_forced_logits_match():
+    model = lpc_model(seed=1)
+    T = 250
+    cond, u, lpc = conditioning(model, T)[None], uniforms(1, T), lpc_inputs(1, T)
+    kernel = load_backend("numba", model)
+    sampled, _ = kernel.generate(cond, u, kernel.init_state(1), lpc=lpc)
+    _, _, logits = kernel.generate(cond, None, kernel.init_state(1), teacher=sampled, lpc=lpc, return_logits=True)
+    reference = model.generate(torch.from_numpy(cond), None, teacher=torch.from_numpy(sampled).long(),
+                               lpc=torch.from_numpy(lpc), return_logits=True)[2].numpy()
+    np.testing.assert_allclose(logits, reference, rtol=1e-4, atol=1e-4)
+    # Other coefficients, other predictions: other samples (the inputs are used).
+    other, _ = kernel.generate(cond, u, kernel.init_state(1), lpc=np.ascontiguousarray(-lpc))
+    assert not np.array_equal(other, sampled)
+    with pytest.raises(ValueError, match="pass lpc"):
+        kernel.generate(cond, u, kernel.init_state(1))
+    with pytest.raises(ValueError, match="lpc has shape"):
+        kernel.generate(cond, u, kernel.init_state(1), lpc=lpc[:, :, :3])
+
+
+def test_lpc_inputs_teacher_forced_forward_equals_generation():
+    """Training's parallel forward, fed the classes of the signal and the prediction the loop
+    computes (`noisy_excitation` with no noise), gives the generator's logits."""
+    from tts.vocoder.lpc import noisy_excitation
+
+    model = lpc_model(seed=2)
+    frames, hop = 2, TINY.hop_length
+    mel = torch.rand(1, frames, TINY.n_mels)
+    audio = (0.3 * np.sin(np.arange(frames * hop) * 0.07)).astype(np.float32)
+    a = lpc_inputs(1, frames * hop)[0, ::hop]  # (frames, order)
+    targets, inputs, signal_in, prediction_in = noisy_excitation(audio, a, hop, np.zeros(4, np.float32),
+                                                                 np.zeros(len(audio), np.int64), 128)
+    as_t = lambda x: torch.from_numpy(x)[None]  # noqa: E731
+    with torch.no_grad():
+        logits = model(as_t(inputs), mel, as_t(signal_in), as_t(prediction_in))
+        reference = model.forward_reference(as_t(inputs), mel, as_t(signal_in), as_t(prediction_in))
+    cond = model.conditioning(mel).detach()
+    generated = model.generate(cond, None, teacher=as_t(targets), lpc=torch.from_numpy(np.repeat(a, hop, 0))[None],
+                               return_logits=True)[2]
+    torch.testing.assert_close(logits, generated, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(reference, logits, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="both or neither"):
+        model(as_t(inputs), mel)

@@ -241,10 +241,10 @@ def test_noise_injection_targets_undo_the_drift_of_the_noisy_inputs(rng, order):
     audio = (0.3 * np.sin(2 * np.pi * 180 * t) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
     a = lpc_from_mel(mel_spectrogram(audio)[:frames], order) if order else np.zeros((frames, 0), np.float32)
     history = np.zeros(order, np.float32)
-    clean_targets, clean_inputs = noisy_excitation(audio, a, hop, history, np.zeros(len(audio), np.int64), START_CLASS)
+    clean_targets, clean_inputs, _, _ = noisy_excitation(audio, a, hop, history, np.zeros(len(audio), np.int64), START_CLASS)
     assert clean_inputs[0] == START_CLASS and np.array_equal(clean_inputs[1:], clean_targets[:-1])
     noise = rng.integers(-6, 7, len(audio))
-    targets, inputs = noisy_excitation(audio, a, hop, history, noise, START_CLASS)
+    targets, inputs, _, _ = noisy_excitation(audio, a, hop, history, noise, START_CLASS)
     noisy = inputs[1:]  # the class fed back after sample t, for t < T - 1
     assert np.array_equal(noisy, np.clip(targets[:-1] + noise[:-1], 0, 255))
     # The noisy signal the predictor runs on, and its predictions.
@@ -306,3 +306,38 @@ def test_aligned_mels_need_a_parallel_voice(corpus, tmp_path):
     voice = make_tiny_voice(tmp_path / "voice", kind="attention")
     with pytest.raises(VoiceError, match="parallel"):
         aligned_mels(FeatureCache(corpus, trim_db=None).build(progress=False), voice, progress=False)
+
+
+def test_lpcnet_inputs_train_and_warm_start_from_a_voice_without_them(corpus, tmp_path):
+    """Crops carry the classes of the loop's signal and prediction; a run started from a voice
+    whose WaveNet lacks them (--init with --set model.lpc_inputs=true) begins exactly where
+    that WaveNet is (their embeddings start at zero) and trains."""
+    from tts.train.data import FeatureCache
+    from tts.train.tasks.vocoder import VocoderTask, VocoderTaskConfig
+
+    lpc = dataclasses.replace(TINY_VOCODER, lpc_order=8, lpc_inputs=True)
+    cache = FeatureCache(corpus, trim_db=None)
+    item = Crops(cache, [0], 4, model=lpc)[0]
+    assert set(item) == {"mel", "classes", "inputs", "signal_in", "prediction_in"}
+    assert np.array_equal(item["inputs"][1:], item["classes"][:-1])  # no noise: the loop's own classes
+    assert len(np.unique(item["signal_in"])) > 20 and len(np.unique(item["prediction_in"])) > 20
+    decoded = mu_law_decode(np.arange(256))  # the signal is the prediction plus the excitation, class for class
+    assert np.abs(decoded[item["signal_in"][1:]] - decoded[item["prediction_in"][:-1]]
+                  - decoded[item["classes"][:-1]]).max() < 0.05
+
+    voice = make_tiny_voice(tmp_path / "voice")
+    plain = dataclasses.replace(lpc, lpc_inputs=False)
+    torch.manual_seed(3)
+    save_model(voice, "vocoder", WaveNet(plain).eval())
+    run = tmp_path / "run"
+    sets = [s for s in COMMON + VOCODER if not s.startswith("model.")] + ["max_steps=3", "model.lpc_order=8", "model.lpc_inputs=true"]
+    assert main(["vocoder", "--data", str(corpus), "--out", str(run), "--init", str(voice), "--set", *sets]) == 0
+    trained = load_model(export_run(run, tmp_path / "out"), "vocoder")
+    assert trained.config == lpc and trained.embedding_signal.weight.abs().sum() > 0  # it learned to use them
+    source = load_model(voice, "vocoder")
+    grown = WaveNet(lpc)
+    VocoderTask(VocoderTaskConfig(model=lpc)).init_from(grown, source)
+    batch = {k: torch.from_numpy(v)[None] for k, v in item.items()}
+    with torch.no_grad():  # zero embeddings: the same logits as the network it grew from
+        torch.testing.assert_close(grown(batch["inputs"], batch["mel"].float(), batch["signal_in"], batch["prediction_in"]),
+                                   source(batch["inputs"], batch["mel"].float()))

@@ -255,7 +255,7 @@ def test_numpy_reimplementation_from_export_matches_torch_generator():
     weights = model.export_weights()
     cond = model.export_conditioning(mel[0].numpy())
     dims = validate_exported(weights, cond)
-    assert dims == (4, 8, 16, 16, 256, 4)
+    assert dims == (4, 8, 16, 16, 256, 4, 0)  # lpc_order 0: no LPCNet inputs
     assert cond.shape == (SAMPLES, 4, 16) and cond.dtype == np.float32 and cond.flags.c_contiguous
     for name, arr in weights.items():
         assert arr.flags.c_contiguous, name

@@ -12,7 +12,8 @@ The trainer calls, in this order::
     train, eval = task.datasets(data_dir)  every rank
     task.lengths(train)                    for length-bucketed batching
     model = task.build_model()             every rank, after seeding: identical initial weights
-    task.from_voice(voice_dir)             every rank, for a run started from a voice (--init)
+    task.init_from(model, voice_model)     every rank, for a run started from a voice (--init)
+    task.from_voice(voice_dir)             then, what else it takes from that voice
     DataLoader(train, collate_fn=task.collate, ...)
     task.step = n                          before each optimizer step: steps taken so far
     loss, scalars = task.loss(model, batch)     every micro-step, under autocast on GPU
@@ -103,6 +104,15 @@ class Task:
         held-out data. ``model`` is the plain model (the EMA copy when there is one), in eval
         mode; ``batches`` are collated held-out batches, on CPU."""
         raise NotImplementedError
+
+    def init_from(self, model: torch.nn.Module, source: torch.nn.Module) -> None:
+        """Start ``model`` from a voice's model (``--init``): by default the same network,
+        weight for weight. A task may grow a network here (new parts start as the task says)."""
+        from tts.voice import VoiceError
+
+        if source.config != model.config:
+            raise VoiceError(f"the voice's {self.voice_model or self.name} model has another config than this run's")
+        model.load_state_dict(source.state_dict(), strict=True)
 
     def from_voice(self, voice_dir: Path) -> None:
         """Take what the task needs from the voice a run starts from, besides its model's

@@ -89,8 +89,21 @@ def _synthesize(excitation, coefficients, hop, past):
     return out
 
 
+def mu_law_tables(classes: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(decoded (classes,), bounds (classes - 1,)) float64: each class's value, and the values
+    between classes: class c holds the values from bounds[c - 1] (exclusive) to bounds[c]
+    (inclusive), so a value's class is ``np.searchsorted(bounds, value)``, the same class in
+    every kernel (a comparison, no logarithm to round differently)."""
+    from tts.audio import mu_law_decode
+
+    decoded = mu_law_decode(np.arange(classes), classes).astype(np.float64)
+    bounds = mu_law_decode(np.arange(classes - 1) + 0.5, classes).astype(np.float64)
+    return decoded, bounds
+
+
 def noisy_excitation(audio: np.ndarray, coefficients: np.ndarray, hop: int, history: np.ndarray,
-                     noise: np.ndarray, start_class: int, classes: int = 256) -> tuple[np.ndarray, np.ndarray]:
+                     noise: np.ndarray, start_class: int, classes: int = 256
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Training pairs with the network's own kind of errors injected (LPCNet's noise injection).
 
     Runs the synthesis loop the engine runs, but on noisy excitation classes: per sample t,
@@ -102,14 +115,12 @@ def noisy_excitation(audio: np.ndarray, coefficients: np.ndarray, hop: int, hist
 
     audio (T,) with ``coefficients`` (frames, p), p >= 0 (p = 0: the network models the
     signal itself, no prediction); ``history``: the p clean samples before the audio.
-    Returns (targets, inputs), int64 (T,): the class of sample t, and the noisy class of
-    sample t-1 that the network sees at t (``start_class`` at t = 0).
+    Returns (targets, inputs, signal, prediction), int64 (T,): the class of sample t, the
+    noisy class of sample t-1 that the network sees at t (``start_class`` at t = 0), and
+    the classes of the signal s[t-1] (the noisy one; the history's last sample at t = 0) and
+    of the prediction p[t] at t: LPCNet's inputs (`WaveNetConfig.lpc_inputs`).
     """
-    from tts.audio import mu_law_decode
-
-    decoded = mu_law_decode(np.arange(classes), classes).astype(np.float64)
-    # Class c holds the values between the decoded half-classes on either side of it.
-    bounds = mu_law_decode(np.arange(classes - 1) + 0.5, classes).astype(np.float64)
+    decoded, bounds = mu_law_tables(classes)
     return _noisy_excitation(np.asarray(audio, np.float64), np.asarray(coefficients, np.float64), hop,
                              np.asarray(history, np.float64), np.asarray(noise, np.int64), decoded, bounds,
                              start_class)
@@ -123,6 +134,8 @@ def _noisy_excitation(audio, coefficients, hop, history, noise, decoded, bounds,
     signal[:p] = history
     targets = np.empty(len(audio), np.int64)
     inputs = np.empty(len(audio), np.int64)
+    signal_classes = np.empty(len(audio), np.int64)
+    predictions = np.empty(len(audio), np.int64)
     previous = start_class
     for t in range(len(audio)):
         a = coefficients[t // hop]
@@ -132,6 +145,8 @@ def _noisy_excitation(audio, coefficients, hop, history, noise, decoded, bounds,
         target = np.searchsorted(bounds, audio[t] - prediction)
         noisy = min(top, max(0, target + noise[t]))
         targets[t], inputs[t] = target, previous
+        signal_classes[t] = np.searchsorted(bounds, signal[p + t - 1]) if p else start_class
+        predictions[t] = np.searchsorted(bounds, prediction)
         signal[p + t] = prediction + decoded[noisy]
         previous = noisy
-    return targets, inputs
+    return targets, inputs, signal_classes, predictions

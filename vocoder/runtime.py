@@ -95,10 +95,11 @@ class WaveNetVocoder(Vocoder):
 
     @torch.no_grad()
     def chunks(self, mel, rng):
+        from tts.vocoder.lpc import lpc_from_mel
         from tts.vocoder.wavenet import model_to_signal
 
         mel_np, state, carry = mel.cpu().numpy(), self.kernel.init_state(1), None
-        frames, hop = mel.shape[0], self.wavenet.config.hop_length
+        frames, hop, order = mel.shape[0], self.wavenet.config.hop_length, self.wavenet.signal_order
         frame_sharpness = None if self.voicing is None else self.voicing.sharpness(mel)  # (frames,)
         for start, stop in chunk_bounds(frames):
             # Condition only this chunk's frames (with context), so the first chunk does not
@@ -107,8 +108,10 @@ class WaveNetVocoder(Vocoder):
             uniforms = rng.random((1, cond.shape[1]), dtype=np.float32)
             sharpness = None if frame_sharpness is None else \
                 np.repeat(frame_sharpness[start:stop], hop)[None]  # (1, t)
+            # LPCNet's inputs: the predictor runs in the kernel's loop, on each sample's coefficients.
+            lpc = np.repeat(lpc_from_mel(mel_np[start:stop], order), hop, axis=0)[None] if order else None
             classes, state = self.kernel.generate(cond if self.kernel.takes_tensors else cond.cpu().numpy(),
-                                                  uniforms, state, sharpness=sharpness)
+                                                  uniforms, state, sharpness=sharpness, lpc=lpc)
             audio, carry = model_to_signal(self.wavenet.config, mu_law_decode(np.asarray(classes[0])),
                                            mel_np[start:stop], carry)
             yield audio, stop >= frames

@@ -8,6 +8,8 @@ at its entry and exit.
 The network, per sample t (L layers, R residual, S skip, A output channels):
 
     x = embedding[class of sample t-1]                      # (R,)  the causal input layer
+        (+ embedding_signal[class of s[t-1]] + embedding_prediction[class of p[t]] with
+         lpc_inputs: the signal and the prediction of the predictor running in the loop)
     for layer l with dilation d:
         h = W0 x_l[t-d] + W1 x_l[t] + b + cond[t, l]        # (2R,) kernel-2 dilated causal conv
         z = tanh(h[:R]) * sigmoid(h[R:])                    # (R,)  gated activation
@@ -33,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tts.audio import de_emphasis, mu_law_encode, pre_emphasis
-from tts.vocoder.lpc import lpc_from_mel, lpc_residual, lpc_synthesis
+from tts.vocoder.lpc import lpc_from_mel, lpc_residual, lpc_synthesis, mu_law_tables
 from tts.config import JsonConfig
 
 # The previous sample before the first one: silence, mu_law_encode(0.0) == 128.
@@ -65,6 +67,13 @@ class WaveNetConfig(JsonConfig):
     # coefficients come from the mel (vocoder/lpc.py), and the synthesis filter makes speech
     # of its samples. 0: the network models the audio itself.
     lpc_order: int = 0
+    # LPCNet's inputs (Valin & Skoglund 2019): besides the previous excitation class, the
+    # network sees the classes of the previous signal sample s[t-1] and of the prediction
+    # p[t] = sum_k a_k s[t-k], each through an embedding of its own added to the first
+    # layer's input, so it sees the drift that its own errors cause. The synthesis filter then
+    # runs inside every kernel's sample loop (p[t] must exist before sample t is drawn). The
+    # new embeddings start at zero, so a network without them warm-starts unchanged.
+    lpc_inputs: bool = False
     # Sampling temperature: generation samples from softmax(logits / temperature). Below 1 it
     # draws fewer unlikely classes, which an undertrained network hears as noise. Folded into
     # the output layer of the weights every kernel takes (`export_weights`), so each backend
@@ -89,6 +98,8 @@ class WaveNetConfig(JsonConfig):
             raise ValueError(f"WaveNetConfig.temperature must be in (0, 10], got {self.temperature}")
         if self.lpc_order < 0:
             raise ValueError(f"WaveNetConfig.lpc_order must be >= 0, got {self.lpc_order}")
+        if self.lpc_inputs and not self.lpc_order:
+            raise ValueError("WaveNetConfig.lpc_inputs needs a predictor (lpc_order > 0)")
         if self.lpc_order and self.pre_emphasis:
             raise ValueError("WaveNetConfig: lpc_order and pre_emphasis exclude each other "
                              "(the predictor already shapes the noise like the speech)")
@@ -149,9 +160,13 @@ class WaveNetState:
     buffers: list[torch.Tensor]  # per layer (B, d_l, R)
     last_class: torch.Tensor  # (B,) int64, class of the previous sample: the next input
     t: int  # samples generated so far
+    # With lpc_inputs: the signal's last lpc_order samples, oldest first, float64 (B, order);
+    # (B, 0) otherwise.
+    signal: torch.Tensor | None = None
 
     def clone(self) -> WaveNetState:
-        return WaveNetState([b.clone() for b in self.buffers], self.last_class.clone(), self.t)
+        signal = None if self.signal is None else self.signal.clone()
+        return WaveNetState([b.clone() for b in self.buffers], self.last_class.clone(), self.t, signal)
 
 
 def sample_classes(logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
@@ -184,6 +199,11 @@ class WaveNet(nn.Module):
         self.config = c = config
         R, S, A = c.residual_channels, c.skip_channels, c.output_channels
         self.embedding = nn.Embedding(c.n_classes, R)
+        if c.lpc_inputs:
+            self.embedding_signal = nn.Embedding(c.n_classes, R)
+            self.embedding_prediction = nn.Embedding(c.n_classes, R)
+            nn.init.zeros_(self.embedding_signal.weight)
+            nn.init.zeros_(self.embedding_prediction.weight)
         # Conditioning: frame conv, then upsampling stages (see WaveNetConfig).
         self.frame_conv = nn.Conv1d(c.n_mels, c.cond_channels, kernel_size=3, padding=1)
         self.upsample_convs = nn.ModuleList(
@@ -264,10 +284,25 @@ class WaveNet(nn.Module):
 
     # ---- training -------------------------------------------------------------------------
 
-    def forward(self, audio_classes_in: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    def _embed(self, audio_classes_in: torch.Tensor, signal_in: torch.Tensor | None,
+               prediction_in: torch.Tensor | None) -> torch.Tensor:
+        """The first layer's input (B, T, R): the previous excitation's embedding, plus with
+        lpc_inputs those of the signal s[t-1] and the prediction p[t] (classes (B, T))."""
+        x = self.embedding(audio_classes_in)  # (B, T, R)
+        if (signal_in is None or prediction_in is None) == self.config.lpc_inputs:
+            raise ValueError("signal_in and prediction_in go with lpc_inputs, both or neither" if
+                             self.config.lpc_inputs or signal_in is not None or prediction_in is not None
+                             else "this network takes no signal or prediction inputs")
+        if self.config.lpc_inputs:
+            x = x + self.embedding_signal(signal_in) + self.embedding_prediction(prediction_in)
+        return x
+
+    def forward(self, audio_classes_in: torch.Tensor, mel: torch.Tensor, signal_in: torch.Tensor | None = None,
+                prediction_in: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced: audio_classes_in (B, T) int64, the class of sample t-1 at t (see
         `teacher_inputs`), mel (B, T / hop_length, n_mels) -> logits (B, T, n_classes) for
-        sample t.
+        sample t. With lpc_inputs, signal_in and prediction_in (B, T) int64: the classes of
+        s[t-1] and p[t] at t (`tts.vocoder.lpc.noisy_excitation`).
 
         Runs time-major, (B, T, C): with a kernel of 2, the dilated causal convolution is one
         matrix product of [x[t-d], x[t]] with its two taps side by side, and every 1x1
@@ -285,7 +320,7 @@ class WaveNet(nn.Module):
                              f"expected {mel.shape[1]} * {self.config.hop_length} = {expected} samples")
         R, L = self.config.residual_channels, self.config.n_layers
         up = self.upsample(mel)  # (B, T, C_cond)
-        x = self.embedding(audio_classes_in)  # (B, T, R)
+        x = self._embed(audio_classes_in, signal_in, prediction_in)  # (B, T, R)
         gated = []
         for l, d in enumerate(self.config.dilations):
             # x[t-d], zero before the first sample: the zero-filled ring buffers `generate`
@@ -304,7 +339,9 @@ class WaveNet(nn.Module):
         hidden = F.relu(F.linear(F.relu(skip), self.out1.weight[:, :, 0], self.out1.bias))  # (B, T, A)
         return F.linear(hidden, self.out2.weight[:, :, 0], self.out2.bias)  # (B, T, n_classes)
 
-    def forward_reference(self, audio_classes_in: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    def forward_reference(self, audio_classes_in: torch.Tensor, mel: torch.Tensor,
+                          signal_in: torch.Tensor | None = None, prediction_in: torch.Tensor | None = None
+                          ) -> torch.Tensor:
         """`forward` written as the network's definition reads, channel-major (B, C, T) with
         conv1d throughout: the upsampler repeats and smooths, each layer runs its dilated,
         residual and skip convolutions one by one. The reference `forward` is tested against
@@ -312,7 +349,7 @@ class WaveNet(nn.Module):
         h = F.leaky_relu(self.frame_conv(mel.transpose(1, 2)), 0.2)  # (B, C_cond, T_frames)
         for scale, conv in zip(self.config.upsample_scales, self.upsample_convs):
             h = conv(F.pad(torch.repeat_interleave(h, scale, dim=2), (scale, scale), mode="replicate"))
-        x = self.embedding(audio_classes_in).transpose(1, 2)  # (B, R, T)
+        x = self._embed(audio_classes_in, signal_in, prediction_in).transpose(1, 2)  # (B, R, T)
         R, skip = self.config.residual_channels, 0
         for l, d in enumerate(self.config.dilations):
             g = self.dilated[l](F.pad(x, (d, 0))) + self.cond_proj[l](h)  # (B, 2R, T)
@@ -322,14 +359,16 @@ class WaveNet(nn.Module):
         return self.out2(F.relu(self.out1(F.relu(skip)))).transpose(1, 2)  # (B, T, n_classes)
 
     def loss(self, audio_classes: torch.Tensor, mel: torch.Tensor, reference: bool = False,
-             inputs: torch.Tensor | None = None) -> torch.Tensor:
+             inputs: torch.Tensor | None = None, signal_in: torch.Tensor | None = None,
+             prediction_in: torch.Tensor | None = None) -> torch.Tensor:
         """Mean cross-entropy of predicting each sample from the ones before: audio_classes
         (B, T) int64, mel (B, T / hop_length, n_mels) -> scalar. ``reference``: through
         `forward_reference` (the same numbers, slower). ``inputs`` (B, T): what the network
-        sees at t, when not the class of sample t-1 (`teacher_inputs`), as in noise injection."""
+        sees at t, when not the class of sample t-1 (`teacher_inputs`), as in noise injection;
+        ``signal_in``, ``prediction_in``: LPCNet's inputs, as `forward` takes them."""
         forward = self.forward_reference if reference else self.forward
         inputs = teacher_inputs(audio_classes) if inputs is None else inputs
-        logits = forward(inputs, mel)  # (B, T, n_classes)
+        logits = forward(inputs, mel, signal_in, prediction_in)  # (B, T, n_classes)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), audio_classes.reshape(-1))
 
     # ---- reference incremental generation ---------------------------------------------
@@ -340,7 +379,14 @@ class WaveNet(nn.Module):
         R = self.config.residual_channels
         buffers = [torch.zeros(batch_size, d, R, device=device) for d in self.config.dilations]
         last_class = torch.full((batch_size,), START_CLASS, dtype=torch.long, device=device)
-        return WaveNetState(buffers, last_class, 0)
+        signal = torch.zeros(batch_size, self.signal_order, dtype=torch.float64, device=device)
+        return WaveNetState(buffers, last_class, 0, signal)
+
+    @property
+    def signal_order(self) -> int:
+        """How many past signal samples generation carries: the predictor's order with
+        lpc_inputs (the filter runs in the loop), else 0 (it runs after)."""
+        return self.config.lpc_order if self.config.lpc_inputs else 0
 
     def _kernel_tensors(self) -> dict[str, torch.Tensor]:
         """The weights in the layout of `export_weights`, as torch tensors."""
@@ -359,12 +405,17 @@ class WaveNet(nn.Module):
             "out2_w": self.out2.weight[:, :, 0] / self.config.temperature,  # (n_classes, A)
             "out2_b": self.out2.bias / self.config.temperature,  # (n_classes,)
             "dilations": torch.tensor(self.config.dilations, dtype=torch.int32),  # (L,)
+            **({"embedding_signal": self.embedding_signal.weight,  # (n_classes, R)
+                "embedding_prediction": self.embedding_prediction.weight,  # (n_classes, R)
+                "lpc_order": torch.tensor(self.config.lpc_order, dtype=torch.int32)}  # ()
+               if self.config.lpc_inputs else {}),
         }
 
     @torch.no_grad()
     def generate(self, cond: torch.Tensor, uniforms: torch.Tensor | None = None,
                  state: WaveNetState | None = None, *, teacher: torch.Tensor | None = None,
-                 sharpness: torch.Tensor | None = None, return_logits: bool = False):
+                 sharpness: torch.Tensor | None = None, lpc: torch.Tensor | None = None,
+                 return_logits: bool = False):
         """Generate one chunk of samples, one at a time.
 
         cond (B, T_chunk, L, 2R): this chunk's slice of `conditioning(mel)`.
@@ -376,6 +427,9 @@ class WaveNet(nn.Module):
         sharpness (B, T_chunk) > 0: sample t is drawn from softmax(sharpness[:, t] * logits)
             (voicing-dependent sampling, `tts.vocoder.voicing`); None: from
             softmax(logits).
+        lpc (B, T_chunk, lpc_order): with lpc_inputs, each sample's prediction coefficients
+            (its frame's `lpc_from_mel`); the predictor runs in the loop, in float64:
+            p[t] = sum_k a_k s[t-k] (k = 1 first), s[t] = p[t] + the decoded class of sample t.
 
         Returns (classes (B, T_chunk) int64, state), plus logits (B, T_chunk, n_classes)
         when return_logits. Under teacher forcing the classes are the teacher's.
@@ -396,16 +450,35 @@ class WaveNet(nn.Module):
         if sharpness is not None and (teacher is not None or tuple(sharpness.shape) != (B, T)):
             raise ValueError(f"sharpness goes with uniforms, shape (B, T_chunk) = ({B}, {T}); "
                              f"got {tuple(sharpness.shape)}" + (" with teacher" if teacher is not None else ""))
+        order = self.signal_order
+        if (lpc is None) != (order == 0) or (lpc is not None and tuple(lpc.shape) != (B, T, order)):
+            raise ValueError(f"lpc must be (B, T_chunk, lpc_order) = ({B}, {T}, {order}) with lpc_inputs, "
+                             f"else None; got {None if lpc is None else tuple(lpc.shape)}")
         state = self.init_state(B, cond.device) if state is None else state.clone()
         if state.last_class.shape[0] != B:
             raise ValueError(f"state is for batch size {state.last_class.shape[0]}, cond for {B}")
+        if state.signal is None:
+            state.signal = torch.zeros(B, 0, dtype=torch.float64, device=cond.device)
+        if tuple(state.signal.shape) != (B, order):
+            raise ValueError(f"state.signal has shape {tuple(state.signal.shape)}, expected ({B}, {order})")
 
         w = self._kernel_tensors()
         dilations = c.dilations
+        if order:
+            decoded, bounds = (torch.from_numpy(table).to(cond.device) for table in mu_law_tables(c.n_classes))
+            lpc = lpc.to(device=cond.device, dtype=torch.float64)
         classes = torch.empty(B, T, dtype=torch.long, device=cond.device)
         all_logits = torch.empty(B, T, c.n_classes, device=cond.device) if return_logits else None
         for i in range(T):
             x = w["embedding"][state.last_class]  # (B, R)
+            if order:
+                # One term at a time, k = 1 first: every kernel sums in this order.
+                prediction = torch.zeros(B, dtype=torch.float64, device=cond.device)
+                for k in range(order):
+                    prediction = prediction + lpc[:, i, k] * state.signal[:, order - 1 - k]
+                signal_class = torch.searchsorted(bounds, state.signal[:, order - 1:].contiguous())[:, 0]
+                prediction_class = torch.searchsorted(bounds, prediction[:, None].contiguous())[:, 0]
+                x = x + w["embedding_signal"][signal_class] + w["embedding_prediction"][prediction_class]
             skip = 0
             for l, d in enumerate(dilations):
                 slot = state.t % d
@@ -426,6 +499,8 @@ class WaveNet(nn.Module):
             if return_logits:
                 all_logits[:, i] = logits
             state.last_class = classes[:, i].clone()
+            if order:
+                state.signal = torch.cat([state.signal[:, 1:], (prediction + decoded[classes[:, i]])[:, None]], dim=1)
             state.t += 1
         if return_logits:
             return classes, state, all_logits
@@ -473,9 +548,15 @@ class WaveNet(nn.Module):
             "out1_w": (A, S)   "out1_b": (A,)
             "out2_w": (256, A) "out2_b": (256,)
             "dilations": (L,) int32
+        and with lpc_inputs:
+            "embedding_signal": (256, R)      class of s[t-1] -> added to the layer-0 input
+            "embedding_prediction": (256, R)  class of p[t] -> added to the layer-0 input
+            "lpc_order": () int32             the predictor's order p
 
         Per sample, with cond from `export_conditioning`:
             x = embedding[previous class]; skip = 0
+            (with lpc_inputs: x += embedding_signal[class(s[t-1])] + embedding_prediction[class(p[t])],
+             classes by `tts.vocoder.lpc.mu_law_tables`, see `generate`)
             per layer l: h = dilated_w[l,0] x[t-d] + dilated_w[l,1] x[t] + dilated_b[l] + cond[t,l]
                          z = tanh(h[:R]) * sigmoid(h[R:])
                          x = x + res_w[l] z + res_b[l];  skip += skip_w[l] z + skip_b[l]
@@ -485,8 +566,8 @@ class WaveNet(nn.Module):
         """
         out = {}
         for name, tensor in self._kernel_tensors().items():
-            dtype = np.int32 if name == "dilations" else np.float32
-            out[name] = np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=dtype)
+            dtype = np.int32 if name in ("dilations", "lpc_order") else np.float32
+            out[name] = np.array(tensor.detach().cpu().numpy(), dtype=dtype, order="C")  # keeps 0-d
         return out
 
     @torch.no_grad()
@@ -507,6 +588,7 @@ class ExportedDims(NamedTuple):
     output_channels: int
     n_classes: int
     max_dilation: int
+    lpc_order: int = 0  # > 0: LPCNet's inputs, the predictor of this order in the loop
 
 
 # ---- what the network's samples stand for ---------------------------------------------------
@@ -542,6 +624,9 @@ def validate_exported(weights: dict, cond: np.ndarray | None = None) -> Exported
     every key, dtype, contiguity and shape; raise ValueError naming the first bad tensor."""
     expected_keys = ("embedding", "dilated_w", "dilated_b", "res_w", "res_b", "skip_w", "skip_b",
                      "out1_w", "out1_b", "out2_w", "out2_b", "dilations")
+    lpc_keys = ("embedding_signal", "embedding_prediction", "lpc_order")  # lpc_inputs: all three
+    if any(k in weights for k in lpc_keys):
+        expected_keys += lpc_keys
     missing = [k for k in expected_keys if k not in weights]
     if missing:
         raise ValueError(f"exported weights lack {', '.join(missing)}")
@@ -550,7 +635,7 @@ def validate_exported(weights: dict, cond: np.ndarray | None = None) -> Exported
         raise ValueError(f"exported weights have unknown keys {', '.join(unknown)}")
     for name in expected_keys:
         arr = weights[name]
-        dtype = np.int32 if name == "dilations" else np.float32
+        dtype = np.int32 if name in ("dilations", "lpc_order") else np.float32
         if not isinstance(arr, np.ndarray):
             raise ValueError(f"{name} is a {type(arr).__name__}, expected a numpy array")
         if arr.dtype != dtype:
@@ -577,7 +662,11 @@ def validate_exported(weights: dict, cond: np.ndarray | None = None) -> Exported
         "out2_w": ("(n_classes, A)", (n_classes, A)),
         "out2_b": ("(n_classes,)", (n_classes,)),
         "dilations": ("(L,)", (L,)),
+        "embedding_signal": ("(n_classes, R)", (n_classes, R)),
+        "embedding_prediction": ("(n_classes, R)", (n_classes, R)),
+        "lpc_order": ("()", ()),
     }
+    expected_shapes = {name: shape for name, shape in expected_shapes.items() if name in expected_keys}
     for name, (symbolic, shape) in expected_shapes.items():
         if weights[name].shape != shape:
             raise ValueError(f"{name} has shape {weights[name].shape}, expected {symbolic} = {shape}")
@@ -592,4 +681,7 @@ def validate_exported(weights: dict, cond: np.ndarray | None = None) -> Exported
             raise ValueError(f"cond has shape {cond.shape}, expected (T, L, 2R) = (T, {L}, {2 * R})")
         if not cond.flags.c_contiguous:
             raise ValueError("cond is not C-contiguous")
-    return ExportedDims(L, R, S, A, n_classes, int(dilations.max()))
+    lpc_order = int(weights["lpc_order"]) if "lpc_order" in weights else 0
+    if "lpc_order" in weights and lpc_order < 1:
+        raise ValueError(f"lpc_order must be >= 1, got {lpc_order}")
+    return ExportedDims(L, R, S, A, n_classes, int(dilations.max()), lpc_order)

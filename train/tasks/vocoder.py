@@ -9,6 +9,7 @@ uninterrupted run would have, whichever DataLoader worker reads them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -107,14 +108,15 @@ class Crops(torch.utils.data.Dataset):
         if len(mel) < seg:  # silence: the mel floor is 0 and mu-law 0.0 is silence too
             mel = np.pad(mel, ((0, seg - len(mel)), (0, 0)))
             wave = np.pad(wave, (0, seg * hop - len(wave)))
-        if self.noise:
+        if self.noise or self.model.lpc_inputs:  # LPCNet's inputs come from the loop, noisy or not
             return {"mel": mel, **self._noisy(wave, mel, before, np.random.default_rng([self.seed, self.epoch, i, 1]))}
         signal = signal_to_model(self.model, wave, mel, before)
         return {"mel": mel, "classes": mu_law_encode(signal, self.cache.audio.mu_law_classes)}
 
     def _noisy(self, wave: np.ndarray, mel: np.ndarray, before: np.ndarray, rng: np.random.Generator
                ) -> dict[str, np.ndarray]:
-        """Targets and noisy inputs of one crop; the noise scale is drawn per frame, as LPCNet does."""
+        """Targets and noisy inputs of one crop (with LPCNet's inputs, the classes of the noisy
+        signal and of the prediction too); the noise scale is drawn per frame, as LPCNet does."""
         model, hop = self.model, self.cache.audio.hop_length
         if model.pre_emphasis:  # the network models the pre-emphasized audio, without a predictor
             wave = signal_to_model(model, wave, mel, before)
@@ -124,8 +126,10 @@ class Crops(torch.utils.data.Dataset):
         scale = np.repeat(self.noise * rng.random(len(mel)) ** 2, hop)  # (T,)
         u = rng.random((2, len(wave)))
         noise = np.floor(0.5 + scale * np.sqrt(0.5) * (np.log(u[0] + 1e-12) - np.log(u[1] + 1e-12))).astype(np.int64)
-        targets, inputs = noisy_excitation(wave, coefficients, hop, history, noise, START_CLASS,
-                                           self.cache.audio.mu_law_classes)
+        targets, inputs, signal, prediction = noisy_excitation(wave, coefficients, hop, history, noise, START_CLASS,
+                                                               self.cache.audio.mu_law_classes)
+        if model.lpc_inputs:
+            return {"classes": targets, "inputs": inputs, "signal_in": signal, "prediction_in": prediction}
         return {"classes": targets, "inputs": inputs}
 
 
@@ -201,8 +205,10 @@ class VocoderTask(Task):
     def collate(self, items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
         batch = {"mel": torch.from_numpy(np.stack([it["mel"] for it in items])).float(),  # (B, frames, n_mels)
                  "classes": torch.from_numpy(np.stack([it["classes"] for it in items])).long()}  # (B, T)
-        if "inputs" in items[0]:  # noise injection: what the network sees at t, else the class of t-1
-            batch["inputs"] = torch.from_numpy(np.stack([it["inputs"] for it in items])).long()  # (B, T)
+        # Noise injection: what the network sees at t, else the class of t-1; LPCNet's inputs.
+        for name in ("inputs", "signal_in", "prediction_in"):
+            if name in items[0]:
+                batch[name] = torch.from_numpy(np.stack([it[name] for it in items])).long()  # (B, T)
         return batch
 
     def units(self, batch: dict[str, torch.Tensor]) -> int:
@@ -210,7 +216,8 @@ class VocoderTask(Task):
 
     def loss(self, model: WaveNet, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
         return model.loss(batch["classes"], batch["mel"], reference=self.config.forward == "reference",
-                          inputs=batch.get("inputs")), {}
+                          inputs=batch.get("inputs"), signal_in=batch.get("signal_in"),
+                          prediction_in=batch.get("prediction_in")), {}
 
     @torch.no_grad()
     def evaluate(self, model: WaveNet, batches: Iterable[dict[str, torch.Tensor]], writer, step: int
@@ -222,7 +229,8 @@ class VocoderTask(Task):
         total, count, first = 0.0, 0, None
         for batch in batches:
             n = len(batch["mel"])
-            total += float(model.loss(batch["classes"].to(device), batch["mel"].to(device))) * n
+            given = {name: batch[name].to(device) for name in ("inputs", "signal_in", "prediction_in") if name in batch}
+            total += float(model.loss(batch["classes"].to(device), batch["mel"].to(device), **given)) * n
             count += n
             first = batch if first is None else first
         metrics = {"loss": total / count}
@@ -235,6 +243,19 @@ class VocoderTask(Task):
             real = torch.from_numpy(model_to_signal(self.config.model, real, first["mel"][0, :frames].numpy())[0])
             writer.add_audio("eval/real", real[None], step, sample_rate=sr)
         return metrics
+
+    def init_from(self, model: WaveNet, source: WaveNet) -> None:
+        """The voice's WaveNet, or the same network given LPCNet's inputs: their embeddings
+        start at zero, so it begins by saying exactly what the voice says."""
+        if model.config.lpc_inputs and not source.config.lpc_inputs and \
+                dataclasses.replace(model.config, lpc_inputs=False) == source.config:
+            missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+            assert sorted(missing) == ["embedding_prediction.weight", "embedding_signal.weight"] and not unexpected
+            with torch.no_grad():
+                model.embedding_signal.weight.zero_()
+                model.embedding_prediction.weight.zero_()
+            return
+        super().init_from(model, source)
 
     def from_voice(self, voice_dir: Path) -> None:
         config = read_config(voice_dir)
