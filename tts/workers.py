@@ -90,3 +90,9 @@ class WarmupProgress(tqdm):
         self.last_print_t = self._time()
         self.refresh()
         return True
+
+    def close(self) -> None:
+        # The last line's rate is the average over the whole run, warm-up included, as it took.
+        if self._warm:
+            self.initial = 0
+        super().close()
