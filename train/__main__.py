@@ -114,12 +114,17 @@ def train(argv: list[str]) -> int:
     train_config, task_config = resolve_config(task_cls, base, files, args.overrides)
     init = args.init if resume_from is None else None  # a resumed run has its own weights
     if init is not None:
-        # The voice's model fixes the shapes: its config replaces the task's model settings.
+        # The voice's model fixes the shapes: its config replaces the task's model settings,
+        # except those set on the command line (a network the task grows from it, e.g.
+        # --set model.lpc_inputs=true; `Task.init_from` says which it can).
         voice_config = load_model(init, task_cls.voice_model or name).config
         if type(voice_config) is not type(task_config.model):
             raise ConfigError(f"{init} holds a {type(voice_config).__name__} model; the {name} task "
                               f"trains a {type(task_config.model).__name__}")
-        task_config = dataclasses.replace(task_config, model=voice_config)
+        asked = {key.partition("=")[0].removeprefix("model.") for key in args.overrides
+                 if key.startswith("model.")}
+        task_config = dataclasses.replace(task_config, model=dataclasses.replace(
+            voice_config, **{field: getattr(task_config.model, field) for field in asked}))
     if args.print_config:
         print(json.dumps({"task": name, **config_dict(train_config), **config_dict(task_config)}, indent=2))
         return EXIT_OK

@@ -349,13 +349,9 @@ class Trainer:
     def _init_from_voice(self) -> None:
         """Start a new run from the weights of the task's model in a voice folder (the
         durable checkpoint a repository can hold); optimizer and schedule start afresh."""
-        from tts.voice import VoiceError, load_model
+        from tts.voice import load_model
 
-        name = self.task.voice_model or self.task.name
-        source = load_model(self.init_voice, name)
-        if source.config != self.model.config:
-            raise VoiceError(f"the {name} model of {self.init_voice} has another config than this run's")
-        self.model.load_state_dict(source.state_dict(), strict=True)
+        self.task.init_from(self.model, load_model(self.init_voice, self.task.voice_model or self.task.name))
         self.task.from_voice(self.init_voice)
         if self.ema:
             self.ema = EMA(self.model, self.config.ema)
