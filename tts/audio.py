@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import scipy.signal
 import soundfile as sf
 import torch
 
@@ -358,6 +357,8 @@ def de_emphasis(audio: np.ndarray, coef: float, last: float = 0.0) -> tuple[np.n
     audio = np.asarray(audio, dtype=np.float32)
     if coef == 0.0 or len(audio) == 0:
         return audio, (float(audio[-1]) if len(audio) else last)
+    import scipy.signal  # a second to import: only the pre-emphasis vocoder needs it
+
     y, _ = scipy.signal.lfilter([1.0], [1.0, -coef], audio, zi=[coef * last])
     return y.astype(np.float32), float(y[-1])
 
