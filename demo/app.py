@@ -322,7 +322,7 @@ def build_app(synths: dict, max_chars: int = MAX_INPUT_CHARS):
                 vocoder = gr.Dropdown(list(synths), value=next(iter(synths)), label="Vocoder")
                 with gr.Row():
                     ssml = gr.Checkbox(label="SSML", value=False,
-                                       info="read the text as SSML (also when it starts with <speak>)")
+                                       info="read the text as SSML (also when it starts with markup, such as <speak>)")
                     sentence_pause = gr.Number(label="Pause between sentences (s)", value=0.0, minimum=0,
                                                maximum=MAX_PAUSE)
                     paragraph_pause = gr.Number(label="Pause between paragraphs (s)", value=0.0, minimum=0,

@@ -154,7 +154,7 @@ class Synthesizer:
         """Yield audio chunks as soon as they are generated, sentence after sentence.
 
         ``ssml``: read ``text`` as SSML (`tts.text.ssml`); None: when it starts with
-        ``<speak``. ``sentence_pause`` and ``paragraph_pause``: seconds of silence added
+        markup (``<speak>``, an XML declaration, a doctype: `tts.text.ssml.is_ssml`). ``sentence_pause`` and ``paragraph_pause``: seconds of silence added
         between sentences and between paragraphs (blank lines, ``<p>``). Each chunk holds the
         words and phonemes it completes, timed from the start of this call's audio, with the
         words' places in ``text``.

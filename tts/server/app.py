@@ -2,7 +2,7 @@
 
 ``POST /v1/audio/speech`` takes OpenAI's request (``model`` is accepted and ignored) plus the
 engine's optional ``seed``, ``ssml`` (read ``input`` as SSML; by default when it starts with
-``<speak``), ``sentence_pause`` and ``paragraph_pause`` (seconds) and ``stream``: true sends the
+markup, `tts.text.ssml.is_ssml`), ``sentence_pause`` and ``paragraph_pause`` (seconds) and ``stream``: true sends the
 body while it is generated, false the whole file once it is done, its header carrying the true
 length (by default pcm and mp3 stream, wav and flac come whole). ``POST /v1/audio/speech/timings`` takes the same request and answers JSON:
 the audio (base64, in ``response_format``) with every word's and phoneme's start and end. ``/v1/audio/speech/stream`` is
