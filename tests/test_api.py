@@ -296,3 +296,32 @@ def test_the_speech_never_clips_whatever_the_seed_and_rate(tmp_path):
     limited = np.concatenate([a for a, _ in synth.vocoder.stream(mel, np.random.default_rng(1))])
     below = np.abs(raw) <= 0.9
     np.testing.assert_array_equal(limited[below], raw[below])
+
+
+def test_a_voice_with_lpcnet_inputs_speaks_the_same_on_every_kernel(tmp_path):
+    """The runtime hands each chunk's per-sample coefficients to the kernel, whose predictor
+    runs in the loop: numba and the torch reference draw the same samples, and `vocode` (the
+    training evaluation's path) hears the same audio."""
+    import dataclasses
+
+    from tests.voices import TINY_VOCODER
+    from tts.text import phonemize_words
+    from tts.voice import save_model
+    from tts.vocoder.wavenet import WaveNet
+
+    voice = make_tiny_voice(tmp_path / "v")
+    with torch.random.fork_rng():
+        torch.manual_seed(4)
+        wavenet = WaveNet(dataclasses.replace(TINY_VOCODER, lpc_order=6, lpc_inputs=True)).eval()
+        with torch.no_grad():
+            wavenet.embedding_signal.weight.normal_(0.0, 1.0)
+            wavenet.embedding_prediction.weight.normal_(0.0, 1.0)
+    save_model(voice, "vocoder", wavenet)
+    numba = Synthesizer.load(voice, device="cpu", backend="numba")
+    reference = Synthesizer.load(voice, device="cpu", backend="torch")
+    text = "Hi there."
+    heard = numba.synthesize(text, seed=2)
+    np.testing.assert_array_equal(heard, reference.synthesize(text, seed=2))
+    mel, _ = numba.sentence_mel(phonemize_words(text, numba.g2p)[0])
+    np.testing.assert_array_equal(numba.voice.wavenet.vocode(mel, seed=(2, 0)), heard)
+    assert np.abs(heard).max() < 1.0
