@@ -69,6 +69,9 @@ def test_a_resumed_vocoder_run_still_carries_its_origin(corpus, tmp_path, capsys
     assert voice.default_vocoder == "griffin-lim" and voice.model("vocoder").config.temperature == 0.7
     for name in ("acoustic", "voicing"):
         assert_same_model(tmp_path / "voice", origin, name)
+    # --alone: the run's model and nothing the origin carries (what a GPU session brings back).
+    assert main(["export", str(run), "--to", str(tmp_path / "alone"), "--alone"]) == 0
+    assert sorted(p.name for p in (tmp_path / "alone").iterdir()) == ["config.json", "vocoder.safetensors"]
 
 
 def test_an_origin_that_is_gone_leaves_the_run_s_model_alone_with_a_warning(corpus, tmp_path, capsys):

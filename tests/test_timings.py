@@ -64,7 +64,11 @@ def test_timings_tile_the_audio_and_each_chunk_carries_the_words_it_completes(sy
 def test_timings_follow_the_speaking_rate(synth, rate):
     _, slow, _ = synth.synthesize_with_timings("Hello there.", rate=rate)
     _, normal, _ = synth.synthesize_with_timings("Hello there.")
-    assert [w.end for w in slow] == pytest.approx([w.end / rate for w in normal], abs=1e-6)
+    # Faster speech shortens vowels more than consonants, so a word's end moves by a frame or
+    # so from the even share; the sentence still takes 1 / rate of the time, to the frame.
+    near = 1e-6 if rate < 1.0 else 2 * 200 / 16000
+    assert [w.end for w in slow] == pytest.approx([w.end / rate for w in normal], abs=near)
+    assert slow[-1].end == pytest.approx(normal[-1].end / rate, abs=200 / 16000 + 1e-6)
 
 
 def test_a_break_adds_its_silence_and_a_rate_stretches_only_its_span(synth):

@@ -92,6 +92,8 @@ def _export_parser() -> argparse.ArgumentParser:
                    help="fit a voicing detector on --data and sample voiced frames up to "
                         "1 + STRENGTH times more sharply (LPCNet: 1)")
     p.add_argument("--data", help="the corpus (LJ Speech layout) to fit --voicing on")
+    p.add_argument("--alone", action="store_true",
+                   help="write the run's model alone, not the other models of the voice it started from")
     return p
 
 
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             # Fitted before anything is written, so that a bad corpus leaves the voice as it was.
             voicing = None if args.voicing is None else \
                 fit_voicing_on_corpus(args.data, DEFAULT_AUDIO, args.voicing)
-            voice = export_run(args.run_dir, args.voice_dir)
+            voice = export_run(args.run_dir, args.voice_dir, carry=not args.alone)
             if voicing is not None:
                 save_model(voice, "voicing", voicing, DEFAULT_AUDIO)
             if args.default_vocoder:

@@ -66,6 +66,6 @@ if (( status != 0 && status != 124 )); then
 fi
 
 mkdir -p "$out"
-"$python" -m tts.train export "$work/run" --to "$out/voice"
+"$python" -m tts.train export "$work/run" --to "$out/voice" --alone
 cp "$work/run/log.jsonl" "$out/voice/"
 "$python" -m tts.train.bench --report "$work/run" | tee "$out/voice/throughput.txt"

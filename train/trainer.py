@@ -616,13 +616,13 @@ class Trainer:
 
 # --- Export ------------------------------------------------------------------------------
 
-def export_run(run_dir: str | os.PathLike, voice_dir: str | os.PathLike) -> Path:
+def export_run(run_dir: str | os.PathLike, voice_dir: str | os.PathLike, carry: bool = True) -> Path:
     """Write the latest checkpoint's model (its EMA weights when it has them) to a voice folder.
 
     A new voice folder made from a run that started from a voice (``--init``) also gets that
     voice's other models (its vocoder or acoustic model, its voicing detector) and its default
-    vocoder: what a voice carries goes on unless the user changes it. An existing voice folder
-    keeps its own."""
+    vocoder: what a voice carries goes on unless the user changes it (``carry=False``: the
+    run's model alone). An existing voice folder keeps its own."""
     from tts.train.tasks import get_task
     from tts.voice import CONFIG_FILE, VoiceError
 
@@ -639,7 +639,7 @@ def export_run(run_dir: str | os.PathLike, voice_dir: str | os.PathLike) -> Path
     voice_dir = Path(voice_dir)
     origin = ckpt["config"].get("init_voice")
     carried = None
-    if origin and not (voice_dir / CONFIG_FILE).is_file():
+    if carry and origin and not (voice_dir / CONFIG_FILE).is_file():
         try:  # read before anything is written
             carried = _carried_over(Path(origin), task.voice_model or name)
         except VoiceError as e:
