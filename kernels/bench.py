@@ -106,7 +106,9 @@ SAMPLE_RATE = 16000
 # The folder that holds the tts package (a source checkout's root, or site-packages): what the
 # measuring subprocesses import the engine from.
 REPO = Path(tts.__file__).resolve().parents[1]
-CONFIGS = {"default": WaveNetConfig, "medium": WaveNetConfig.medium}
+CONFIGS = {"default": WaveNetConfig, "medium": WaveNetConfig.medium,
+           # The default voice's size with LPCNet's inputs: the predictor runs in the loop.
+           "default-lpc": lambda: WaveNetConfig(lpc_order=16, lpc_inputs=True)}
 
 
 # ---- model arithmetic ---------------------------------------------------------------------
@@ -199,13 +201,18 @@ def time_backend(kernel, config: WaveNetConfig, batch: int, samples: int, repeat
     call, samples/s over all calls, distinct classes drawn), counting every utterance."""
     chunk = min(chunk, samples)
     cond, u = random_inputs(config, batch, samples)
-    kernel.generate(cond[:, :8], u[:, :8], kernel.init_state(batch))
+    order = config.lpc_order if config.lpc_inputs else 0
+    # A mild predictor, the same for every sample (its values do not change the work).
+    lpc = np.full((batch, samples, order), 0.5 / max(order, 1), np.float32) if order else None
+    part = (lambda a, b: None) if lpc is None else (lambda a, b: lpc[:, a:b])
+    kernel.generate(cond[:, :8], u[:, :8], kernel.init_state(batch), lpc=part(0, 8))
     times, total, classes = [], 0.0, []
     for _ in range(repeats):
         state = kernel.init_state(batch)
         for start in range(0, samples - chunk + 1, chunk):
             t0 = time.perf_counter()
-            out, state = kernel.generate(cond[:, start:start + chunk], u[:, start:start + chunk], state)
+            out, state = kernel.generate(cond[:, start:start + chunk], u[:, start:start + chunk], state,
+                                         lpc=part(start, start + chunk))
             times.append(time.perf_counter() - t0)
             classes.append(np.asarray(out))
     total = batch * chunk * len(times)
@@ -687,6 +694,8 @@ def main(argv=None) -> int:
         # Each backend at the formats asked for that it runs; the reference at float32 regardless.
         formats = {b: [f for f in dict.fromkeys(args.weights) if f in BACKEND_WEIGHTS[b]] or ["fp32"]
                    for b in cpu_backends}
+        if config.lpc_inputs:  # the reduced-precision quality check draws without the predictor
+            formats = {b: ["fp32"] for b in cpu_backends}
         lights = {f: cpu_light(f) for f in dict.fromkeys(f for b in cpu_backends for f in formats[b])}
         for backend, weight_format in [(b, f) for b in cpu_backends for f in formats[b]]:
             kernel = load_backend(backend, model if backend == "torch" else weights, weight_format)
@@ -727,7 +736,9 @@ def main(argv=None) -> int:
                 records.append(record)
         if "numba" in cpu_backends:
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        if "cuda" in backends:
+        if "cuda" in backends and config.lpc_inputs:
+            cuda_notes.append(f"cuda {config_name}: the CUDA kernel does not run LPCNet's inputs yet")
+        elif "cuda" in backends:
             rows, row_notes = cuda_records(
                 model, config_name, gpu, samples=max(16, int(args.seconds * SAMPLE_RATE)),
                 chunk=args.cuda_chunk, repeats=args.repeats, topologies=args.cuda_topologies,
