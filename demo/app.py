@@ -135,7 +135,7 @@ def check_request(text: str, seed, rate, vocoder: str, synths: dict, max_chars: 
                   ) -> tuple[str, int, float, str]:
     """Refuse what the engine should not be asked, with a message for the user; returns the
     checked (text, seed, rate, label of the vocoder)."""
-    from tts.errors import MAX_RATE, MIN_RATE, check_seed
+    from tts.errors import check_rate, check_seed
 
     text = text or ""
     if len(text) > max_chars:
@@ -153,8 +153,10 @@ def check_request(text: str, seed, rate, vocoder: str, synths: dict, max_chars: 
         rate = float(rate)
     except (TypeError, ValueError):
         raise DemoInputError(f"the speaking rate must be a number, got {rate!r}") from None
-    if not MIN_RATE <= rate <= MAX_RATE:
-        raise DemoInputError(f"the speaking rate must be between {MIN_RATE} and {MAX_RATE}, got {rate}")
+    try:
+        check_rate(rate)
+    except ValueError as e:
+        raise DemoInputError(f"the {e}") from None
     if vocoder not in synths:
         raise DemoInputError(f"vocoder {vocoder!r} is not available here (available: {', '.join(synths)})")
     return text, seed, rate, vocoder

@@ -240,7 +240,7 @@ def test_refused_requests_say_why(served, synth):
         client.predict("?! ...", 0, 1.0, synth.vocoder.label, api_name="/generate")
     with pytest.raises(AppError, match="type some text"):
         client.predict("   ", 0, 1.0, synth.vocoder.label, api_name="/generate")
-    with pytest.raises(AppError, match=r"speaking rate must be between 0\.5 and 2\.0, got 3\.0"):
+    with pytest.raises(AppError, match=r"speaking rate must be from 0\.5 to 2, got 3\.0"):
         client.predict("Hi.", 0, 3.0, synth.vocoder.label, api_name="/generate")
     for seed in (-1, 2**63):
         with pytest.raises(AppError, match=f"the seed must be an integer from 0 to {2**63 - 1}, got {seed}"):

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 from starlette.websockets import WebSocket
 
 from tts.audio import to_pcm16
-from tts.errors import MAX_RATE, MIN_RATE, check_seed
+from tts.errors import check_rate, check_seed
 from tts.server.encode import MEDIA_TYPES, StreamEncoder, encode_file
 from tts.server.workers import ServerBusy, WorkerPool
 from tts.text import NothingToSpeakError, SentenceBuffer
@@ -118,9 +118,10 @@ class Server:
             return 1.0
         if isinstance(speed, bool) or not isinstance(speed, (int, float)):
             raise ApiError(422, f"'speed' must be a number, got {speed!r}", "invalid_speed", "speed")
-        if not MIN_RATE <= speed <= MAX_RATE:
-            raise ApiError(422, f"'speed' must be between {MIN_RATE} and {MAX_RATE}, got {speed}",
-                           "invalid_speed", "speed")
+        try:
+            check_rate(speed)
+        except ValueError as e:
+            raise ApiError(422, f"'speed': {e}", "invalid_speed", "speed") from None
         return float(speed)
 
     @staticmethod
