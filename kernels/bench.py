@@ -99,6 +99,7 @@ import torch
 
 import tts
 from tts.kernels import BACKENDS, WEIGHT_FORMATS, available_backends, backend_status, load_backend
+from tts.kernels.hardware import clock_hz, cpu_name_and_flags, nominal_peak
 from tts.vocoder.choice import BACKEND_WEIGHTS
 from tts.vocoder.wavenet import WaveNet, WaveNetConfig
 
@@ -670,7 +671,11 @@ def main(argv=None) -> int:
             p.error(str(e))
         gpu = GpuInfo.current()
     load_before = load()
-    peak = peak_flops() if cpu_backends else None
+    # The bound is the core's nominal peak (its flags and clock), or what a matrix product
+    # measures where that is more: a measured peak alone can sit below what a kernel reaches.
+    measured = peak_flops() if cpu_backends else None
+    nominal = nominal_peak(cpu_name_and_flags()[1], clock_hz())["fp32"]
+    peak = None if measured is None else max(measured, nominal if nominal == nominal else 0.0)
     records, notes, cuda_notes = [], [], []
     for config_name in args.configs:
         config = CONFIGS[config_name]()
@@ -685,7 +690,8 @@ def main(argv=None) -> int:
             bandwidth = stream_bandwidth(nbytes)
             light = min(peak / flops, bandwidth / nbytes)
             notes.append(f"{config_name} {weight_format}: {flops / 1e6:.3f} MFLOP and {nbytes / 1e6:.3f} MB "
-                         f"of weights per sample; peak {peak / 1e9:.1f} GFLOP/s -> {peak / flops:,.0f} "
+                         f"of weights per sample; peak {peak / 1e9:.1f} GFLOP/s (nominal {nominal / 1e9:.1f}, "
+                         f"a matrix product {measured / 1e9:.1f}) -> {peak / flops:,.0f} "
                          f"samples/s, stream {bandwidth / 1e9:.1f} GB/s -> {bandwidth / nbytes:,.0f} "
                          f"samples/s; speed of light {light:,.0f} samples/s")
             return light
