@@ -52,9 +52,9 @@ class KernelState:
     def from_torch(cls, state: WaveNetState) -> "KernelState":
         history = torch.cat(state.buffers, dim=1).detach().cpu().numpy().astype(np.float32)
         b = history.shape[0]
-        signal = np.zeros((b, 0)) if state.signal is None else state.signal.detach().cpu().numpy()
         return cls(np.ascontiguousarray(history), state.last_class.cpu().numpy().astype(np.int32),
-                   np.full(b, state.t, np.int64), np.ascontiguousarray(signal, dtype=np.float64))
+                   np.full(b, state.t, np.int64),
+                   np.ascontiguousarray(state.signal.detach().cpu().numpy(), dtype=np.float64))
 
     def to_torch(self, dilations) -> WaveNetState:
         if len(set(self.t.tolist())) != 1:

@@ -66,12 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         for state in ("cold", "warm"):
             times, parts = [], []
             for i in range(args.repeats):
-                cache = Path(tmp) / f"numba-{state}-{i}" if state == "cold" else Path(tmp) / "numba-cold-0"
-                run_env = {**env, "NUMBA_CACHE_DIR": str(cache)}
-                times.append(_run(synthesize, run_env))
-                child = subprocess.run([python, "-c", BREAKDOWN, voice], env={**run_env, "NUMBA_CACHE_DIR": str(
-                    Path(tmp) / f"numba-breakdown-{state}-{i}" if state == "cold" else cache)},
-                    capture_output=True, text=True, check=True)
+                # Cold: an empty cache for each process; warm: the one the first cold run filled.
+                synthesize_cache = Path(tmp) / (f"numba-{i}" if state == "cold" else "numba-0")
+                breakdown_cache = Path(tmp) / (f"numba-breakdown-{i}" if state == "cold" else "numba-0")
+                times.append(_run(synthesize, {**env, "NUMBA_CACHE_DIR": str(synthesize_cache)}))
+                child = subprocess.run([python, "-c", BREAKDOWN, voice],
+                                       env={**env, "NUMBA_CACHE_DIR": str(breakdown_cache)},
+                                       capture_output=True, text=True, check=True)
                 parts.append(json.loads(child.stdout.strip().splitlines()[-1]))
             rows.append(("synthesize one word", state, statistics.median(times)))
             breakdowns[state] = parts

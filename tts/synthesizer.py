@@ -187,8 +187,7 @@ class Synthesizer:
             if isinstance(sentence, Pause):
                 silence += round(sentence.seconds * self.sample_rate)
                 continue
-            speed = min(MAX_RATE, max(MIN_RATE, rate * sentence.rate))
-            for chunk in self._speak_sentence(sentence, phonemes, spans, index, seed, speed,
+            for chunk in self._speak_sentence(sentence, phonemes, spans, index, seed, _speed(rate, sentence),
                                               elapsed + silence, text):
                 if silence:
                     chunk.audio = np.concatenate([np.zeros(silence, np.float32), chunk.audio])
@@ -210,7 +209,7 @@ class Synthesizer:
         from tts.text.ssml import is_ssml
 
         check_rate(rate)
-        mels = [self.sentence_mel(phonemes, min(MAX_RATE, max(MIN_RATE, rate * sentence.rate)))[0].cpu().numpy()
+        mels = [self.sentence_mel(phonemes, _speed(rate, sentence))[0].cpu().numpy()
                 for sentence, phonemes, _ in self._pronounce(read_plan(text, is_ssml(text), 0.0, 0.0))
                 if not isinstance(sentence, Pause)]
         return np.concatenate(mels) if mels else np.zeros((0, self.voice.audio.n_mels), np.float32)
@@ -260,6 +259,11 @@ class Synthesizer:
             timed = timed[len(ours):]
             yield Chunk(audio, sentence.text, phonemes, mel_np, alignment, index, last=last, words=mine,
                         phoneme_timings=ours)
+
+
+def _speed(rate: float, sentence: Sentence) -> float:
+    """The call's rate times the sentence's own (SSML prosody), kept within the bounds."""
+    return min(MAX_RATE, max(MIN_RATE, rate * sentence.rate))
 
 
 def _choice(vocoder, backend: str, weights: str) -> VocoderChoice:

@@ -108,12 +108,14 @@ class WaveNetVocoder(Vocoder):
             uniforms = rng.random((1, cond.shape[1]), dtype=np.float32)
             sharpness = None if frame_sharpness is None else \
                 np.repeat(frame_sharpness[start:stop], hop)[None]  # (1, t)
-            # LPCNet's inputs: the predictor runs in the kernel's loop, on each sample's coefficients.
-            lpc = np.repeat(lpc_from_mel(mel_np[start:stop], order), hop, axis=0)[None] if order else None
+            # LPCNet's inputs: the predictor runs in the kernel's loop, on each sample's
+            # coefficients; the synthesis filter after it takes the same ones.
+            coefficients = lpc_from_mel(mel_np[start:stop], order) if order else None
+            lpc = None if coefficients is None else np.repeat(coefficients, hop, axis=0)[None]
             classes, state = self.kernel.generate(cond if self.kernel.takes_tensors else cond.cpu().numpy(),
                                                   uniforms, state, sharpness=sharpness, lpc=lpc)
             audio, carry = model_to_signal(self.wavenet.config, mu_law_decode(np.asarray(classes[0])),
-                                           mel_np[start:stop], carry)
+                                           mel_np[start:stop], carry, coefficients)
             yield audio, stop >= frames
 
 

@@ -162,11 +162,10 @@ class WaveNetState:
     t: int  # samples generated so far
     # With lpc_inputs: the signal's last lpc_order samples, oldest first, float64 (B, order);
     # (B, 0) otherwise.
-    signal: torch.Tensor | None = None
+    signal: torch.Tensor
 
     def clone(self) -> WaveNetState:
-        signal = None if self.signal is None else self.signal.clone()
-        return WaveNetState([b.clone() for b in self.buffers], self.last_class.clone(), self.t, signal)
+        return WaveNetState([b.clone() for b in self.buffers], self.last_class.clone(), self.t, self.signal.clone())
 
 
 def sample_classes(logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
@@ -457,8 +456,6 @@ class WaveNet(nn.Module):
         state = self.init_state(B, cond.device) if state is None else state.clone()
         if state.last_class.shape[0] != B:
             raise ValueError(f"state is for batch size {state.last_class.shape[0]}, cond for {B}")
-        if state.signal is None:
-            state.signal = torch.zeros(B, 0, dtype=torch.float64, device=cond.device)
         if tuple(state.signal.shape) != (B, order):
             raise ValueError(f"state.signal has shape {tuple(state.signal.shape)}, expected ({B}, {order})")
 
@@ -609,11 +606,14 @@ def signal_to_model(config: WaveNetConfig, audio: np.ndarray, mel: np.ndarray, b
     return audio
 
 
-def model_to_signal(config: WaveNetConfig, samples: np.ndarray, mel: np.ndarray, carry=None):
+def model_to_signal(config: WaveNetConfig, samples: np.ndarray, mel: np.ndarray, carry=None,
+                    coefficients: np.ndarray | None = None):
     """The network's decoded samples (frames * hop,) of mel frames (frames, n_mels) -> audio,
-    resumable chunk by chunk: returns (audio, carry) and takes the previous chunk's carry."""
+    resumable chunk by chunk: returns (audio, carry) and takes the previous chunk's carry.
+    ``coefficients``: the frames' `lpc_from_mel`, where the caller has made them already."""
     if config.lpc_order:
-        return lpc_synthesis(samples, lpc_from_mel(mel, config.lpc_order), config.hop_length, carry)
+        coefficients = lpc_from_mel(mel, config.lpc_order) if coefficients is None else coefficients
+        return lpc_synthesis(samples, coefficients, config.hop_length, carry)
     if config.pre_emphasis:
         return de_emphasis(samples, config.pre_emphasis, 0.0 if carry is None else carry)
     return np.asarray(samples, np.float32), None

@@ -50,7 +50,7 @@ def rate_curve(synth, recognizer, rates=RATES, seed: int = 0) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         from tts.cli import add_vocoder_options, check_vocoder_options
-        from tts.errors import MAX_RATE, MIN_RATE
+        from tts.errors import check_rate
 
         p = OneLineParser(prog="python -m tts.evaluate.rates", description=__doc__.splitlines()[0])
         p.add_argument("--voice", type=Path, help="voice folder (default: the bundled voice)")
@@ -58,8 +58,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--rates", type=float, nargs="+", default=list(RATES), help="speaking rates to read at")
         p.add_argument("--seed", type=int, default=0, help="the vocoder's seed")
         args = p.parse_args(argv)
-        if not all(MIN_RATE <= r <= MAX_RATE for r in args.rates):
-            raise UsageError(f"--rates must lie in [{MIN_RATE}, {MAX_RATE}]")
+        for rate in args.rates:
+            try:
+                check_rate(rate)
+            except ValueError as e:
+                raise UsageError(f"--rates: {e}") from None
         choice = check_vocoder_options(args)
         from tts import Synthesizer
         from tts.evaluate.judges import Recognizer, check_installed
