@@ -221,7 +221,9 @@ def mel_spectrogram(audio: np.ndarray, config: AudioConfig = DEFAULT_AUDIO) -> n
     spec = np.abs(librosa.stft(np.asarray(audio, dtype=np.float32), n_fft=config.n_fft,
                                hop_length=config.hop_length, win_length=config.win_length,
                                window="hann", center=True, pad_mode="reflect"))  # (F, frames)
-    mel = mel_basis(config) @ spec  # (n_mels, frames)
+    # Summed in float64 and rounded once: a float32 product's last bit depends on the BLAS
+    # kernel and its thread split, and a feature must not depend on the process that made it.
+    mel = mel_basis(config).astype(np.float64) @ spec.astype(np.float64)  # (n_mels, frames)
     return np.ascontiguousarray(_normalize_db(mel, config, np).T, dtype=np.float32)
 
 
