@@ -272,6 +272,32 @@ def test_noise_injection_trains_and_its_crops_repeat_per_epoch(corpus, tmp_path)
     assert summary["step"] == 2 and np.isfinite(summary["loss"])
 
 
+def test_spectral_terms_vanish_for_the_true_samples_and_pass_gradient_to_the_logits():
+    from tts.train.tasks.vocoder import spectral_terms
+
+    g = torch.Generator().manual_seed(0)
+    wave = 0.3 * torch.sin(torch.arange(2 * 4000) / 16000 * 2 * np.pi * 220).reshape(2, 4000)
+    wave = wave + 0.01 * torch.randn(wave.shape, generator=g)
+    classes = torch.randint(100, 156, wave.shape, generator=g)
+    certain = torch.nn.functional.one_hot(classes, 256).float() * 40.0
+    stft, l1 = spectral_terms(certain, classes, wave, generator=g)
+    assert float(stft) < 1e-3 and float(l1) < 1e-6  # the drawn samples are the true ones
+    unsure = torch.zeros(2, 4000, 256, requires_grad=True)
+    stft, l1 = spectral_terms(unsure, classes, wave, generator=g)
+    assert stft.item() > 0.5 and l1.item() > 1.9
+    stft.backward()  # straight through the drawn class to its softmax
+    assert torch.isfinite(unsure.grad).all() and unsure.grad.abs().sum() > 0
+
+
+def test_spectral_fine_tuning_trains_and_logs_its_terms(corpus, tmp_path):
+    summary = fit("vocoder", corpus, tmp_path / "run", COMMON + VOCODER + ["max_steps=2", "spectral=1"])
+    assert summary["step"] == 2 and np.isfinite(summary["loss"])
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert any("stft" in row and "cross_entropy" in row for row in logged)
+    with pytest.raises(ValueError, match="spectral"):
+        resolve_config(get_task("vocoder"), overrides=["spectral=-1"])
+
+
 def test_ground_truth_aligned_mels_are_the_voices_on_the_real_durations(corpus, tmp_path):
     from tts.train.data import FeatureCache
     from tts.train.tasks.vocoder import aligned_mels

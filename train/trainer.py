@@ -575,6 +575,7 @@ class Trainer:
     def _log(self, record: dict[str, Any], seconds: float) -> None:
         line = {k: v for k, v in record.items() if k != "scalars"}
         line["seconds"] = round(seconds, 6)
+        line.update({k: float(v) for k, v in record["scalars"].items() if k not in line})  # the task's own terms (rank 0's)
         self.log.write(json.dumps(line) + "\n")
         self.log.flush()
         w, step = self.writer, record["step"]

@@ -365,10 +365,17 @@ class WaveNet(nn.Module):
         `forward_reference` (the same numbers, slower). ``inputs`` (B, T): what the network
         sees at t, when not the class of sample t-1 (`teacher_inputs`), as in noise injection;
         ``signal_in``, ``prediction_in``: LPCNet's inputs, as `forward` takes them."""
+        logits = self.teacher_logits(audio_classes, mel, reference, inputs, signal_in, prediction_in)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), audio_classes.reshape(-1))
+
+    def teacher_logits(self, audio_classes: torch.Tensor, mel: torch.Tensor, reference: bool = False,
+                       inputs: torch.Tensor | None = None, signal_in: torch.Tensor | None = None,
+                       prediction_in: torch.Tensor | None = None) -> torch.Tensor:
+        """The logits (B, T, n_classes) `loss` scores: every sample predicted from the true
+        ones before it (or from ``inputs``, as in noise injection)."""
         forward = self.forward_reference if reference else self.forward
         inputs = teacher_inputs(audio_classes) if inputs is None else inputs
-        logits = forward(inputs, mel, signal_in, prediction_in)  # (B, T, n_classes)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), audio_classes.reshape(-1))
+        return forward(inputs, mel, signal_in, prediction_in)
 
     # ---- reference incremental generation ---------------------------------------------
 

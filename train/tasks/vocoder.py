@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from tts.train.data import DatasetError, FeatureCache, compute_features, read_metadata
@@ -57,11 +58,20 @@ class VocoderTaskConfig:
     # all; the predictor's coefficients come from the same mel, as in synthesis. "": each
     # clip's own mel.
     aligned_mels: str = ""
+    # Spectral fine-tuning (as the MWDLP vocoder trains): beside the cross-entropy, a sample is
+    # drawn from each teacher-forced distribution (Gumbel-max, its gradient straight through
+    # the softmax), put back into the audio (the past is the true one, so the predictor and the
+    # pre-emphasis add the same as they do for the true sample), and the audio's spectra are
+    # compared with the true audio's at several resolutions; and an L1 between each softmax
+    # and its one-hot target. This weight scales the two; 0 trains on the cross-entropy alone.
+    spectral: float = 0.0
 
     def __post_init__(self):
         for name in ("segment_frames", "eval_clips", "sample_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.spectral <= 100.0:
+            raise ValueError(f"spectral must be in [0, 100], got {self.spectral}")
         if not 0.0 <= self.noise <= 32.0:
             raise ValueError(f"noise must be in [0, 32] classes, got {self.noise}")
         if self.forward not in ("time-major", "reference"):
@@ -72,17 +82,62 @@ class VocoderTaskConfig:
                              f"({self.model.n_mels}, {self.model.hop_length})")
 
 
+# Spectral fine-tuning's resolutions at 16 kHz: (n_fft, hop, window), the mel's own first.
+STFT_RESOLUTIONS = ((1024, 200, 800), (512, 100, 400), (256, 50, 200), (128, 25, 100))
+MAGNITUDE_FLOOR = 1e-5  # -100 dB, the mel's floor
+
+
+def multi_resolution_stft_loss(audio: torch.Tensor, target: torch.Tensor,
+                               resolutions=STFT_RESOLUTIONS) -> torch.Tensor:
+    """Spectral convergence plus log-magnitude L1 between two batches of audio (B, T), the
+    mean over ``resolutions``. Convergence is taken over the whole batch, so that a crop of
+    silence does not divide by its own near-zero spectrum."""
+    total = audio.new_zeros(())
+    for n_fft, hop, window in resolutions:
+        w = torch.hann_window(window, device=audio.device, dtype=audio.dtype)
+        spectra = [torch.stft(x, n_fft, hop, window, w, return_complex=True).abs().clamp_min(MAGNITUDE_FLOOR)
+                   for x in (audio, target)]
+        convergence = torch.linalg.norm(spectra[1] - spectra[0]) / torch.linalg.norm(spectra[1])
+        total = total + convergence + (spectra[1].log() - spectra[0].log()).abs().mean()
+    return total / len(resolutions)
+
+
+def spectral_terms(logits: torch.Tensor, classes: torch.Tensor, wave: torch.Tensor,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spectral fine-tuning's two terms (VocoderTaskConfig.spectral) for teacher-forced
+    ``logits`` (B, T, C) of target ``classes`` (B, T) in crops of audio ``wave`` (B, T):
+    (the multi-resolution STFT loss of the audio with a drawn sample in place of each true
+    one, the mean L1 between each softmax and its one-hot target).
+
+    Every sample is drawn given the true past, so the predictor (or pre-emphasis) adds to the
+    drawn excitation what it adds to the true one: the drawn audio is the true audio plus the
+    difference of the two excitations, and the whole crop stays one parallel pass."""
+    n_classes = logits.shape[-1]
+    values = mu_law_decode(torch.arange(n_classes, device=logits.device), n_classes).to(logits.dtype)  # (C,)
+    uniform = torch.rand(logits.shape, generator=generator, dtype=logits.dtype, device=logits.device)
+    gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
+    soft = torch.softmax(logits + gumbel, dim=-1)
+    hard = F.one_hot(soft.argmax(-1), n_classes).to(soft.dtype)
+    drawn = (hard + soft - soft.detach()) @ values  # (B, T), the value of the drawn class, gradient of the soft
+    audio = wave + drawn - values[classes]
+    target = F.one_hot(classes, n_classes).to(logits.dtype)
+    l1 = (torch.softmax(logits, dim=-1) - target).abs().sum(-1).mean()
+    return multi_resolution_stft_loss(audio, wave), l1
+
+
 class Crops(torch.utils.data.Dataset):
     """One random crop per clip: mel (segment_frames, n_mels) and mu-law classes
     (segment_frames * hop,), with ``noise`` the noisy input classes too (see
-    VocoderTaskConfig.noise). Clips shorter than a crop are padded with silence."""
+    VocoderTaskConfig.noise), with ``wave`` the crop's audio too (spectral fine-tuning).
+    Clips shorter than a crop are padded with silence."""
 
     def __init__(self, cache: FeatureCache, indices: list[int], segment_frames: int, seed: int = 0,
-                 model: WaveNetConfig = WaveNetConfig(), noise: float = 0.0, mel_dir: Path | None = None):
+                 model: WaveNetConfig = WaveNetConfig(), noise: float = 0.0, mel_dir: Path | None = None,
+                 wave: bool = False):
         self.cache, self.indices, self.segment_frames = cache, indices, segment_frames
         self.mel_dir = mel_dir  # each clip's mel from here (`aligned_mels`) instead of the cache's
         self.model = model  # what the classes stand for: the audio, pre-emphasized or its excitation
-        self.noise = noise
+        self.noise, self.wave = noise, wave
         self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int, seed: int) -> None:
@@ -108,10 +163,11 @@ class Crops(torch.utils.data.Dataset):
         if len(mel) < seg:  # silence: the mel floor is 0 and mu-law 0.0 is silence too
             mel = np.pad(mel, ((0, seg - len(mel)), (0, 0)))
             wave = np.pad(wave, (0, seg * hop - len(wave)))
+        item = {"mel": mel, "wave": wave} if self.wave else {"mel": mel}
         if self.noise or self.model.lpc_inputs:  # LPCNet's inputs come from the loop, noisy or not
-            return {"mel": mel, **self._noisy(wave, mel, before, np.random.default_rng([self.seed, self.epoch, i, 1]))}
+            return {**item, **self._noisy(wave, mel, before, np.random.default_rng([self.seed, self.epoch, i, 1]))}
         signal = signal_to_model(self.model, wave, mel, before)
-        return {"mel": mel, "classes": mu_law_encode(signal, self.cache.audio.mu_law_classes)}
+        return {**item, "classes": mu_law_encode(signal, self.cache.audio.mu_law_classes)}
 
     def _noisy(self, wave: np.ndarray, mel: np.ndarray, before: np.ndarray, rng: np.random.Generator
                ) -> dict[str, np.ndarray]:
@@ -196,7 +252,8 @@ class VocoderTask(Task):
         model = self.config.model
         mel_dir = aligned_mels(cache, self.config.aligned_mels, progress=False) if self.config.aligned_mels else None
         # The held-out loss stays teacher-forced on the clean signal, comparable across runs.
-        return (Crops(cache, train, seg, model=model, noise=self.config.noise, mel_dir=mel_dir),
+        return (Crops(cache, train, seg, model=model, noise=self.config.noise, mel_dir=mel_dir,
+                      wave=self.config.spectral > 0),
                 Crops(cache, held_out, seg, model=model, mel_dir=mel_dir))
 
     def lengths(self, dataset: Crops) -> list[int]:
@@ -209,15 +266,23 @@ class VocoderTask(Task):
         for name in ("inputs", "signal_in", "prediction_in"):
             if name in items[0]:
                 batch[name] = torch.from_numpy(np.stack([it[name] for it in items])).long()  # (B, T)
+        if "wave" in items[0]:
+            batch["wave"] = torch.from_numpy(np.stack([it["wave"] for it in items])).float()  # (B, T)
         return batch
 
     def units(self, batch: dict[str, torch.Tensor]) -> int:
         return batch["classes"].numel()
 
     def loss(self, model: WaveNet, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
-        return model.loss(batch["classes"], batch["mel"], reference=self.config.forward == "reference",
-                          inputs=batch.get("inputs"), signal_in=batch.get("signal_in"),
-                          prediction_in=batch.get("prediction_in")), {}
+        given = {name: batch.get(name) for name in ("inputs", "signal_in", "prediction_in")}
+        reference = self.config.forward == "reference"
+        if not self.config.spectral:
+            return model.loss(batch["classes"], batch["mel"], reference=reference, **given), {}
+        logits = model.teacher_logits(batch["classes"], batch["mel"], reference, **given)
+        cross_entropy = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["classes"].reshape(-1))
+        stft, l1 = spectral_terms(logits, batch["classes"], batch["wave"])
+        return cross_entropy + self.config.spectral * (stft + l1), \
+            {"cross_entropy": cross_entropy.detach(), "stft": stft.detach(), "l1": l1.detach()}
 
     @torch.no_grad()
     def evaluate(self, model: WaveNet, batches: Iterable[dict[str, torch.Tensor]], writer, step: int
