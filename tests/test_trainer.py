@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -648,3 +649,14 @@ def test_checkpoint_minutes_saves_by_the_clock(corpus, tmp_path, monkeypatch):
     fit("vocoder", corpus, tmp_path / "run", sets)
     saved = sorted(int(p.stem.split("-")[1]) for p in (tmp_path / "run" / "checkpoints").glob("step-*.pt"))
     assert saved[-1] == 6 and saved[0] < 6  # by the clock, long before checkpoint_every
+
+
+def test_a_deadline_stops_the_run_at_a_step_checkpointed_and_it_resumes(corpus, tmp_path):
+    cls = get_task("vocoder")
+    train_config, task_config = resolve_config(cls, overrides=COMMON + VOCODER + ["max_steps=1000"])
+    record = Trainer(cls(task_config), train_config, corpus, tmp_path / "run", deadline=time.monotonic()).fit()
+    assert record["stopped_by"] == "deadline" and record["step"] == 1  # the first step sees it past
+    assert latest_checkpoint(tmp_path / "run") is not None
+    record = Trainer(cls(task_config), train_config, corpus, tmp_path / "run", deadline=time.monotonic() + 1.0).fit()
+    assert record["stopped_by"] == "deadline" and 1 < record["step"] < 1000
+    assert sorted(losses(tmp_path / "run")) == list(range(1, record["step"] + 1))

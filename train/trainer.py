@@ -231,11 +231,17 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 class Trainer:
     """Trains one task in one run folder. ``fit()`` runs to ``max_steps`` (or to a stop
-    signal) and returns a summary; with ``resume`` it continues the folder's latest checkpoint."""
+    signal, or to ``deadline``) and returns a summary; with ``resume`` it continues the
+    folder's latest checkpoint.
+
+    ``deadline``: a `time.monotonic()` time at which the run stops at the step boundary rank 0
+    sees first past it (checkpointed, as at a stop signal); the progress bar then counts the
+    seconds to it, so that its ETA is the deadline's."""
 
     def __init__(self, task: Task, config: TrainConfig, data_dir: str | os.PathLike, run_dir: str | os.PathLike,
-                 resume: bool = True, init_voice: str | os.PathLike | None = None):
+                 resume: bool = True, init_voice: str | os.PathLike | None = None, deadline: float | None = None):
         self.task, self.config = task, config
+        self.deadline = deadline
         self.init_voice = None if init_voice is None else Path(init_voice)
         # Recorded in every checkpoint (a resumed run keeps its first's), so that an export
         # into a new voice carries over what else that voice holds (see `export_run`).
@@ -247,6 +253,7 @@ class Trainer:
         # all-reduce first carries a request, so that a signal that lands after one step's
         # all-reduce is kept for the next instead of being overwritten.
         self._stop_requested = self._stop = False
+        self.stopped_by: str | None = None  # "signal" or "deadline" once the run stopped early
         self._save_due, self._saved_time = False, time.monotonic()
         self._owns_group = False
         self.progress = self.writer = self.log = self.eval_log = None
@@ -321,8 +328,14 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if self.step else None)
-            self.progress = tqdm(total=c.max_steps, initial=self.step, desc=getattr(task, "name", "train"),
-                                 unit="step", dynamic_ncols=True)
+            if self.deadline is None:
+                self.progress = tqdm(total=c.max_steps, initial=self.step, desc=getattr(task, "name", "train"),
+                                     unit="step", dynamic_ncols=True)
+            else:
+                self.progress = tqdm(total=max(0, round(self.deadline - time.monotonic())), desc=getattr(task, "name", "train"),
+                                     unit="s", dynamic_ncols=True,
+                                     bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
+                self._bar_start = time.monotonic()
 
     def _cpu_format(self) -> str:
         """fp32 or bf16 on the CPU: as configured, or (auto) as rank 0 measures it on this
@@ -493,12 +506,15 @@ class Trainer:
         # One all-reduce carries the skip flag, the stop request, rank 0's "a checkpoint is due"
         # and the logged sums.
         due = info.is_main and c.checkpoint_minutes > 0 and time.monotonic() - self._saved_time >= 60 * c.checkpoint_minutes
-        counts = torch.tensor([float(self._stop_requested), float(due), float(items), float(units)], device=info.device)
+        late = info.is_main and self.deadline is not None and time.monotonic() >= self.deadline
+        counts = torch.tensor([float(self._stop_requested), float(due), float(items), float(units), float(late)],
+                              device=info.device)
         flags = torch.cat([bad[None], loss_sum[None], counts])
         if info.distributed:
             dist.all_reduce(flags)
-        bad, loss_total, stop, due, items_total, units_total = flags.tolist()
+        bad, loss_total, stop, due, items_total, units_total, late = flags.tolist()
         self._save_due = due > 0
+        self.stopped_by = "signal" if stop > 0 else "deadline" if late > 0 else None
         skipped = bad > 0
         lr = self.optimizer.param_groups[0]["lr"]
         if skipped:
@@ -510,7 +526,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
-        self._stop = stop > 0
+        self._stop = stop > 0 or late > 0
         loss_mean = loss_total / (info.world_size * c.accumulation_steps)
         grad_norm = float(norm)  # after the all-reduce of DDP, the same on every rank
         return {"step": self.step, "loss": loss_mean if math.isfinite(loss_mean) else None, "lr": lr,
@@ -566,7 +582,7 @@ class Trainer:
                     break
             if saved_at != self.step:
                 self.save_checkpoint()
-            return record
+            return {**record, "stopped_by": self.stopped_by}
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
@@ -593,7 +609,10 @@ class Trainer:
         self.progress.set_postfix_str(f"loss={loss} items/s={record['items'] / seconds:.1f}"
                                       + (f" skipped={record['skipped_total']}" if record["skipped_total"] else ""),
                                       refresh=False)
-        self.progress.update(1)
+        if self.deadline is None:
+            self.progress.update(1)
+        else:  # seconds to the deadline, whatever took them (steps, evaluations, checkpoints)
+            self.progress.update(max(0.0, min(self.progress.total, time.monotonic() - self._bar_start) - self.progress.n))
 
     def close(self) -> None:
         for thing in (self.progress, self.writer, self.log, getattr(self, "eval_log", None)):
