@@ -176,7 +176,7 @@ def test_robustness_checks(synth):
 
 def test_cli_without_judges(voice, corpus, tmp_path, capsys):
     out = tmp_path / "report.json"
-    rc = main([str(voice), "--corpus", str(corpus), "--n", "2", "--skip", "wer,dnsmos,robustness",
+    rc = main([str(voice), "--corpus", str(corpus), "--n", "2", "--skip", "wer,dnsmos,similarity,robustness",
                "--out", str(out), "--save-audio", str(tmp_path / "audio")])
     table = capsys.readouterr().out
     assert rc == 0
@@ -200,13 +200,13 @@ def test_cli_without_judges(voice, corpus, tmp_path, capsys):
 
 def test_cli_in_parts(voice, corpus, capsys):
     rc = main([str(voice), "--corpus", str(corpus), "--n", "1",
-               "--skip", "wer,dnsmos,robustness,speed,engine,vocoder"])
+               "--skip", "wer,dnsmos,similarity,robustness,speed,engine,vocoder"])
     table = capsys.readouterr().out
     assert rc == 0 and "Griffin-Lim" in table and "copy-synthesis" not in table and "speed" not in table
 
 
 @pytest.mark.parametrize("args, rc, message", [
-    (["{missing}", "--corpus", "{corpus}", "--skip", "wer,dnsmos,robustness"], 1, "voice folder not found"),
+    (["{missing}", "--corpus", "{corpus}", "--skip", "wer,dnsmos,similarity,robustness"], 1, "voice folder not found"),
     (["{voice}", "--corpus", "{tmp}"], 2, "no heldout.csv"),
     (["{voice}", "--corpus", "{corpus}", "--skip", "nothing"], 2, "unknown part"),
     (["{voice}", "--corpus", "{corpus}", "--out", "{missing}/r.json"], 2, "output folder does not exist"),

@@ -1,8 +1,9 @@
-"""``python -m tts.evaluate VOICE_DIR --corpus CORPUS_DIR [--n 50] [--out report.json] [--skip ...]``
+"""``python -m tts.evaluate VOICE_DIR --corpus CORPUS_DIR [--n 50] [--out report.json] [--skip ...]
+[--speaker DIR]``
 
 Exit codes: 0 success; 2 bad usage or input (no corpus, no ``heldout.csv``, a missing clip,
-an unknown --skip); 1 the evaluation cannot run (a missing or broken voice, the ``eval``
-extra not installed). Every error is one line on stderr.
+an unknown --skip, a --speaker folder without recordings); 1 the evaluation cannot run (a
+missing or broken voice, the ``eval`` extra not installed). Every error is one line on stderr.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from tts.command import OneLineParser, UsageError, run_command
 from tts.files import replacing
 
 PARTS = ("engine", "vocoder", "griffin-lim", "robustness", "speed")
-JUDGES = ("wer", "dnsmos", "mcd")
+JUDGES = ("wer", "dnsmos", "mcd", "similarity")
+# Speaker similarity averages this many reference recordings at most: the mean embedding has
+# long settled, and a whole corpus would take minutes to embed.
+SPEAKER_CLIPS = 100
 # The systems judged on every held-out line; the table puts each in the engine's or the teacher's column.
 SYSTEMS = {
     "engine": "text -> acoustic model -> vocoder",
@@ -36,13 +40,19 @@ SYSTEMS = {
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m tts.evaluate",
                 description="Judge a voice beside its teacher on held-out lines: Whisper word error rate, "
-                            "DNSMOS, mel-cepstral distortion, each model alone, robustness and speed.")
+                            "DNSMOS, mel-cepstral distortion, speaker similarity, each model alone, "
+                            "robustness and speed.")
     p.add_argument("voice", type=Path, help="voice folder")
     p.add_argument("--corpus", type=Path, required=True,
                    help="corpus folder in the LJ Speech layout: heldout.csv (id|text|normalized text), wavs/<id>.flac|.wav")
     p.add_argument("--n", type=int, default=50, help="held-out lines to use, from the top (default 50)")
     p.add_argument("--out", type=Path, help="also write every number (and each line's transcripts) to this JSON file")
     p.add_argument("--skip", default="", help=f"comma-separated parts to leave out: {', '.join(PARTS + JUDGES)}")
+    p.add_argument("--speaker", type=Path,
+                   help="the target speaker's recordings for speaker similarity: a folder of WAV/FLAC files, or a "
+                        "corpus in the LJ Speech layout (the clips its metadata.csv lists); at most "
+                        f"{SPEAKER_CLIPS}, in file order (default: the corpus's held-out recordings, each line's own "
+                        "left out)")
     p.add_argument("--save-audio", type=Path, help="write each system's audio to DIR/<system>/<id>.wav to listen to")
     add_vocoder_options(p)
     p.add_argument("--threads", type=int, default=1, help="CPU threads for every model and judge (default 1)")
@@ -86,6 +96,30 @@ def read_heldout(corpus: Path, n: int) -> list[Clip]:
     return clips
 
 
+def read_speaker(folder: Path, limit: int = SPEAKER_CLIPS) -> list[Path]:
+    """The speaker's reference recordings in ``folder``: the clips its ``metadata.csv`` lists
+    (wavs/<id>.flac|.wav, an LJ Speech layout corpus), else its own WAV and FLAC files."""
+    if not folder.is_dir():
+        raise UsageError(f"--speaker folder not found: {folder}")
+    metadata = folder / "metadata.csv"
+    if metadata.is_file():
+        paths = []
+        for line in metadata.read_text(encoding="utf-8").splitlines():
+            clip_id = line.split("|")[0].strip()
+            if not clip_id:
+                continue
+            path = next((p for p in (folder / "wavs" / f"{clip_id}{ext}" for ext in (".flac", ".wav")) if p.is_file()),
+                        None)
+            if path is None:
+                raise UsageError(f"{folder}/wavs has no {clip_id}.flac or .wav (listed in {metadata})")
+            paths.append(path)
+    else:
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".wav", ".flac") and p.is_file())
+    if not paths:
+        raise UsageError(f"--speaker folder {folder} has no recordings (WAV or FLAC files, or a metadata.csv)")
+    return paths[:limit]
+
+
 # --- one held-out line -------------------------------------------------------------------------
 
 def copy_synthesis(synth, mel: np.ndarray, seed: int) -> np.ndarray:
@@ -120,7 +154,8 @@ def systems_audio(synth, clip: Clip, parts: set[str], seed: int) -> dict[str, np
 
 
 def judge(audio: np.ndarray, reference: list[str], teacher: np.ndarray, judges: dict, config,
-          is_teacher: bool) -> dict:
+          is_teacher: bool, clip_id: str | None = None) -> dict:
+    from tts.audio import to_mono_16k
     from tts.evaluate.judges import normalize_words
     from tts.evaluate.metrics import mcd, periodicity, speech_seconds, word_errors
 
@@ -133,12 +168,15 @@ def judge(audio: np.ndarray, reference: list[str], teacher: np.ndarray, judges: 
         record.update(judges["dnsmos"](audio))
     if "mcd" in judges and not is_teacher:
         record["mcd"] = mcd(audio, teacher, config)
+    if "similarity" in judges:
+        record["similarity"] = judges["similarity"](to_mono_16k(audio, config.sample_rate), leave_out=clip_id)
     return record
 
 
 def aggregate(clips: list[dict]) -> dict:
-    """One system's numbers over all lines: corpus WER, mean DNSMOS, MCD and periodicity, and
-    for WER, OVRL and periodicity the 95% bootstrap interval over lines (``wer_ci``, ...)."""
+    """One system's numbers over all lines: corpus WER, mean DNSMOS, MCD, periodicity and speaker
+    similarity, and for WER, OVRL, periodicity and similarity the 95% bootstrap interval over
+    lines (``wer_ci``, ...)."""
     from tts.evaluate.metrics import bootstrap_interval, mean_statistic, wer_statistic
 
     out = {}
@@ -147,11 +185,11 @@ def aggregate(clips: list[dict]) -> dict:
         out["wer"] = sum(c["errors"] for c in clips) / words if words else float("nan")
         out["wer_ci"] = bootstrap_interval(wer_statistic([c["errors"] for c in clips], [c["words"] for c in clips]),
                                            len(clips))
-    for key in ("sig", "bak", "ovrl", "p808", "mcd", "periodicity"):
+    for key in ("sig", "bak", "ovrl", "p808", "mcd", "periodicity", "similarity"):
         values = [c[key] for c in clips if key in c and not math.isnan(c[key])]
         if clips and key in clips[0]:
             out[key] = float(np.mean(values)) if values else float("nan")
-            if key in ("ovrl", "periodicity"):
+            if key in ("ovrl", "periodicity", "similarity"):
                 out[f"{key}_ci"] = bootstrap_interval(mean_statistic(values), len(values))
     return out
 
@@ -159,7 +197,9 @@ def aggregate(clips: list[dict]) -> dict:
 # --- the whole run -----------------------------------------------------------------------------
 
 def evaluate(synth, clips: list[Clip], skip: set[str], threads: int = 1, seed: int = 0,
-             save_audio: Path | None = None) -> dict:
+             save_audio: Path | None = None, speaker: list[Path] | None = None) -> dict:
+    """Judge every system on the held-out ``clips``; speaker similarity against the recordings
+    ``speaker`` (default: the clips' own recordings, each line's own left out)."""
     from tqdm import tqdm
 
     from tts.audio import write_audio
@@ -177,13 +217,16 @@ def evaluate(synth, clips: list[Clip], skip: set[str], threads: int = 1, seed: i
         judges["dnsmos"] = J.DNSMOS(threads)
     if "mcd" not in skip:
         judges["mcd"] = True
+    if "similarity" not in skip:
+        judges["similarity"], report["speaker"] = speaker_judge(clips, speaker)
     normalize = J.normalize_words if "wer" in judges else (lambda text: text.split())
     per_clip: dict[str, list[dict]] = {}
     for clip in tqdm(clips, desc="held-out lines", unit="line", disable=None):
         audio = systems_audio(synth, clip, parts, seed)
         reference = normalize(clip.text)
         for name, samples in audio.items():
-            record = {"id": clip.id, **judge(samples, reference, audio["teacher"], judges, config, name == "teacher")}
+            record = {"id": clip.id, **judge(samples, reference, audio["teacher"], judges, config, name == "teacher",
+                                             clip.id)}
             per_clip.setdefault(name, []).append(record)
             if save_audio is not None:
                 (save_audio / name).mkdir(parents=True, exist_ok=True)
@@ -222,6 +265,20 @@ def evaluate(synth, clips: list[Clip], skip: set[str], threads: int = 1, seed: i
     return report
 
 
+def speaker_judge(clips: list[Clip], speaker: list[Path] | None):
+    """The speaker-similarity judge, and what the report says of its reference recordings."""
+    from tts.audio import load_audio
+    from tts.evaluate.judges import SpeakerSimilarity
+
+    paths = speaker if speaker is not None else [c.audio for c in clips]
+    judge = SpeakerSimilarity([load_audio(p) for p in paths], [p.stem for p in paths])
+    if len(judge.references) == 0:
+        raise UsageError("speaker similarity: no reference recording has speech in it")
+    folder = os.path.commonpath([p.parent for p in paths])
+    return judge, {"reference": folder if speaker is not None else f"the held-out recordings in {folder}",
+                   "clips": len(judge.references)}
+
+
 def _teacher_seconds(teacher, text: str, config) -> float:
     from tts.evaluate.metrics import speech_seconds
 
@@ -229,7 +286,7 @@ def _teacher_seconds(teacher, text: str, config) -> float:
 
 
 def definitions() -> dict:
-    from tts.evaluate.judges import Recognizer
+    from tts.evaluate.judges import Recognizer, SpeakerSimilarity
     from tts.audio import GRIFFIN_LIM_ITERATIONS
     from tts.evaluate.metrics import MCD_ORDER, PERIODICITY_TOP_DB, PITCH_HZ, SPEECH_TOP_DB
 
@@ -242,6 +299,9 @@ def definitions() -> dict:
         "periodicity": f"mean over 40 ms frames within {PERIODICITY_TOP_DB:.0f} dB of the loudest of the peak "
                        f"normalized cross-correlation of the frame with itself at {PITCH_HZ[0]:.0f}-"
                        f"{PITCH_HZ[1]:.0f} Hz lags (1: periodic, 0: noise); the teacher's own audio is the target",
+        "similarity": f"{SpeakerSimilarity.name}: the cosine between a line's embedding and the speaker's, the "
+                      "normalized mean embedding of the reference recordings (the line's own recording left out); "
+                      "mean over lines",
         "griffin_lim": f"tts.audio.griffin_lim: filterbank pseudo-inverse + librosa griffinlim, {GRIFFIN_LIM_ITERATIONS} iterations, the voice's AudioConfig",
         "duration": f"speech seconds (first to last frame within {SPEECH_TOP_DB:.0f} dB of the peak), engine / teacher",
     }
@@ -274,7 +334,7 @@ def format_table(report: dict) -> str:
         rows.append((title, "", ""))
         for key, label, digits in [("wer", "WER", 3), ("sig", "DNSMOS SIG", 2), ("bak", "DNSMOS BAK", 2),
                                    ("ovrl", "DNSMOS OVRL", 2), ("p808", "DNSMOS P.808", 2), ("mcd", "MCD dB", 2),
-                                   ("periodicity", "periodicity", 3)]:
+                                   ("periodicity", "periodicity", 3), ("similarity", "speaker similarity", 3)]:
             if key in e or key in t:
                 rows.append((f"  {label}", _fmt_ci(e, key, digits) if e else "", _fmt_ci(t, key, digits) if t else ""))
 
@@ -303,7 +363,7 @@ def format_table(report: dict) -> str:
     width = max(len(r[0]) for r in rows) if rows else 10
     lines = [f"{report['lines']} held-out lines, voice {report['voice']}",
              f"{'':{width}s}  {'engine':>22s}  {'teacher':>22s}",
-             "(WER, OVRL and periodicity: the mean over lines [its 95% bootstrap interval])"]
+             "(WER, OVRL, periodicity and speaker similarity: the mean over lines [its 95% bootstrap interval])"]
     lines += [f"{a:{width}s}  {b:>22s}  {c:>22s}" for a, b, c in rows]
     for failure in report.get("robustness", {}).get("failures", []):
         lines.append(f"robustness failure: {failure}")
@@ -346,11 +406,13 @@ def run(args) -> int:
     if args.out is not None and not args.out.parent.is_dir():
         raise UsageError(f"output folder does not exist: {args.out.parent}")
     clips = read_heldout(args.corpus, args.n)
+    speaker = read_speaker(args.speaker) if args.speaker is not None and "similarity" not in skip else None
     check_installed([part for part, needed in [("wer", "wer" not in skip), ("dnsmos", "dnsmos" not in skip),
-                                               ("teacher", "robustness" not in skip)] if needed])
+                                               ("teacher", "robustness" not in skip),
+                                               ("similarity", "similarity" not in skip)] if needed])
     torch.set_num_threads(args.threads)
     synth = Synthesizer.load(args.voice, device="cpu", vocoder=args.choice)
-    report = evaluate(synth, clips, skip, args.threads, args.seed, args.save_audio)
+    report = evaluate(synth, clips, skip, args.threads, args.seed, args.save_audio, speaker)
     report["corpus"] = str(args.corpus)
     print(format_table(report))
     if args.out is not None:

