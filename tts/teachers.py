@@ -2,8 +2,13 @@
 evaluation: each is a callable (sentence) -> ((T,) float32 audio, its sample rate), made once
 per process.
 
-    joe     Piper's en_US-joe-medium (the `teacher` extra): the voice the default voice learns
-    espeak  espeak-ng (a system program): no model, a quick corpus for tests and trials
+    joe           Piper's en_US-joe-medium (the `teacher` extra): the voice the default voice learns
+    espeak        espeak-ng (a system program): no model, a quick corpus for tests and trials
+    festival-slt  Festival's CMU ARCTIC "slt" HTS voice, US English female (Debian festvox-us-slt-hts)
+    festival-kal  Festival's "kal" diphone voice, US English male (Debian festvox-kallpc16k)
+
+The Festival voices are speakers no model of the engine has heard: test speakers for adapting
+a voice to a new speaker from a few minutes of their speech.
 """
 
 from __future__ import annotations
@@ -17,7 +22,14 @@ import numpy as np
 import soundfile as sf
 
 ESPEAK = "espeak-ng"
-TEACHERS = ("joe", "espeak")
+FESTIVAL, TEXT2WAVE = "festival", "text2wave"
+# teacher -> (Festival voice, the Debian package that holds it)
+FESTIVAL_VOICES = {"festival-slt": ("cmu_us_slt_arctic_hts", "festvox-us-slt-hts"),
+                   "festival-kal": ("kal_diphone", "festvox-kallpc16k")}
+TEACHERS = ("joe", "espeak", *FESTIVAL_VOICES)
+# The teachers that speak in a program of their own: threads are enough to run several at once.
+PROGRAM_TEACHERS = ("espeak", *FESTIVAL_VOICES)
+FESTIVAL_RATE = 16000
 SENTENCE_PAUSE_S = 0.2
 
 
@@ -57,6 +69,32 @@ class EspeakTeacher:
         return audio, rate
 
 
+class FestivalTeacher:
+    """A Festival voice speaking through ``text2wave``, resampled by Festival to 16 kHz."""
+
+    def __init__(self, name: str):
+        voice, package = FESTIVAL_VOICES[name]
+        if shutil.which(FESTIVAL) is None or shutil.which(TEXT2WAVE) is None:
+            raise TeacherError(f"festival is not installed (apt-get install festival {package})")
+        # text2wave says nothing and exits 0 for an unknown voice; festival itself fails.
+        probe = subprocess.run([FESTIVAL, "--batch", f"(voice_{voice})"], capture_output=True, timeout=60)
+        if probe.returncode != 0:
+            raise TeacherError(f"festival has no voice {voice} (apt-get install {package})")
+        self.name, self.voice = name, voice
+
+    def __call__(self, text: str) -> tuple[np.ndarray, int]:
+        # Headerless samples: the RIFF header text2wave writes to a pipe gives a length of 0.
+        # Festival reads its text as Latin-1 bytes.
+        proc = subprocess.run([TEXT2WAVE, "-eval", f"(voice_{self.voice})", "-F", str(FESTIVAL_RATE),
+                               "-otype", "raw", "-o", "-"],
+                              input=text.encode("latin-1", errors="replace"), capture_output=True, timeout=120)
+        if proc.returncode != 0 or len(proc.stdout) < 2:
+            raise TeacherError(f"{self.name} said nothing for {text!r}: "
+                               f"{proc.stderr.decode(errors='replace').strip()}")
+        samples = np.frombuffer(proc.stdout[: len(proc.stdout) // 2 * 2], dtype=np.int16)  # native order, as written
+        return (samples / 32768.0).astype(np.float32), FESTIVAL_RATE
+
+
 class JoeTeacher:
     """The teacher voice: Piper's ``en_US-joe-medium`` on onnxruntime, on ``threads`` threads (the corpus builder
     runs one per process and parallelises with ``--jobs``; PiperVoice.load would take every core)."""
@@ -92,6 +130,8 @@ def make_teacher(name: str, voice: str = "en-us", words_per_minute: int = 165):
         return JoeTeacher()
     if name == "espeak":
         return EspeakTeacher(voice, words_per_minute)
+    if name in FESTIVAL_VOICES:
+        return FestivalTeacher(name)
     raise TeacherError(f"unknown teacher {name!r} (choose from {', '.join(TEACHERS)})")
 
 
