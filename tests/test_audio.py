@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tts.audio import (DEFAULT_AUDIO, LIMIT_CEILING, LIMIT_KNEE, AudioConfig, AudioFileError, load_audio,
-                       mel_spectrogram, mel_spectrogram_torch, mu_law_decode, mu_law_encode, normalize_loudness,
+                       mel_basis, mel_spectrogram, mel_spectrogram_torch, mu_law_decode, mu_law_encode, normalize_loudness,
                        normalize_peak, soft_limit, to_pcm16, trim_silence, write_audio)
 
 SR = DEFAULT_AUDIO.sample_rate
@@ -151,3 +151,15 @@ def test_soft_limit_chunk_by_chunk_is_the_whole_at_once(samples, cuts):
     x = np.array(samples, dtype=np.float32)
     chunks = np.split(x, sorted(min(c, len(x)) for c in cuts))
     assert np.array_equal(np.concatenate([soft_limit(c) for c in chunks]), soft_limit(x))
+
+
+@pytest.mark.parametrize("changes", [{}, {"n_fft": 512, "n_mels": 64, "fmin": 50.0, "fmax": 7600.0}])
+def test_the_mel_filterbank_is_librosas(changes):
+    import dataclasses
+
+    import librosa
+
+    config = dataclasses.replace(DEFAULT_AUDIO, **changes)
+    expected = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
+                                   fmin=config.fmin, fmax=config.fmax)
+    np.testing.assert_array_equal(mel_basis(config), expected)

@@ -199,13 +199,36 @@ def normalize_loudness(audio: np.ndarray, target_dbfs: float = -20.0, peak: floa
 
 # --- Mel spectrogram ---------------------------------------------------------------------
 
+# Slaney's mel scale (librosa's default, htk=False): linear below 1 kHz, logarithmic above.
+_MEL_HZ_STEP, _MEL_KNEE_HZ, _MEL_LOG_STEP = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+_MEL_KNEE = _MEL_KNEE_HZ / _MEL_HZ_STEP
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    hz = np.asarray(hz, np.float64)
+    return np.where(hz >= _MEL_KNEE_HZ, _MEL_KNEE + np.log(np.maximum(hz, 1e-10) / _MEL_KNEE_HZ) / _MEL_LOG_STEP,
+                    hz / _MEL_HZ_STEP)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, np.float64)
+    return np.where(mel >= _MEL_KNEE, _MEL_KNEE_HZ * np.exp(_MEL_LOG_STEP * (mel - _MEL_KNEE)), mel * _MEL_HZ_STEP)
+
+
 @lru_cache(maxsize=8)
 def mel_basis(config: AudioConfig = DEFAULT_AUDIO) -> np.ndarray:
-    """Slaney-normalized mel filterbank, (n_mels, n_fft // 2 + 1)."""
-    import librosa
-
-    return librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
-                               fmin=config.fmin, fmax=config.fmax).astype(np.float32)
+    """Slaney-normalized mel filterbank, (n_mels, n_fft // 2 + 1): librosa.filters.mel's
+    numbers, made here because importing librosa.filters imports scipy.signal, about a
+    second before the first sentence can speak."""
+    fft_hz = np.fft.rfftfreq(config.n_fft, 1.0 / config.sample_rate)  # (F,)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(config.fmin), _hz_to_mel(config.fmax), config.n_mels + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - fft_hz[None, :]  # (n_mels + 2, F)
+    weights = np.zeros((config.n_mels, len(fft_hz)), np.float32)
+    for i in range(config.n_mels):  # triangles rising over one band and falling over the next
+        weights[i] = np.maximum(0.0, np.minimum(-ramps[i] / widths[i], ramps[i + 2] / widths[i + 1]))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]  # equal area per band (Slaney)
+    return weights
 
 
 def _normalize_db(mel_amplitude, config: AudioConfig, xp):

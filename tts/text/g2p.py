@@ -290,11 +290,11 @@ class CmudictLexicon(Mapping):
 
     def __init__(self, text: str):
         self._lines = text.splitlines()
-        self._first: dict[str, int] = {}
-        for i, line in enumerate(self._lines):
-            word = self._word(line)
-            if word:
-                self._first.setdefault(word, i)
+        keys = [line.partition(" ")[0] for line in self._lines]
+        # A word's first line is its own (its variants, "word(2)", come after): the last
+        # assignment of a reversed walk is the first line.
+        self._first: dict[str, int] = {key: i for i, key in zip(range(len(keys) - 1, -1, -1), reversed(keys))
+                                       if key and not key.endswith(")")}
 
     @staticmethod
     def _word(line: str) -> str:
