@@ -93,6 +93,16 @@ class Recognizer:
                                             without_timestamps=True)
         return " ".join(segment.text.strip() for segment in segments)
 
+    def timed_words(self, audio: np.ndarray) -> list[tuple[float, float, str]]:
+        """The words heard in 16 kHz float32 audio of any length, each as (start s, end s, word)."""
+        audio = np.asarray(audio, dtype=np.float32)
+        if audio.size < 1600:
+            return []
+        segments, _ = self.model.transcribe(audio, language="en", beam_size=BEAM_SIZE, temperature=0.0,
+                                            condition_on_previous_text=False, vad_filter=False,
+                                            word_timestamps=True)
+        return [(float(w.start), float(w.end), w.word.strip()) for segment in segments for w in segment.words]
+
 
 class DNSMOS:
     """DNSMOS P.835 and P.808 of 16 kHz audio: {"sig", "bak", "ovrl", "p808"}."""
