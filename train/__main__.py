@@ -4,6 +4,8 @@
                              [--set KEY=VALUE ...] [--init VOICE_DIR] [--resume | --no-resume]
     python -m tts.train TASK --print-config [--preset cpu] [...]   the settings, without --data or --out
     torchrun --nproc_per_node=N -m tts.train TASK ...        one process per GPU (or CPU worker)
+    python -m tts.train adapt --data RECORDINGS --to VOICE_DIR [--minutes 60] [--from VOICE_DIR]
+                                                      a voice from one speaker's recordings (train/adapt.py)
     python -m tts.train export RUN_DIR --to VOICE_DIR [--default-vocoder wavenet|griffin-lim] [--temperature T]
                                       [--voicing STRENGTH --data CORPUS]
 
@@ -30,6 +32,7 @@ import os
 import sys
 from pathlib import Path
 
+from tts.train.adapt import AdaptError, main as adapt_main
 from tts.train.data import DatasetError
 from tts.train.tasks import RENAMED, TASKS, UnknownTaskError, get_task
 from tts.train.config import ConfigError, config_dict, resolve_config
@@ -41,7 +44,7 @@ from tts.train.tasks.vocoder import fit_voicing_on_corpus
 from tts.vocoder.voicing import VoicingConfig
 from tts.vocoder.wavenet import WaveNetConfig
 
-USER_ERRORS = (ConfigError, RunDirError, UnknownTaskError, DatasetError, AudioFileError, VoiceError)
+USER_ERRORS = (ConfigError, RunDirError, UnknownTaskError, DatasetError, AudioFileError, VoiceError, AdaptError)
 
 
 PRESETS = Path(__file__).resolve().parent / "presets"
@@ -151,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if not argv:
             raise UsageError(f"no task given (expected {', '.join(TASKS)} or export; -h for help)")
+        if argv[0] == "adapt":
+            return adapt_main(argv[1:])
         if argv[0] == "export":
             parser = _export_parser()
             args = parser.parse_args(argv[1:])

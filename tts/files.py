@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -38,6 +39,15 @@ def temporary_beside(path: str | os.PathLike) -> Path:
     return Path(tmp)
 
 
+def temporary_folder_beside(path: str | os.PathLike) -> Path:
+    """An empty hidden folder beside ``path`` (``.NAME.PID-*.part``), where a folder is written
+    whole before a rename puts it in place; stale temporary files and folders of ``path`` go
+    first."""
+    path = Path(path)
+    remove_stale_partials(path)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".part", dir=path.parent))
+
+
 def _partial_pattern(path: Path) -> re.Pattern[str]:
     # mkstemp's names: 8 characters of [a-z0-9_]; files from before pids were in the names
     # have no "PID-". Nothing else matches: another target's temporary file has a dot more.
@@ -57,9 +67,9 @@ def _running(pid: int) -> bool:
 
 
 def remove_stale_partials(path: str | os.PathLike) -> list[Path]:
-    """Remove the temporary files that writes of ``path`` left behind and no live process is
-    writing: those whose pid is not running here, or untouched for ``STALE_AFTER_S``. Returns
-    what it removed; files it cannot list or remove are left as they are."""
+    """Remove the temporary files (and folders) that writes of ``path`` left behind and no live
+    process is writing: those whose pid is not running here, or untouched for
+    ``STALE_AFTER_S``. Returns what it removed; what it cannot list or remove is left as it is."""
     path = Path(path)
     pattern = _partial_pattern(path)
     removed = []
@@ -72,7 +82,7 @@ def remove_stale_partials(path: str | os.PathLike) -> list[Path]:
         try:
             old = time.time() - candidate.stat().st_mtime > STALE_AFTER_S
             if old or (pid is not None and not _running(int(pid))):
-                candidate.unlink()
+                shutil.rmtree(candidate) if candidate.is_dir() else candidate.unlink()
                 removed.append(candidate)
         except OSError:
             continue  # gone already, or not ours to remove

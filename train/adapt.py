@@ -1,0 +1,305 @@
+"""A voice from a speaker's own recordings: one command, a folder of audio in, a voice out.
+
+    python -m tts.train adapt --data my-recordings/ --to my-voice [--minutes 60] [--from VOICE]
+
+The folder's recordings become a corpus (`tts.train.recordings`: any format, rate and
+length; transcripts given or made by Whisper; cut, trimmed, normalized), a few of its clips
+are held out for judging, and the voice it starts from (the default voice unless --from)
+learns the speaker in two runs of the one trainer: its acoustic model (every part: the
+aligner finds the speaker's durations, the decoder her spectrum), then its WaveNet (her pitch
+range and excitation); the voicing detector is refitted on her audio. Then the voice folder
+is written whole, with its card.
+
+The whole command keeps to ``--minutes``: what the corpus took comes off the top, and the
+rest goes to the two runs (ACOUSTIC_SHARE to the acoustic model). Each run has a constant
+learning rate after its warm-up and a short moving average of its weights (EMA_DECAY): a
+run stopped at any moment (its deadline, Ctrl-C, SIGTERM) has weights as good as its last
+hundred steps, and the voice is exported from them. Everything lives in a work folder beside
+the voice (``--work``, default ``VOICE.adapt``): the same command again resumes where it
+stopped, each run with what is left of its share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tts.command import EXIT_INTERRUPTED, EXIT_OK, OneLineParser
+from tts.files import temporary_folder_beside, write_text_atomic
+from tts.voice import BUNDLED_VOICE, load_model, read_config, save_model
+
+ACOUSTIC_SHARE = 0.35  # of the training minutes; the WaveNet, where the speaker is won or lost, gets the rest
+EMA_DECAY = 0.99  # weights averaged over about the last 100 steps: a fine-tune ends well whenever it stops
+EXPORT_SHARE, EXPORT_MAX_S = 0.1, 60.0  # kept back from the budget for the voicing fit and the export
+MIN_RUN_SECONDS = 5.0  # a run with less left than this is done
+HELD_OUT_FRACTION, MAX_HELD_OUT = 0.05, 20  # recordings kept from training, for judging the voice
+MARKER = "adapt.json"  # in the work folder: what it adapts, so a resume is the same adaptation
+
+# The trainer's settings for each run, over the task's cpu preset.
+SETTINGS = {
+    "parallel": ["lr=3e-4", "warmup_steps=50", "decay=constant", f"ema={EMA_DECAY}", "eval_every=0",
+                 "checkpoint_every=1000000", "checkpoint_minutes=2", "keep_checkpoints=1",
+                 "max_steps=1000000", "binarization_start=0", "eval_clips=2"],
+    "vocoder": ["lr=2.5e-4", "warmup_steps=50", "decay=constant", f"ema={EMA_DECAY}", "eval_every=0",
+                "checkpoint_every=1000000", "checkpoint_minutes=2", "keep_checkpoints=1",
+                "max_steps=1000000", "eval_clips=2"],
+}
+
+
+class AdaptError(ValueError):
+    """A user's adaptation cannot start as asked (its message is the one line to show)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where an adaptation reads and writes."""
+    data: Path
+    voice: Path  # the voice folder it writes
+    base: Path  # the voice it starts from
+    work: Path
+
+    @property
+    def corpus(self) -> Path:
+        return self.work / "corpus"
+
+    def run(self, task: str) -> Path:
+        return self.work / task
+
+
+def plan(data: str, to: str, base: str | None, work: str | None, replace: bool) -> Plan:
+    """Check the folders before anything is written."""
+    data_dir, voice = Path(data), Path(to)
+    if not data_dir.is_dir():
+        raise AdaptError(f"recordings folder not found: {data}")
+    base_dir = BUNDLED_VOICE if base is None else Path(base)
+    read_config(base_dir)  # VoiceError: one line naming what is wrong with it
+    work_dir = voice.with_name(voice.name + ".adapt") if work is None else Path(work)
+    marker = work_dir / MARKER
+    ours = marker.is_file() and json.loads(marker.read_text())["voice"] == str(voice.resolve())
+    if voice.exists() and not replace and not ours:
+        raise AdaptError(f"{voice} exists; pass --replace to write over it")
+    if marker.is_file():
+        before = json.loads(marker.read_text())
+        if before["data"] != str(data_dir.resolve()) or before["base"] != str(base_dir.resolve()):
+            raise AdaptError(f"{work_dir} holds the adaptation of {before['data']} from {before['base']}; "
+                             f"remove it or pass another --work")
+    elif work_dir.exists() and any(work_dir.iterdir()):
+        raise AdaptError(f"{work_dir} exists and is not an adaptation's work folder; pass another --work")
+    return Plan(data_dir, voice, base_dir, work_dir)
+
+
+def trained_seconds(run_dir: Path) -> float:
+    """Seconds a run has spent in its training steps so far (its log, which a resume cuts
+    back to its checkpoint, so this is the time its weights hold)."""
+    log = run_dir / "log.jsonl"
+    if not log.is_file():
+        return 0.0
+    return sum(json.loads(line).get("seconds", 0.0) for line in log.read_text().splitlines() if line.strip())
+
+
+def hold_out(corpus: Path) -> list[str]:
+    """Move the last few clips of the corpus's metadata.csv into heldout.csv (once): recordings
+    of the speaker no run trains on, for judging the voice. Returns their ids."""
+    held = corpus / "heldout.csv"
+    if held.is_file():
+        return [line.split("|", 1)[0] for line in held.read_text(encoding="utf-8").splitlines() if line]
+    lines = [line for line in (corpus / "metadata.csv").read_text(encoding="utf-8").splitlines() if line]
+    n = min(MAX_HELD_OUT, int(len(lines) * HELD_OUT_FRACTION))
+    if n == 0:
+        write_text_atomic(held, "")
+        return []
+    write_text_atomic(held, "\n".join(lines[-n:]) + "\n")
+    write_text_atomic(corpus / "metadata.csv", "\n".join(lines[:-n]) + "\n")
+    return [line.split("|", 1)[0] for line in lines[-n:]]
+
+
+def train_stage(task_name: str, p: Plan, seconds: float) -> dict:
+    """One run of the trainer on the corpus, from the base voice (or its own checkpoint),
+    for ``seconds`` more of training; returns the trainer's last record."""
+    from tts.train.__main__ import PRESETS
+    from tts.train.config import resolve_config
+    from tts.train.tasks import get_task
+    from tts.train.trainer import Trainer, latest_checkpoint
+
+    task_cls = get_task(task_name)
+    run_dir = p.run(task_name)
+    resumed = latest_checkpoint(run_dir) is not None
+    train_config, task_config = resolve_config(task_cls, None, [PRESETS / f"{task_name}-cpu.json"],
+                                               SETTINGS[task_name])
+    # The base voice's network, whatever the task's defaults say (as --init does).
+    model = load_model(p.base, task_cls.voice_model or task_name).config
+    task_config = dataclasses.replace(task_config, model=model)
+    task = task_cls(task_config)
+    task.name = task_name
+    init = None if resumed else p.base
+    return Trainer(task, train_config, p.corpus, run_dir, resume=True, init_voice=init,
+                   deadline=time.monotonic() + seconds).fit()
+
+
+def write_voice(p: Plan, report: dict) -> Path:
+    """The voice folder, whole: the base voice's folder with every adapted model in it, the
+    voicing detector refitted on the speaker's audio, and the card; written beside and moved
+    into place, so that a stop leaves the previous folder (or none)."""
+    from tts.audio import DEFAULT_AUDIO
+    from tts.train.tasks.vocoder import fit_voicing_on_corpus
+    from tts.train.trainer import export_run, latest_checkpoint
+
+    staging = temporary_folder_beside(p.voice)
+    shutil.copytree(p.base, staging, dirs_exist_ok=True)
+    try:
+        for task in ("parallel", "vocoder"):
+            if latest_checkpoint(p.run(task)) is not None:
+                export_run(p.run(task), staging)
+        config = read_config(staging)
+        if "voicing" in config["models"]:
+            strength = load_model(staging, "voicing").config.strength
+            save_model(staging, "voicing", fit_voicing_on_corpus(p.corpus, DEFAULT_AUDIO, strength), DEFAULT_AUDIO)
+        (staging / "MODEL_CARD.md").write_text(card(p, report), encoding="utf-8")
+        if p.voice.exists():
+            old = temporary_folder_beside(p.voice)
+            old.rmdir()
+            p.voice.rename(old)
+            staging.rename(p.voice)
+            shutil.rmtree(old)
+        else:
+            staging.rename(p.voice)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return p.voice
+
+
+def card(p: Plan, report: dict) -> str:
+    """The voice card: where it came from, what it learned from, for how long."""
+    rec = report["recordings"]
+    rows = "\n".join(f"| {task} | {info['minutes']:.1f} | {info['steps']} |" for task, info in report["runs"].items())
+    return f"""# Voice card: `{p.voice.name}`
+
+A voice adapted from `{p.base.name}` to one speaker's recordings (`python -m tts.train adapt`).
+English, one speaker, 16 kHz.
+
+## Recordings
+
+{rec['summary']}
+
+{rec['clips']} clips, {rec['seconds'] / 60:.1f} minutes of audio ({rec['transcribed']} clips transcribed by
+Whisper, {rec['given']} with the speaker's own transcript); {report['held_out']} clips held out of
+training, for judging the voice.
+
+## Training
+
+| model | minutes | steps |
+|---|---:|---:|
+{rows}
+
+Both runs start from `{p.base.name}`'s weights, with a constant learning rate after warm-up and
+the moving average of their weights (decay {EMA_DECAY}) exported. The voicing detector was
+refitted on the speaker's audio.{report.get('judged', '')}
+"""
+
+
+class Clock:
+    """Wall seconds an adaptation has spent in each of its phases, over all the commands that
+    worked on it (``time.json`` in the work folder, written as each phase ends, however it
+    ends). A phase killed outright is counted by what its run's log holds."""
+
+    def __init__(self, work: Path):
+        self.path = work / "time.json"
+        self.spent: dict[str, float] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def __getitem__(self, phase: str) -> float:
+        return self.spent.get(phase, 0.0)
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.spent[name] = self[name] + time.monotonic() - start
+            write_text_atomic(self.path, json.dumps(self.spent, indent=2))
+
+
+def adapt(args: argparse.Namespace) -> int:
+    from tts.train.recordings import RecordingsError, prepare_recordings
+
+    start = time.monotonic()
+    p = plan(args.data, args.to, args.base, args.work, args.replace)
+    p.work.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(p.work / MARKER, json.dumps({"data": str(p.data.resolve()), "voice": str(p.voice.resolve()),
+                                                  "base": str(p.base.resolve())}, indent=2))
+    clock = Clock(p.work)
+    with clock.phase("recordings"):
+        try:
+            recordings = prepare_recordings(p.data, p.corpus, transcribe=args.transcribe, progress=True)
+        except RecordingsError as e:
+            raise AdaptError(str(e)) from None
+    print(recordings.summary())
+    held = hold_out(p.corpus)
+    total = 60 * args.minutes
+    training = total - min(EXPORT_MAX_S, EXPORT_SHARE * total) - clock["recordings"]
+    shares = {"parallel": ACOUSTIC_SHARE * training, "vocoder": (1 - ACOUSTIC_SHARE) * training}
+    spent = {task: max(clock[task], trained_seconds(p.run(task))) for task in SETTINGS}
+    print(f"adapt: {max(0.0, training) / 60:.1f} minutes of training: the acoustic model "
+          f"{max(0.0, shares['parallel']) / 60:.1f}, then the WaveNet {max(0.0, shares['vocoder']) / 60:.1f}"
+          + (f" ({sum(spent.values()) / 60:.1f} spent before)" if any(spent.values()) else ""))
+    runs, stopped = {}, False
+    for task in SETTINGS:
+        left = shares[task] - spent[task]
+        record = {"step": _steps(p.run(task)), "stopped_by": None}
+        if left >= MIN_RUN_SECONDS and not stopped:
+            with clock.phase(task):
+                record = train_stage(task, p, left)
+            stopped = record.get("stopped_by") == "signal"
+        runs["acoustic model" if task == "parallel" else "WaveNet"] = {
+            "minutes": trained_seconds(p.run(task)) / 60, "steps": record["step"]}
+    report = {"recordings": {**recordings.to_dict(), "summary": recordings.summary()},
+              "held_out": len(held), "runs": runs}
+    with clock.phase("export"):
+        voice = write_voice(p, report)
+    if stopped:
+        print(f"adapt: stopped; wrote the voice so far to {voice}. The same command goes on.")
+        return EXIT_INTERRUPTED
+    print(f"adapt: wrote {voice} in {(time.monotonic() - start) / 60:.1f} minutes")
+    return EXIT_OK
+
+
+def _steps(run_dir: Path) -> int:
+    log = run_dir / "log.jsonl"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    return json.loads(lines[-1])["step"] if lines else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="python -m tts.train adapt",
+                      description="Make a voice from a folder of one speaker's recordings.")
+    p.add_argument("--data", required=True, help="folder of recordings (WAV, FLAC, MP3; any rate, channels, "
+                   "length), with metadata.csv or a .txt beside each file, or none (Whisper transcribes)")
+    p.add_argument("--to", required=True, help="voice folder to write")
+    p.add_argument("--from", dest="base", metavar="VOICE", help="the voice to start from (default: the default voice)")
+    p.add_argument("--minutes", type=_minutes, default=60.0, help="time for the whole command (default 60)")
+    p.add_argument("--work", help="work folder: corpus, runs, checkpoints (default: VOICE.adapt)")
+    p.add_argument("--replace", action="store_true", help="write over an existing voice folder")
+    p.add_argument("--transcribe", action=argparse.BooleanOptionalAction, default=None,
+                   help="transcribe recordings that have no transcript with Whisper (default: when needed)")
+    return p
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected minutes, got {text!r}") from None
+    if not 0.0 < value <= 24 * 60:
+        raise argparse.ArgumentTypeError(f"--minutes must be more than 0 and at most 1440, got {text}")
+    return value
+
+
+def main(argv: list[str]) -> int:
+    return adapt(parser().parse_args(argv))
