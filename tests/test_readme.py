@@ -41,7 +41,8 @@ SPEAKING = [line for line in example_lines() if re.match(r"(synthesize|echo .*\|
 MODULES = sorted({m for line in example_lines() for m in re.findall(r"(?:python3? |torchrun .*?)-m (\S+)", line)}
                  - {"pytest"})
 TRAINING = [line for line in example_lines() if re.match(r"(python -m|torchrun .*-m) tts\.train [a-z]", line)
-            and " export " not in line]
+            and " export " not in line and " adapt " not in line]
+ADAPT = [line for line in example_lines() if line.startswith("python -m tts.train adapt ")]
 
 
 def _env() -> dict:
@@ -145,3 +146,12 @@ def test_training_examples_settings_are_valid_as_written(line, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert '"task"' in run.stdout
+
+
+def test_the_adapt_example_is_the_commands_as_written():
+    """Its run (an hour) is tests/test_adapt.py's, on a tiny voice; here its options parse."""
+    from tts.train.adapt import parser
+
+    assert len(ADAPT) == 1
+    args = parser().parse_args(ADAPT[0].split()[4:])
+    assert args.data == "my-recordings/" and args.to == "my-voice" and args.minutes == 60.0
