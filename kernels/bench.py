@@ -195,6 +195,13 @@ def random_inputs(config: WaveNetConfig, batch: int, samples: int, seed: int = 0
     return cond, rng.random((batch, samples), dtype=np.float32)
 
 
+def mild_lpc(config: WaveNetConfig, batch: int, samples: int) -> np.ndarray | None:
+    """With LPCNet's inputs, a mild predictor (B, T, order), the same for every sample (its
+    values do not change the work); None without."""
+    order = config.lpc_order if config.lpc_inputs else 0
+    return np.full((batch, samples, order), 0.5 / max(order, 1), np.float32) if order else None
+
+
 def time_backend(kernel, config: WaveNetConfig, batch: int, samples: int, repeats: int,
                  chunk: int) -> tuple[float, float, int]:
     """Generate `samples` per utterance in calls of `chunk` samples, carrying the state,
@@ -202,9 +209,7 @@ def time_backend(kernel, config: WaveNetConfig, batch: int, samples: int, repeat
     call, samples/s over all calls, distinct classes drawn), counting every utterance."""
     chunk = min(chunk, samples)
     cond, u = random_inputs(config, batch, samples)
-    order = config.lpc_order if config.lpc_inputs else 0
-    # A mild predictor, the same for every sample (its values do not change the work).
-    lpc = np.full((batch, samples, order), 0.5 / max(order, 1), np.float32) if order else None
+    lpc = mild_lpc(config, batch, samples)
     part = (lambda a, b: None) if lpc is None else (lambda a, b: lpc[:, a:b])
     kernel.generate(cond[:, :8], u[:, :8], kernel.init_state(batch), lpc=part(0, 8))
     times, total, classes = [], 0.0, []
@@ -439,7 +444,7 @@ def warm_up(kernel, config: WaveNetConfig, batch: int, mode: str,
             samples: int = WARMUP_SAMPLES) -> None:
     """One untimed call: compiles the batch's plan (seconds) and puts its weights on the GPU."""
     cond, uniforms = cuda_inputs(mode, config, batch, samples, 1)
-    kernel.generate(cond, uniforms[0], kernel.init_state(batch))
+    kernel.generate(cond, uniforms[0], kernel.init_state(batch), lpc=mild_lpc(config, batch, samples))
 
 
 def time_cuda(kernel, config: WaveNetConfig, batch: int, samples: int, chunk: int, repeats: int,
@@ -449,13 +454,14 @@ def time_cuda(kernel, config: WaveNetConfig, batch: int, samples: int, chunk: in
     `warm_up`). Returns (seconds of each call, distinct classes drawn)."""
     calls = max(1, samples // chunk)
     cond, uniforms = cuda_inputs(mode, config, batch, chunk, calls)
+    lpc = mild_lpc(config, batch, chunk)
     times, seen = [], np.zeros(256, bool)
     for _ in range(repeats):
         state = kernel.init_state(batch)
         for i in range(calls):
             _synchronize(mode)
             start = time.perf_counter()
-            out, state = kernel.generate(cond, uniforms[i], state)
+            out, state = kernel.generate(cond, uniforms[i], state, lpc=lpc)
             _synchronize(mode)
             times.append(time.perf_counter() - start)
             seen |= np.bincount(np.asarray(out).ravel(), minlength=256)[:256] > 0
@@ -742,9 +748,7 @@ def main(argv=None) -> int:
                 records.append(record)
         if "numba" in cpu_backends:
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        if "cuda" in backends and config.lpc_inputs:
-            cuda_notes.append(f"cuda {config_name}: the CUDA kernel does not run LPCNet's inputs yet")
-        elif "cuda" in backends:
+        if "cuda" in backends:
             rows, row_notes = cuda_records(
                 model, config_name, gpu, samples=max(16, int(args.seconds * SAMPLE_RATE)),
                 chunk=args.cuda_chunk, repeats=args.repeats, topologies=args.cuda_topologies,

@@ -91,6 +91,18 @@ Samples equal the reference's except where a uniform falls within rounding dista
 step; the tests draw uniforms away from steps (`margin_uniforms`) so they can compare
 exactly.
 
+LPCNet's inputs (`lpc_order` > 0): the sampler's block (chain group 0) also runs the
+predictor and the synthesis filter in the loop. The two extra embedding tables sit next to the
+first one in the packed weights; each sample's coefficients are staged in shared memory with
+the pre-activations, off the critical path; the signal's last lpc_order samples stay in
+shared memory as float64 for the whole launch (a doubled ring, `predict` in cuda_device.py),
+from and back to `KernelState.signal`. Per sample every thread of that block computes p[t]
+itself, in the reference's order with products that are never fused (`mul.rn.f64`), and the
+mu-law classes of s[t-1] and p[t] by binary search over constant bounds: ~16 dependent
+float64 multiply-adds and 2 x 8 constant loads, ~0.2 us on the critical path, and no
+barrier. After sampling, s[t] = p[t] + decoded e[t]. That arithmetic is the reference's, so
+the signal and its classes are exactly the reference's.
+
 Where the code lives: kernels/cuda_plan.py, the plan (`_Phase`, `KernelPlan`, `pack_weights`;
 numpy only); kernels/cuda_device.py, the device code (`build_kernel`); this module, the host
 side (`CudaKernel`); kernels/cuda_checks.py, the PTX, simulator and GPU checks and
@@ -109,7 +121,7 @@ import numpy as np
 from tts.kernels.cuda_device import _SIGNATURE, _numba_cuda, _simulated, build_kernel
 from tts.kernels.cuda_plan import (FLAG_STRIDE, H200, L2_STREAM_BUDGET, N_CLASSES,  # noqa: F401
                                VECTOR, WARP, KernelPlan, _Phase, pack_weights)
-from tts.kernels.state import KernelState, check_sharpness, check_state
+from tts.kernels.state import KernelState, check_lpc, check_sharpness, check_state
 from tts.vocoder.wavenet import validate_exported
 
 LOGITS_ATOL = 1e-3  # float32 sums in another order, logits of magnitude ~10
@@ -201,11 +213,6 @@ class CudaKernel:
                  utterances_per_block: int | None = None, max_lanes: int = WARP,
                  plan: KernelPlan | None = None):
         self.dims = validate_exported(weights)
-        if self.dims.lpc_order:
-            from tts.vocoder.choice import BackendUnavailableError
-
-            raise BackendUnavailableError("the cuda backend does not yet run a WaveNet with LPCNet's inputs "
-                                          "(lpc_inputs): use numba or torch")
         if self.dims.n_classes != N_CLASSES:
             raise ValueError(f"the kernel samples {N_CLASSES} classes, the weights have "
                              f"{self.dims.n_classes}")
@@ -216,18 +223,22 @@ class CudaKernel:
         KernelPlan.choose(self.dims, self.dilations, 1, **self.options)  # reject bad options now
         d = self.dims
         if plan is not None and (plan.n_layers, plan.residual, plan.skip, plan.output,
-                                 plan.dilations) != (d.n_layers, d.residual_channels,
-                                                     d.skip_channels, d.output_channels,
-                                                     self.dilations):
+                                 plan.dilations, plan.lpc_order) != (
+                d.n_layers, d.residual_channels, d.skip_channels, d.output_channels,
+                self.dilations, d.lpc_order):
             raise ValueError("the plan was made for other model dimensions")
         self._fixed_plan = plan
         self._packed: dict[KernelPlan, object] = {}  # weights on the device, per layout
         self._smem_cap = H200["smem_per_block"]
 
+    @property
+    def lpc_order(self) -> int:
+        return self.dims.lpc_order
+
     def init_state(self, batch_size: int) -> KernelState:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        return KernelState.zeros(batch_size, self.dilations, self.dims.residual_channels)
+        return KernelState.zeros(batch_size, self.dilations, self.dims.residual_channels, self.lpc_order)
 
     def plan(self, batch_size: int) -> KernelPlan:
         """The plan `generate` uses for this batch size on the current device."""
@@ -290,12 +301,15 @@ class CudaKernel:
         teacher (B, T) int: teacher forcing (then uniforms must be None).
         sharpness (B, T) float32 > 0, host: samples drawn from softmax(sharpness * logits);
             None: from softmax(logits).
+        lpc (B, T, order) float32, host: with LPCNet's inputs, each sample's prediction
+            coefficients (the predictor and the synthesis filter run in the loop); None without.
 
         Returns (classes (B, T) int32, new state), plus logits (B, T, 256) float32 (before
-        sharpening) when return_logits.
+        sharpening) when return_logits. As from `NumbaKernel`, the classes are the
+        excitation's; the signal the loop made from them is only the state's (its last
+        `lpc_order` samples, for the next chunk's predictor): the caller's synthesis filter
+        (`model_to_signal`) turns the classes into audio.
         """
-        if lpc is not None:
-            raise ValueError("lpc goes with a network with LPCNet's inputs, which this kernel does not run")
         L, R = self.dims.n_layers, self.dims.residual_channels
         shape, dtype = _array_info(cond)
         if len(shape) != 4 or shape[2:] != (L, 2 * R):
@@ -319,7 +333,8 @@ class CudaKernel:
             if teacher_host.size and (teacher_host.min() < 0 or teacher_host.max() >= N_CLASSES):
                 raise ValueError(f"teacher classes must lie in [0, {N_CLASSES})")
         sharpness = check_sharpness(sharpness, B, T, teacher is not None)
-        check_state(state, B, self.dilations, self.dims.residual_channels, N_CLASSES)
+        lpc = check_lpc(lpc, B, T, self.lpc_order)
+        check_state(state, B, self.dilations, self.dims.residual_channels, N_CLASSES, self.lpc_order)
         cuda = _numba_cuda()
         if not _simulated() and not cuda_usable():
             raise RuntimeError("the CUDA kernel needs an NVIDIA GPU with compute capability >= 7.0 "
@@ -338,7 +353,9 @@ class CudaKernel:
             uniforms_d = cuda.to_device(np.zeros((B, T), np.float32))
             teacher_d = cuda.to_device(np.ascontiguousarray(teacher_host, dtype=np.int32))
         sharpness_d = cuda.to_device(sharpness)
+        lpc_d = cuda.to_device(lpc)
         history = cuda.to_device(np.ascontiguousarray(state.history, dtype=np.float32))
+        signal = cuda.to_device(np.ascontiguousarray(state.signal, dtype=np.float64))
         last_class = cuda.to_device(state.last_class.astype(np.int32))
         tpos = cuda.to_device(state.t.astype(np.int64))
         classes = cuda.device_array((B, T), np.int32)
@@ -355,15 +372,15 @@ class CudaKernel:
                 raise RuntimeError(f"the split kernel needs {grid[0] * grid[1]} blocks resident at "
                                    f"once and the GPU holds {capacity}; use topology='fused'")
         kernel[grid, (plan.threads, plan.utterances_per_block), 0, plan.smem_bytes](
-            wpk, cond_d, uniforms_d, sharpness_d, teacher_d, history, last_class, tpos, classes,
-            logits, xchg, flags, status, T, SPIN_LIMIT)
+            wpk, cond_d, uniforms_d, sharpness_d, teacher_d, lpc_d, history, signal, last_class, tpos,
+            classes, logits, xchg, flags, status, T, SPIN_LIMIT)
         out = classes.copy_to_host()
         if status.copy_to_host().any():
             raise RuntimeError("a block of the split CUDA kernel timed out waiting for another: "
                                "the GPU did not run all blocks at once (is it shared with another "
                                "persistent kernel?)")
         new = KernelState(history.copy_to_host(), out[:, -1].astype(np.int32),
-                          state.t.astype(np.int64) + T)
+                          state.t.astype(np.int64) + T, signal.copy_to_host())
         if return_logits:
             return out, new, logits.copy_to_host()
         return out, new

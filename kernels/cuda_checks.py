@@ -22,17 +22,18 @@ from tts.kernels.cuda_plan import KernelPlan
 from tts.vocoder.wavenet import validate_exported
 
 
-def margin_uniforms(model, cond, uniforms, sharpness=None):
+def margin_uniforms(model, cond, uniforms, sharpness=None, lpc=None):
     """Reference samples, and uniforms moved to the middle of each sampled class's cdf
     interval: the same samples, but no uniform within rounding distance of a cdf step, so
     a kernel that sums in another order must still draw exactly these classes.
 
-    model: a `WaveNet`; cond (B, T, L, 2R), uniforms (B, T) and sharpness (B, T) or None
-    torch tensors. Returns (classes (B, T) int64, uniforms (B, T) float32) torch tensors.
+    model: a `WaveNet`; cond (B, T, L, 2R), uniforms (B, T), sharpness (B, T) or None and
+    lpc (B, T, order) or None (LPCNet's inputs) torch tensors. Returns (classes (B, T) int64,
+    uniforms (B, T) float32) torch tensors.
     """
     import torch
 
-    classes, _, logits = model.generate(cond, uniforms, sharpness=sharpness, return_logits=True)
+    classes, _, logits = model.generate(cond, uniforms, sharpness=sharpness, lpc=lpc, return_logits=True)
     if sharpness is not None:
         logits = logits * sharpness[..., None]
     cdf = torch.cumsum(torch.softmax(logits, dim=-1), dim=-1)  # (B, T, 256)
@@ -152,21 +153,39 @@ def _sharp_model(config, seed: int = 0):
             if name.startswith(("dilated", "res", "skip", "out1", "cond_proj")):
                 p.mul_(2.0)
         model.out2.weight.mul_(16.0)
+        if config.lpc_inputs:  # initialised to zero: give LPCNet's inputs a say in the logits
+            model.embedding_signal.weight.normal_()
+            model.embedding_prediction.weight.normal_()
     return model
 
 
-def _tiny_config():
+def _tiny_config(lpc_order: int = 0):
+    """L=3, R=8, S=16, A=16, dilations 1, 2, 1; with lpc_order, LPCNet's inputs."""
     from tts.vocoder.wavenet import WaveNetConfig
 
     return WaveNetConfig(n_layers=3, residual_channels=8, skip_channels=16, output_channels=16,
-                         max_dilation=2, cond_channels=8)
+                         max_dilation=2, cond_channels=8, lpc_order=lpc_order, lpc_inputs=lpc_order > 0)
+
+
+def varying_coefficients(mel, steps: int, order: int, every: int = 8):
+    """Per-sample prediction coefficients (B, steps, order) float32 for LPCNet's inputs:
+    `lpc_from_mel` of the mel's frames (B, frames, n_mels), each held for `every` samples
+    (far fewer than a hop, so that a short test sees them change), frames reused cyclically."""
+    from tts.vocoder.lpc import lpc_from_mel
+
+    mel = np.asarray(mel, np.float32)
+    a = np.stack([lpc_from_mel(m, order) for m in mel])  # (B, frames, order)
+    frame = (np.arange(steps) // every) % a.shape[1]
+    return np.ascontiguousarray(a[:, frame])
 
 
 def _compare(model, kernel: CudaKernel, batch: int, steps: int, chunks=None, seed: int = 1,
              logits: bool = False, sharpen: bool = False) -> str:
     """Kernel vs reference: sampled classes on margin uniforms, in the given chunks, with
     `sharpen` from logits scaled by a random per-sample sharpness in [1, 3], and with
-    `logits` also the teacher-forced logits. '' or a one-line failure."""
+    `logits` also the teacher-forced logits. With LPCNet's inputs, per-sample coefficients
+    (`varying_coefficients`) and the carried signal, which must be the reference's exactly.
+    '' or a one-line failure."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -174,14 +193,18 @@ def _compare(model, kernel: CudaKernel, batch: int, steps: int, chunks=None, see
     mel = torch.rand(batch, frames, model.config.n_mels, generator=g)
     cond = model.conditioning(mel).detach()[:, :steps].contiguous()
     sharpness = 1 + 2 * torch.rand(batch, steps, generator=g) if sharpen else None
-    expected, uniforms = margin_uniforms(model, cond, torch.rand(batch, steps, generator=g), sharpness)
+    order = model.signal_order
+    lpc = torch.from_numpy(varying_coefficients(torch.rand(batch, 4, model.config.n_mels, generator=g),
+                                             steps, order)) if order else None
+    expected, uniforms = margin_uniforms(model, cond, torch.rand(batch, steps, generator=g), sharpness, lpc)
     state = kernel.init_state(batch)
     pieces, start = [], 0
     for n in chunks or [steps]:
         got, state = kernel.generate(cond[:, start:start + n].numpy(),
                                      uniforms[:, start:start + n].numpy(), state,
                                      sharpness=None if sharpness is None else
-                                     sharpness[:, start:start + n].numpy())
+                                     sharpness[:, start:start + n].numpy(),
+                                     lpc=None if lpc is None else lpc[:, start:start + n].numpy())
         pieces.append(got)
         start += n
     got = np.concatenate(pieces, axis=1)
@@ -191,10 +214,16 @@ def _compare(model, kernel: CudaKernel, batch: int, steps: int, chunks=None, see
         return f"first mismatch at utterance {b}, step {t}: kernel {got[b, t]}, reference {int(expected[b, t])}"
     if not (state.t == steps).all() or not (state.last_class == got[:, -1]).all():
         return "the returned state does not match the generated samples"
+    if order:
+        reference_state = model.generate(cond, uniforms, sharpness=sharpness, lpc=lpc)[1]
+        if not np.array_equal(state.signal, reference_state.signal.numpy()):
+            error = np.abs(state.signal - reference_state.signal.numpy()).max()
+            return f"the carried signal differs from the reference's by up to {error:.3g}"
     if logits:
-        _, _, reference = model.generate(cond, None, teacher=expected, return_logits=True)
+        _, _, reference = model.generate(cond, None, teacher=expected, lpc=lpc, return_logits=True)
         _, _, kernel_logits = kernel.generate(cond.numpy(), None, kernel.init_state(batch),
-                                              teacher=expected.numpy(), return_logits=True)
+                                              teacher=expected.numpy(), return_logits=True,
+                                              lpc=None if lpc is None else lpc.numpy())
         error = np.abs(kernel_logits - reference.numpy()).max()
         if not error <= LOGITS_ATOL:
             return f"teacher-forced logits differ from the reference by up to {error:.3g}"
@@ -220,15 +249,15 @@ def _simulator_check() -> int:
     import torch
 
     torch.set_num_threads(1)
-    model = _sharp_model(_tiny_config())
-    for kernel, batch, steps, chunks in self_test_variants(model.export_weights()):
-        label = f"simulator, {kernel.plan(batch).describe()}, batch {batch}"
-        problem = (_compare(model, kernel, batch, steps, chunks, logits=True)
-                   or _compare(model, kernel, batch, steps, chunks, sharpen=True))
-        if problem:
-            print(f"{label}: {problem}")
-            return 1
-        print(f"{label}: {steps} samples (plain and sharpened) and logits equal the reference")
+    for model in (_sharp_model(_tiny_config()), _sharp_model(_tiny_config(lpc_order=16))):
+        for kernel, batch, steps, chunks in self_test_variants(model.export_weights()):
+            label = f"simulator, {kernel.plan(batch).describe()}, batch {batch}"
+            problem = (_compare(model, kernel, batch, steps, chunks, logits=True)
+                       or _compare(model, kernel, batch, steps, chunks, sharpen=True))
+            if problem:
+                print(f"{label}: {problem}")
+                return 1
+            print(f"{label}: {steps} samples (plain and sharpened) and logits equal the reference")
     return 0
 
 
@@ -245,7 +274,8 @@ def _compile_check() -> int:
     from tts.vocoder.wavenet import WaveNetConfig
 
     _numba_cuda()
-    configs = {"default": WaveNetConfig(), "medium": WaveNetConfig.medium()}
+    configs = {"default": WaveNetConfig(), "medium": WaveNetConfig.medium(),
+               "default-lpc": WaveNetConfig(lpc_order=16, lpc_inputs=True)}
     variants = []
     for name, c in configs.items():
         dims = validate_exported(_random_weights(c))
@@ -288,7 +318,9 @@ def _gpu_check() -> int:
 
     torch.set_num_threads(1)
     for name, config, topologies, steps in (("default", WaveNetConfig(), ("fused", "split"), 2000),
-                                            ("medium", WaveNetConfig.medium(), ("split", "fused"), 600)):
+                                            ("medium", WaveNetConfig.medium(), ("split", "fused"), 600),
+                                            ("default-lpc", WaveNetConfig(lpc_order=16, lpc_inputs=True),
+                                             ("fused", "split"), 600)):
         model = _sharp_model(config)
         for topology in topologies:
             kernel = CudaKernel(model.export_weights(), topology=topology)

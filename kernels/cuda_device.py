@@ -16,8 +16,9 @@ from tts.kernels.cuda_plan import FLAG_STRIDE, N_CLASSES, VECTOR, WARP, KernelPl
 from tts.kernels.state import KernelState
 
 _SIGNATURE = ("void(float32[::1], float32[:, :, :, ::1], float32[:, ::1], float32[:, ::1], "
-              "int32[:, ::1], float32[:, :, ::1], int32[::1], int64[::1], int32[:, ::1], "
-              "float32[:, :, ::1], float32[::1], int32[::1], int32[::1], int64, int64)")
+              "int32[:, ::1], float32[:, :, ::1], float32[:, :, ::1], float64[:, ::1], int32[::1], "
+              "int64[::1], int32[:, ::1], float32[:, :, ::1], float32[::1], int32[::1], int32[::1], "
+              "int64, int64)")
 _F0 = np.float32(0.0)
 _F1 = np.float32(1.0)
 _NEG_INF = np.float32(-np.inf)
@@ -80,6 +81,32 @@ def _ordered_load(instruction: str):
         return array.dtype(array, index), codegen
 
     return load
+
+
+def _exact_product(simulated: bool):
+    """a * b in float64, rounded on its own: `mul.rn.f64` as inline asm on a GPU, which no
+    compiler fuses with the add that follows (NVVM contracts a plain multiply-add into an
+    FMA), so the predictor rounds as the reference's separate torch ops do."""
+    if simulated:
+        @cuda.jit(device=True)
+        def product(a, b):
+            return a * b
+
+        return product
+    from llvmlite import ir
+    from numba.cuda import types
+    from numba.cuda.extending import intrinsic
+
+    @intrinsic
+    def product(typingctx, a, b):
+        def codegen(context, builder, signature, args):
+            f64 = ir.DoubleType()
+            asm = ir.InlineAsm(ir.FunctionType(f64, [f64, f64]), "mul.rn.f64 $0, $1, $2;", "=d,d,d")
+            return builder.call(asm, list(args))
+
+        return types.float64(types.float64, types.float64), codegen
+
+    return product
 
 
 def _vector_load():
@@ -229,7 +256,9 @@ def build_kernel(plan: KernelPlan):
     or `cuda.compile_ptx`). Every size and offset is a compile-time constant: numba folds
     closure ints into the code, so loops have constant trip counts and unroll."""
     _numba_cuda()
-    from numba import float32, int32
+    from numba import float32, float64, int32
+
+    from tts.vocoder.lpc import mu_law_tables
 
     NT, UPB = plan.threads, plan.utterances_per_block
     L, R, S, NC = plan.n_layers, plan.residual, plan.skip, N_CLASSES
@@ -268,6 +297,10 @@ def build_kernel(plan: KernelPlan):
     W_GATE, W_RES, W_PRE, W_SKIP, W_O1, W_O2 = (w["gate"], w["res"], w["pre"], w["skip"],
                                                 w["out1"], w["out2"])
     W_TS = w["tail_skip"]
+    # LPCNet's inputs (ORDER 0: none, and every branch on it folds away).
+    ORDER, W_LPC = plan.lpc_order, w["lpc_embedding"]
+    DECODED, BOUNDS = mu_law_tables(NC)  # float64 constant arrays, as the reference's tables
+    SEARCH = NC.bit_length() - 1  # halvings of a binary search over the NC - 1 bounds
     # One pipeline's hand-off area (plan.exchange_layout) and step counters.
     x = plan.exchange_layout
     X_X, X_SKIP, X_LOGITS, XCH = x["x"], x["skip"], x["logits"], x["total"]
@@ -285,6 +318,7 @@ def build_kernel(plan: KernelPlan):
     V_X, V_PAST, V_PRE, V_Z = m["x"], m["past"], m["pre"], m["z"]
     V_SKIP, V_HID, V_LOGITS, V_CDF, V_WARPS, V_XCH = (m["skip"], m["hidden"], m["logits"],
                                                        m["cdf"], m["warps"], m["exchange"])
+    V_LPC, V_SIGNAL = m["lpc"], m["signal"]
     RING, FLAG = m["ring"], m["flag"]  # in the int32 view of the same memory
     C = max(1, NC // NT)  # classes per thread in the sampler
     NW = NT // WARP
@@ -293,6 +327,7 @@ def build_kernel(plan: KernelPlan):
         _phase_dot(ph[n], load4)
         for n in ("gate", "res", "pre", "skip", "out1", "out2", "tail_skip"))
     device = _device_function()
+    exact_product = _exact_product(plan.simulated)
 
     @device
     def xload(sm, xchg, i):
@@ -375,13 +410,17 @@ def build_kernel(plan: KernelPlan):
         return exclusive
 
     @device
-    def pre_activations(wpk, sm, ring, cond, history, u, ty, g, t, s, tid, ftid):
+    def pre_activations(wpk, sm, ring, cond, lpc, history, u, ty, g, t, s, tid, ftid):
         """pre[ll] = W0 x_l[t - d] + b + cond[t, l] for the group's layers: everything of
         the gate input that does not depend on this sample. Also keeps each layer's ring
         row for step t, which the chain overwrites with x_l[t] (a 64-bit modulo less on the
-        critical path)."""
+        critical path), and in group 0 (the sampler's block) stages step t's prediction
+        coefficients, so that the predictor reads no global memory."""
         ub = UTT + ty * PER_UTT
         gb = g if FUSED else 0
+        if ORDER > 0 and g == 0:
+            for k in range(tid, ORDER, NT):
+                sm[ub + V_LPC + k] = lpc[u, s, k]
         for i in range(tid, LG * R, NT):
             ll = i // R
             l = FIRST[g] + ll
@@ -403,6 +442,31 @@ def build_kernel(plan: KernelPlan):
                 c = row - ll * R2
                 sm[ub + V_PRE + gb * LG * R2 + row] = (a + wpk[W_DB + l * R2 + c]) + cond[u, s, l, c]
         cuda.syncthreads()
+
+    @device
+    def mu_law_class(v):
+        """np.searchsorted(BOUNDS, v): how many class bounds lie below v, by a binary search
+        of fixed length (every thread of a block searches the same value)."""
+        c = 0
+        for i in range(SEARCH):
+            step = (NC // 2) >> i
+            if BOUNDS[c + step - 1] < v:
+                c += step
+        return c
+
+    @device
+    def predict(sm, sig, ub, newest, head):
+        """p[t] = sum_k a_k s[t-k] in float64, k = 1 first, one term at a time as the
+        reference sums it. newest is s[t-1]; the older samples come from the doubled ring,
+        where s[t-1-k] sits at head + ORDER - 1 - k (head = t % ORDER). Every thread of the
+        block computes it, from the same shared words (broadcast reads), so the classes
+        and p[t] are in every thread's registers without a barrier."""
+        last = (ub + V_SIGNAL) // 2 + head + ORDER - 1  # where s[t-1] would sit
+        p = 0.0
+        p += exact_product(np.float64(sm[ub + V_LPC]), newest)
+        for k in range(1, ORDER):
+            p += exact_product(np.float64(sm[ub + V_LPC + k]), sig[last - k])
+        return p
 
     @device
     def chain_layer(wpk, sm, ring, history, live, u, ty, g, ll, tid, ftid):
@@ -551,13 +615,18 @@ def build_kernel(plan: KernelPlan):
         return min(int(count), NC - 1)
 
     @device
-    def chain_step(wpk, sm, ring, cond, history, xchg, flags, status, live, u, ty, g, cls, s,
-                   t, n_steps, xbase, fbase, slot, state, tid, ftid, spin_limit):
+    def chain_step(wpk, sm, ring, cond, lpc, history, xchg, flags, status, live, u, ty, g, cls,
+                   signal_class, prediction_class, s, t, n_steps, xbase, fbase, slot, state, tid,
+                   ftid, spin_limit):
         """Chain group g's share of step s. False: gave up waiting for its input."""
         ub = UTT + ty * PER_UTT
         if g == 0:
             for r in range(tid, R, NT):
-                sm[ub + V_X + r] = wpk[W_EMB + cls * R + r]
+                v = wpk[W_EMB + cls * R + r]
+                if ORDER > 0:  # the numba kernel's order: e + (e_signal + e_prediction)
+                    v += (wpk[W_LPC + signal_class * R + r]
+                          + wpk[W_LPC + (NC + prediction_class) * R + r])
+                sm[ub + V_X + r] = v
         else:
             if not wait_for(flags, fbase + F_X + (g - 1) * FLAG_STRIDE, 1, s + 1, ftid, state,
                             status, slot, spin_limit):
@@ -575,11 +644,11 @@ def build_kernel(plan: KernelPlan):
         skip_share(wpk, sm, ub, xchg, xbase, g, tid, ftid)
         publish(flags, fbase + F_SKIP + g * FLAG_STRIDE, ftid, s + 1)
         if s + 1 < n_steps:  # off the critical path: the next sample's pre-activations
-            pre_activations(wpk, sm, ring, cond, history, u, ty, g, t + 1, s + 1, tid, ftid)
+            pre_activations(wpk, sm, ring, cond, lpc, history, u, ty, g, t + 1, s + 1, tid, ftid)
         return True
 
-    def kernel(wpk, cond, uniforms, sharpness, teacher, history, last_class, tpos, classes,
-               logits_out, xchg, flags, status, n_steps, spin_limit):
+    def kernel(wpk, cond, uniforms, sharpness, teacher, lpc, history, signal, last_class, tpos,
+               classes, logits_out, xchg, flags, status, n_steps, spin_limit):
         tid = cuda.threadIdx.x
         ty = cuda.threadIdx.y  # which of the block's utterances
         ftid = ty * NT + tid
@@ -594,6 +663,7 @@ def build_kernel(plan: KernelPlan):
         sm = cuda.shared.array(0, float32)
         ring = cuda.shared.array(0, int32)
         state = ring
+        sig = cuda.shared.array(0, float64)  # the signal ring, at (ub + V_SIGNAL) // 2
         for i in range(ftid, SMEM, NT * UPB):
             sm[i] = _F0  # padding lanes read zeros, never stale NaNs; the flag starts at 0
         cuda.syncthreads()
@@ -628,18 +698,34 @@ def build_kernel(plan: KernelPlan):
         forced = teacher.shape[1] > 0
         sharpened = sharpness.shape[1] > 0
         samples = FUSED or block == 0
+        # LPCNet's inputs, in the sampler's block: s[t-1] and p[t] in every thread's
+        # registers, the older samples in the shared ring; s[t'] goes to slots t' % ORDER
+        # and t' % ORDER + ORDER (`predict`). state.signal holds s[t0 - ORDER + k] at k.
+        newest, prediction, head = 0.0, 0.0, 0
+        signal_class, prediction_class = 0, 0
+        if ORDER > 0 and samples:
+            head = t0 % ORDER
+            newest = signal[u, ORDER - 1]
+            for j in range(tid, ORDER, NT):
+                place = (ub + V_SIGNAL) // 2 + (head + j) % ORDER
+                sig[place] = signal[u, j]
+                sig[place + ORDER] = signal[u, j]
         for r in range(ROLES):
             role = r if FUSED else block
             if role < G:
-                pre_activations(wpk, sm, ring, cond, history, u, ty, role, t0, 0, tid, ftid)
+                pre_activations(wpk, sm, ring, cond, lpc, history, u, ty, role, t0, 0, tid, ftid)
         for s in range(n_steps):
             t = t0 + s
+            if ORDER > 0 and samples:
+                prediction = predict(sm, sig, ub, newest, head)
+                signal_class = mu_law_class(newest)
+                prediction_class = mu_law_class(prediction)
             for r in range(ROLES):
                 role = r if FUSED else block
                 if role < G:
-                    if not chain_step(wpk, sm, ring, cond, history, xchg, flags, status, live, u,
-                                      ty, role, cls, s, t, n_steps, xbase, fbase, slot, state,
-                                      tid, ftid, spin_limit):
+                    if not chain_step(wpk, sm, ring, cond, lpc, history, xchg, flags, status, live,
+                                      u, ty, role, cls, signal_class, prediction_class, s, t,
+                                      n_steps, xbase, fbase, slot, state, tid, ftid, spin_limit):
                         return
                 else:
                     k = role - G
@@ -658,6 +744,22 @@ def build_kernel(plan: KernelPlan):
                              logits_out, live, u, s, tid, ftid)
                 if live and tid == 0:
                     classes[u, s] = cls
+                if ORDER > 0:
+                    # The synthesis filter, s[t] = p[t] + e[t]. Every thread keeps s[t]; one
+                    # stores it in the ring. No barrier: step t + 1 reads every slot but
+                    # these two, and step t's reads of them were before sample's barriers.
+                    newest = prediction + DECODED[cls]
+                    if tid == 0:
+                        sig[(ub + V_SIGNAL) // 2 + head] = newest
+                        sig[(ub + V_SIGNAL) // 2 + head + ORDER] = newest
+                    head += 1
+                    if head == ORDER:
+                        head = 0
+        if ORDER > 0 and samples:
+            cuda.syncthreads()  # the last step's ring stores
+            if live:
+                for j in range(tid, ORDER, NT):
+                    signal[u, j] = sig[(ub + V_SIGNAL) // 2 + head + j]
 
     return kernel
 

@@ -111,6 +111,7 @@ class KernelPlan:
     stage_output: bool = False  # out1/out2 slices in shared memory
     tail: bool = False  # split only: the last chain group is layer L-1 alone, skip weights staged
     max_lanes: int = WARP  # cap on threads per row (1 makes the simulator fast)
+    lpc_order: int = 0  # > 0: LPCNet's inputs, the predictor of this order in the sample loop
     simulated: bool = False
 
     def __post_init__(self):
@@ -125,6 +126,8 @@ class KernelPlan:
         if self.groups < 1 or self.parts < 1 or self.groups > self.n_layers or self.parts > self.output:
             raise ValueError(f"need 1 <= groups <= n_layers and 1 <= parts <= output channels, "
                              f"got {self.groups} and {self.parts}")
+        if self.lpc_order < 0:
+            raise ValueError(f"lpc_order must be >= 0, got {self.lpc_order}")
         if self.tail and self.groups < 2:
             raise ValueError("a tail group needs at least 2 chain groups")
         if any(first >= end for first, end in self.group_layers):
@@ -186,7 +189,10 @@ class KernelPlan:
         ph, G, K, LG = self.phases, self.groups, self.parts, self.layers_per_group
         R, S, L = self.residual, self.skip, self.n_layers
         sizes = {
-            "embedding": N_CLASSES * R, "dilated_b": L * 2 * R, "res_b": L * R, "skip_b": G * S,
+            "embedding": N_CLASSES * R,
+            # LPCNet's inputs: embedding_signal's rows, then embedding_prediction's.
+            "lpc_embedding": 2 * N_CLASSES * R if self.lpc_order else 0,
+            "dilated_b": L * 2 * R, "res_b": L * R, "skip_b": G * S,
             "out1_b": K * self.rows_per_part, "out2_b": N_CLASSES,
             "gate": G * LG * 2 * ph["gate"].size, "res": G * LG * ph["res"].size,
             "pre": G * ph["pre"].size, "skip": G * ph["skip"].size,
@@ -257,6 +263,11 @@ class KernelPlan:
             "hidden": max(AK, ph["out2"].padded_inputs),
             "logits": N_CLASSES, "cdf": N_CLASSES, "warps": WARP,
             "exchange": self.exchange_layout["total"] if self.shared_exchange else 0,
+            # LPCNet's inputs: the sample's prediction coefficients (float32), and the
+            # signal's last lpc_order samples as float64, each stored twice (slots j and
+            # j + order) so the predictor reads them oldest to newest without a modulo;
+            # 2 float32 words per float64, 8-byte aligned as every vector starts on 32 words.
+            "lpc": self.lpc_order, "signal": 4 * self.lpc_order,
         }
         rel = 0
         for name, size in vectors.items():
@@ -287,7 +298,8 @@ class KernelPlan:
             kind = f"split {roles} blocks"
         staged = [name for name, on in (("chain", self.stage_chain), ("output", self.stage_output)) if on]
         return (f"{kind}, {self.threads} threads, {self.smem_bytes // 1024} KB shared"
-                + (f" ({' and '.join(staged)} staged)" if staged else ""))
+                + (f" ({' and '.join(staged)} staged)" if staged else "")
+                + (f", LPC inputs of order {self.lpc_order}" if self.lpc_order else ""))
 
     # -- choosing a plan
     @classmethod
@@ -305,7 +317,7 @@ class KernelPlan:
         base = dict(n_layers=dims.n_layers, residual=dims.residual_channels,
                     skip=dims.skip_channels, output=dims.output_channels,
                     dilations=tuple(int(d) for d in dilations), threads=threads,
-                    max_lanes=max_lanes, simulated=simulated)
+                    max_lanes=max_lanes, lpc_order=dims.lpc_order, simulated=simulated)
         budget = smem_limit // 4  # 32-bit words of dynamic shared memory
 
         def fits(plan):
@@ -376,6 +388,8 @@ def pack_weights(plan: KernelPlan, w: dict[str, np.ndarray]) -> np.ndarray:
         buf[lay[name]:lay[name] + flat.size] = flat
 
     put("embedding", w["embedding"])
+    if plan.lpc_order:
+        put("lpc_embedding", np.concatenate([w["embedding_signal"], w["embedding_prediction"]]))
     put("dilated_b", w["dilated_b"])
     put("res_b", w["res_b"])
     put("out2_b", w["out2_b"])

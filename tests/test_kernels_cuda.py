@@ -17,9 +17,11 @@ import torch
 
 pytest.importorskip("numba_cuda", reason="numba-cuda is not installed: pip install 'tts-engine[gpu]'")
 
+from tts.audio import mu_law_decode  # noqa: E402
 from tts.kernels import cuda as kc  # noqa: E402
 from tts.kernels import cuda_checks as checks  # noqa: E402
 from tts.kernels.state import KernelState  # noqa: E402
+from tts.vocoder.lpc import lpc_synthesis  # noqa: E402
 from tts.vocoder.wavenet import WaveNetConfig, validate_exported  # noqa: E402
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
@@ -27,6 +29,7 @@ on_host = pytest.mark.skipif(SIMULATOR, reason="runs in the host process, not th
 in_simulator = pytest.mark.skipif(not SIMULATOR, reason="runs inside test_simulator_suite")
 
 TINY = checks._tiny_config()  # L=3, R=8, S=16, A=16, dilations 1, 2, 1
+TINY_LPC = checks._tiny_config(lpc_order=16)  # the same with LPCNet's inputs, 16 taps
 
 
 def _dims(config):
@@ -226,6 +229,44 @@ def test_bad_options_and_inputs_are_rejected_with_clear_errors():
 
 
 @on_host
+def test_lpc_plan_packs_both_embeddings_and_keeps_the_signal_on_chip():
+    w = checks._sharp_model(TINY_LPC).export_weights()
+    assert w["embedding_signal"].any() and w["embedding_prediction"].any()
+    plan = kc.KernelPlan.choose(validate_exported(w), TINY_LPC.dilations, 1, topology="fused")
+    assert plan.lpc_order == 16 and "LPC inputs of order 16" in plan.describe()
+    buf, lay, R = kc.pack_weights(plan, w), plan.weight_layout, TINY_LPC.residual_channels
+    both = buf[lay["lpc_embedding"]:lay["lpc_embedding"] + 2 * 256 * R].reshape(2, 256, R)
+    np.testing.assert_array_equal(both[0], w["embedding_signal"])
+    np.testing.assert_array_equal(both[1], w["embedding_prediction"])
+    np.testing.assert_array_equal(buf[lay["embedding"]:lay["embedding"] + 256 * R], w["embedding"].ravel())
+    # Shared memory per utterance: the coefficients, then the doubled float64 ring, 8-byte aligned.
+    m = plan.smem_layout
+    assert m["signal"] - m["lpc"] >= 16 and m["per_utterance"] - m["signal"] >= 4 * 16
+    assert (m["utterances"] + m["signal"]) % 2 == 0
+    # Without LPCNet's inputs neither takes any room.
+    plain = kc.KernelPlan.choose(_dims(TINY), TINY.dilations, 1, topology="fused")
+    assert plain.lpc_order == 0 and plain.weight_layout["lpc_embedding"] == plain.weight_layout["dilated_b"]
+    assert plain.smem_layout["lpc"] == plain.smem_layout["signal"] == plain.smem_layout["per_utterance"]
+
+
+@on_host
+def test_lpc_inputs_are_checked_with_clear_errors():
+    kernel = kc.CudaKernel(checks._sharp_model(TINY_LPC).export_weights())
+    assert kernel.lpc_order == 16 and kernel.init_state(2).signal.shape == (2, 16)
+    cond, uniforms = np.zeros((2, 5, 3, 16), np.float32), np.zeros((2, 5), np.float32)
+    with pytest.raises(ValueError, match=r"pass lpc \(B, T, 16\)"):
+        kernel.generate(cond, uniforms, kernel.init_state(2))
+    with pytest.raises(ValueError, match="lpc has shape"):
+        kernel.generate(cond, uniforms, kernel.init_state(2), lpc=np.zeros((2, 5, 8), np.float32))
+    with pytest.raises(ValueError, match="state.signal has shape"):
+        kernel.generate(cond, uniforms, KernelState.zeros(2, TINY_LPC.dilations, 8),
+                        lpc=np.zeros((2, 5, 16), np.float32))
+    plain = kc.CudaKernel(checks._sharp_model(TINY).export_weights())
+    with pytest.raises(ValueError, match="lpc goes with a network with LPCNet's inputs"):
+        plain.generate(cond, uniforms, plain.init_state(2), lpc=np.zeros((2, 5, 16), np.float32))
+
+
+@on_host
 def test_without_a_gpu_generate_says_so():
     if kc.cuda_usable():
         pytest.skip("a GPU is present")
@@ -242,6 +283,8 @@ def test_without_a_gpu_generate_says_so():
 @pytest.mark.parametrize("config, batch, topology", [
     (WaveNetConfig.medium(), 1, "split"),  # staged weights, global hand-offs, spin waits
     (WaveNetConfig(), 600, "fused"),  # 4 utterances per block, shared hand-offs
+    (WaveNetConfig(lpc_order=16, lpc_inputs=True), 1, "fused"),  # the predictor in the loop
+    (WaveNetConfig(lpc_order=16, lpc_inputs=True), 1, "split"),
 ])
 def test_kernel_compiles_for_sm90_without_local_memory(config, batch, topology):
     from cuda.pathfinder import DynamicLibNotFoundError, load_nvidia_dynamic_lib
@@ -261,6 +304,8 @@ def test_kernel_compiles_for_sm90_without_local_memory(config, batch, topology):
     assert checks.unlooped_handoff_loads(ptx) == []
     assert checks.hoisted_polls(ptx) == []
     assert checks.missing_ordered_loads(ptx, plan) == []
+    # The predictor's products are rounded on their own, never fused with the sum.
+    assert ptx.count("mul.rn.f64") == plan.lpc_order and "fma.rn.f64" not in ptx
     if not plan.fused:
         assert "ld.acquire.gpu.global" in ptx and "ld.global.cg" in ptx and "atom.global.exch" in ptx
 
@@ -466,6 +511,46 @@ def test_simulator_stand_ins_start_from_silence_mu_law_class_128(sharp_tiny):
     assert np.abs(logits - zero.numpy()).max() > 10 * kc.LOGITS_ATOL
 
 
+@pytest.fixture(scope="module")
+def sharp_tiny_lpc():
+    if SIMULATOR:
+        sys.setswitchinterval(5e-5)
+    return checks._sharp_model(TINY_LPC)
+
+
+@in_simulator
+def test_simulator_stand_ins_lpc_inputs_equal_reference_across_chunks(sharp_tiny_lpc):
+    # LPCNet's inputs: the predictor and the synthesis filter in the loop, coefficients that
+    # change every 8 samples, 40 samples in chunks that leave the 16-sample signal ring at
+    # different positions (and wrap it twice); the classes, the carried signal (exactly) and
+    # the teacher-forced logits against the reference.
+    model = sharp_tiny_lpc
+    kernel = kc.CudaKernel(model.export_weights(), topology="fused", exchange="shared",
+                           threads=32, max_lanes=1)
+    assert checks._compare(model, kernel, batch=1, steps=40, chunks=[3, 17, 20], seed=7, logits=True) == ""
+    # The state's signal is the synthesis filter's output from the excitation the kernel drew.
+    g = torch.Generator().manual_seed(7)
+    cond = model.conditioning(torch.rand(1, 1, model.config.n_mels, generator=g)).detach()[:, :24].numpy()
+    lpc = checks.varying_coefficients(torch.rand(1, 4, model.config.n_mels, generator=g), 24, 16)
+    classes, state = kernel.generate(cond, torch.rand(1, 24, generator=g).numpy(), kernel.init_state(1), lpc=lpc)
+    audio, _ = lpc_synthesis(mu_law_decode(classes[0]), lpc[0], 1)
+    np.testing.assert_allclose(state.signal[0], audio[-16:], rtol=1e-5, atol=1e-6)
+
+
+@in_simulator
+def test_simulator_stand_ins_lpc_inputs_split_roles_and_several_utterances_per_block(sharp_tiny_lpc):
+    # The predictor in the sampler's block of a split plan's roles (global hand-offs), and in
+    # a block of two utterances with an idle slot, whose signal must not leak into the state.
+    model = sharp_tiny_lpc
+    split = kc.CudaKernel(model.export_weights(), plan=checks._split_roles_in_one_block(model.export_weights()))
+    assert split.plan(1).lpc_order == 16
+    assert checks._compare(model, split, batch=1, steps=12, chunks=[5, 7], seed=8) == ""
+    pair = kc.CudaKernel(model.export_weights(), topology="fused", threads=32, max_lanes=1,
+                         utterances_per_block=2)
+    assert pair.plan(3).utterances_per_block == 2
+    assert checks._compare(model, pair, batch=3, steps=8, chunks=[3, 5], seed=9, sharpen=True) == ""
+
+
 # ---- real GPU --------------------------------------------------------------------------------
 
 
@@ -476,6 +561,8 @@ def test_simulator_stand_ins_start_from_silence_mu_law_class_128(sharp_tiny):
     (WaveNetConfig(), dict(topology="fused", utterances_per_block=2), 300),
     (WaveNetConfig.medium(), dict(topology="split"), 600),
     (WaveNetConfig.medium(), dict(topology="fused"), 300),
+    (WaveNetConfig(lpc_order=16, lpc_inputs=True), dict(topology="fused"), 600),
+    (WaveNetConfig(lpc_order=16, lpc_inputs=True), dict(topology="split"), 600),
 ])
 def test_gpu_matches_reference(config, options, steps):
     model = checks._sharp_model(config)
