@@ -27,14 +27,23 @@ def make_recordings(folder, n=14, seconds=5.0, rate=22050):
     return folder
 
 
+def judges_installed() -> bool:
+    from tts.train.adapt import _judges_installed
+
+    return _judges_installed()
+
+
 def test_adapt_makes_a_voice_that_speaks_and_resumes(tmp_path, capsys):
     base = make_tiny_voice(tmp_path / "base")
     recordings = make_recordings(tmp_path / "recordings")
     voice = tmp_path / "mine"
-    argv = ["adapt", "--data", str(recordings), "--to", str(voice), "--from", str(base), "--minutes", "0.6"]
+    judged = judges_installed()
+    argv = ["adapt", "--data", str(recordings), "--to", str(voice), "--from", str(base), "--minutes", "0.8",
+            "--judge" if judged else "--no-judge"]
     assert main(argv) == 0
     card = (voice / "MODEL_CARD.md").read_text()
-    assert "14 clips" in card and "held out" in card
+    assert "14 clips" in card and "2 clips held out" in card
+    assert ("## Judged" in card and "the speaker's recordings" in card) == judged
     adapted, before = load_model(voice, "acoustic"), load_model(base, "acoustic")
     assert any(not torch.equal(a, b) for a, b in zip(adapted.state_dict().values(), before.state_dict().values()))
     assert any(not torch.equal(a, b) for a, b in zip(load_model(voice, "vocoder").state_dict().values(),

@@ -26,19 +26,22 @@ import contextlib
 import dataclasses
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tts.command import EXIT_INTERRUPTED, EXIT_OK, OneLineParser
+from tts.command import EXIT_INTERRUPTED, EXIT_OK, OneLineParser, UsageError
 from tts.files import temporary_folder_beside, write_text_atomic
 from tts.voice import BUNDLED_VOICE, load_model, read_config, save_model
 
 ACOUSTIC_SHARE = 0.35  # of the training minutes; the WaveNet, where the speaker is won or lost, gets the rest
 EMA_DECAY = 0.99  # weights averaged over about the last 100 steps: a fine-tune ends well whenever it stops
 EXPORT_SHARE, EXPORT_MAX_S = 0.1, 60.0  # kept back from the budget for the voicing fit and the export
+JUDGE_SHARE, JUDGE_MAX_S = 0.1, 180.0  # and, with --judge, for judging the voice on the held-out recordings
+JUDGE_SKIP = {"vocoder", "griffin-lim", "robustness", "speed", "mcd"}  # the voice end to end and the recordings
 MIN_RUN_SECONDS = 5.0  # a run with less left than this is done
-HELD_OUT_FRACTION, MAX_HELD_OUT = 0.05, 20  # recordings kept from training, for judging the voice
+HELD_OUT_FRACTION, MIN_HELD_OUT, MAX_HELD_OUT = 0.05, 2, 20  # recordings kept from training, for judging
 MARKER = "adapt.json"  # in the work folder: what it adapts, so a resume is the same adaptation
 
 # The trainer's settings for each run, over the task's cpu preset.
@@ -110,7 +113,7 @@ def hold_out(corpus: Path) -> list[str]:
     if held.is_file():
         return [line.split("|", 1)[0] for line in held.read_text(encoding="utf-8").splitlines() if line]
     lines = [line for line in (corpus / "metadata.csv").read_text(encoding="utf-8").splitlines() if line]
-    n = min(MAX_HELD_OUT, int(len(lines) * HELD_OUT_FRACTION))
+    n = min(MAX_HELD_OUT, max(MIN_HELD_OUT, round(len(lines) * HELD_OUT_FRACTION))) if len(lines) >= 5 * MIN_HELD_OUT else 0
     if n == 0:
         write_text_atomic(held, "")
         return []
@@ -173,6 +176,44 @@ def write_voice(p: Plan, report: dict) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return p.voice
+
+
+def _judges_installed() -> bool:
+    from tts.evaluate.judges import check_installed
+    from tts.command import MissingExtraError
+
+    try:
+        check_installed(["wer", "dnsmos", "similarity"])
+    except MissingExtraError:
+        return False
+    return True
+
+
+def judge(p: Plan, voice: Path) -> str:
+    """The voice and the speaker's own recordings on the held-out lines, as `tts.evaluate`
+    judges every voice (speaker similarity, Whisper's WER, DNSMOS OVRL): the card's table."""
+    import torch
+
+    from tts.evaluate.cli import evaluate, read_heldout
+    from tts.synthesizer import Synthesizer
+
+    clips = read_heldout(p.corpus, MAX_HELD_OUT)
+    synth = Synthesizer.load(voice, device="cpu")
+    try:
+        report = evaluate(synth, clips, JUDGE_SKIP, threads=torch.get_num_threads())
+    except UsageError as e:  # no speech in the recordings that Resemblyzer can hear: judged without it
+        print(f"adapt: warning: {e}", file=sys.stderr)
+        report = evaluate(synth, clips, JUDGE_SKIP | {"similarity"}, threads=torch.get_num_threads())
+    write_text_atomic(p.work / "judged.json", json.dumps(report, indent=2, default=float))
+    rows = []
+    for name, label in (("teacher", "the speaker's recordings"), ("engine", f"`{p.voice.name}`")):
+        system = report["systems"][name]
+        similarity = f"{system['similarity']:.3f}" if "similarity" in system else "n/a"
+        rows.append(f"| {label} | {similarity} | {system['wer']:.3f} | {system['ovrl']:.2f} |")
+    return (f"\n\n## Judged\n\nOn the {len(clips)} held-out recordings' lines (`python -m tts.evaluate`): speaker "
+            f"similarity to the held-out recordings (Resemblyzer, each line's own left out), Whisper tiny.en's "
+            f"word error rate, DNSMOS OVRL.\n\n| | similarity | WER | OVRL |\n|---|---:|---:|---:|\n"
+            + "\n".join(rows) + "\n")
 
 
 def card(p: Plan, report: dict) -> str:
@@ -243,7 +284,9 @@ def adapt(args: argparse.Namespace) -> int:
     print(recordings.summary())
     held = hold_out(p.corpus)
     total = 60 * args.minutes
-    training = total - min(EXPORT_MAX_S, EXPORT_SHARE * total) - clock["recordings"]
+    judging = args.judge if args.judge is not None else _judges_installed()
+    reserve = min(EXPORT_MAX_S, EXPORT_SHARE * total) + (min(JUDGE_MAX_S, JUDGE_SHARE * total) if judging else 0.0)
+    training = total - reserve - clock["recordings"]
     shares = {"parallel": ACOUSTIC_SHARE * training, "vocoder": (1 - ACOUSTIC_SHARE) * training}
     spent = {task: max(clock[task], trained_seconds(p.run(task))) for task in SETTINGS}
     print(f"adapt: {max(0.0, training) / 60:.1f} minutes of training: the acoustic model "
@@ -263,6 +306,11 @@ def adapt(args: argparse.Namespace) -> int:
               "held_out": len(held), "runs": runs}
     with clock.phase("export"):
         voice = write_voice(p, report)
+    if judging and held:
+        with clock.phase("judge"):
+            report["judged"] = judge(p, voice)
+        write_text_atomic(voice / "MODEL_CARD.md", card(p, report))
+        print(report["judged"].strip())
     if stopped:
         print(f"adapt: stopped; wrote the voice so far to {voice}. The same command goes on.")
         return EXIT_INTERRUPTED
@@ -286,6 +334,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=_minutes, default=60.0, help="time for the whole command (default 60)")
     p.add_argument("--work", help="work folder: corpus, runs, checkpoints (default: VOICE.adapt)")
     p.add_argument("--replace", action="store_true", help="write over an existing voice folder")
+    p.add_argument("--judge", action=argparse.BooleanOptionalAction, default=None,
+                   help="judge the voice on the held-out recordings for its card (default: when the eval "
+                        "extra is installed)")
     p.add_argument("--transcribe", action=argparse.BooleanOptionalAction, default=None,
                    help="transcribe recordings that have no transcript with Whisper (default: when needed)")
     return p

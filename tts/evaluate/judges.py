@@ -145,6 +145,9 @@ def _voice_encoder():
     return VoiceEncoder("cpu", verbose=False)
 
 
+EMBEDDING_DIM = 256  # Resemblyzer's d-vectors
+
+
 class SpeakerSimilarity:
     """How much 16 kHz audio sounds like one speaker: the cosine between its Resemblyzer
     embedding and the speaker's, the normalized mean of the reference clips' embeddings (as
@@ -159,7 +162,7 @@ class SpeakerSimilarity:
         embedded = [(i, self.embed(audio)) for i, audio in zip(ids, reference)]
         kept = [(i, e) for i, e in embedded if e is not None]
         self.ids = [i for i, _ in kept]
-        self.references = np.array([e for _, e in kept], np.float32).reshape(len(kept), -1)  # (clips, 256)
+        self.references = np.array([e for _, e in kept], np.float32).reshape(len(kept), EMBEDDING_DIM)  # (clips, 256)
 
     def embed(self, audio: np.ndarray) -> np.ndarray | None:
         """(T,) 16 kHz audio -> its (256,) unit-length embedding, after Resemblyzer's own
