@@ -396,12 +396,16 @@ def test_simulator_suite():
     assert " passed" in done.stdout and " failed" not in done.stdout
 
 
-@pytest.fixture(scope="module")
-def sharp_tiny():
+def _simulated(config):
     if SIMULATOR:
         # The simulator's scheduler busy-waits for blocked threads; switch the GIL sooner.
         sys.setswitchinterval(5e-5)
-    return checks._sharp_model(TINY)
+    return checks._sharp_model(config)
+
+
+@pytest.fixture(scope="module")
+def sharp_tiny():
+    return _simulated(TINY)
 
 
 @in_simulator
@@ -513,9 +517,7 @@ def test_simulator_stand_ins_start_from_silence_mu_law_class_128(sharp_tiny):
 
 @pytest.fixture(scope="module")
 def sharp_tiny_lpc():
-    if SIMULATOR:
-        sys.setswitchinterval(5e-5)
-    return checks._sharp_model(TINY_LPC)
+    return _simulated(TINY_LPC)
 
 
 @in_simulator
