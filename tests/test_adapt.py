@@ -43,7 +43,7 @@ def test_adapt_makes_a_voice_that_speaks_and_resumes(tmp_path, capsys):
     assert main(argv) == 0
     card = (voice / "MODEL_CARD.md").read_text()
     assert "14 clips" in card and "2 clips held out" in card
-    assert ("## Judged" in card and "the speaker's recordings" in card) == judged
+    assert ("## Judged" in card and "the speaker's recordings" in card and "speaks with" in card) == judged
     adapted, before = load_model(voice, "acoustic"), load_model(base, "acoustic")
     assert any(not torch.equal(a, b) for a, b in zip(adapted.state_dict().values(), before.state_dict().values()))
     assert any(not torch.equal(a, b) for a, b in zip(load_model(voice, "vocoder").state_dict().values(),

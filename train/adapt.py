@@ -189,9 +189,8 @@ def _judges_installed() -> bool:
     return True
 
 
-def judge(p: Plan, voice: Path) -> str:
-    """The voice and the speaker's own recordings on the held-out lines, as `tts.evaluate`
-    judges every voice (speaker similarity, Whisper's WER, DNSMOS OVRL): the card's table."""
+def _evaluate(p: Plan, voice: Path) -> dict:
+    """`tts.evaluate`'s report of ``voice`` beside the speaker's recordings on the held-out lines."""
     import torch
 
     from tts.evaluate.cli import evaluate, read_heldout
@@ -200,20 +199,46 @@ def judge(p: Plan, voice: Path) -> str:
     clips = read_heldout(p.corpus, MAX_HELD_OUT)
     synth = Synthesizer.load(voice, device="cpu")
     try:
-        report = evaluate(synth, clips, JUDGE_SKIP, threads=torch.get_num_threads())
+        return evaluate(synth, clips, JUDGE_SKIP, threads=torch.get_num_threads())
     except UsageError as e:  # no speech in the recordings that Resemblyzer can hear: judged without it
         print(f"adapt: warning: {e}", file=sys.stderr)
-        report = evaluate(synth, clips, JUDGE_SKIP | {"similarity"}, threads=torch.get_num_threads())
-    write_text_atomic(p.work / "judged.json", json.dumps(report, indent=2, default=float))
+        return evaluate(synth, clips, JUDGE_SKIP | {"similarity"}, threads=torch.get_num_threads())
+
+
+def judge(p: Plan, voice: Path) -> str:
+    """Judge the voice on the held-out lines as `tts.evaluate` judges every voice (speaker
+    similarity, Whisper's WER, DNSMOS OVRL), once with its adapted WaveNet and once with the
+    base voice's, and keep the WaveNet that loses fewer words: a short run can leave a WaveNet
+    that has her voice but not yet her words. Returns the card's section."""
+    from tts.audio import DEFAULT_AUDIO
+
+    adapted = _evaluate(p, voice)
+    base = temporary_folder_beside(p.voice)
+    try:
+        shutil.copytree(voice, base, dirs_exist_ok=True)
+        save_model(base, "vocoder", load_model(p.base, "vocoder"), DEFAULT_AUDIO)
+        kept = _evaluate(p, base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    wer = {name: report["systems"]["engine"]["wer"] for name, report in (("adapted", adapted), ("base", kept))}
+    choice = "base" if wer["base"] < wer["adapted"] else "adapted"
+    if choice == "base":
+        save_model(voice, "vocoder", load_model(p.base, "vocoder"), DEFAULT_AUDIO)
+    write_text_atomic(p.work / "judged.json", json.dumps({"adapted": adapted, "base": kept, "kept": choice},
+                                                         indent=2, default=float))
     rows = []
-    for name, label in (("teacher", "the speaker's recordings"), ("engine", f"`{p.voice.name}`")):
+    for report, name, label in ((adapted, "teacher", "the speaker's recordings"),
+                                (adapted, "engine", "adapted acoustic model and WaveNet"),
+                                (kept, "engine", f"adapted acoustic model, `{p.base.name}`'s WaveNet")):
         system = report["systems"][name]
         similarity = f"{system['similarity']:.3f}" if "similarity" in system else "n/a"
         rows.append(f"| {label} | {similarity} | {system['wer']:.3f} | {system['ovrl']:.2f} |")
-    return (f"\n\n## Judged\n\nOn the {len(clips)} held-out recordings' lines (`python -m tts.evaluate`): speaker "
-            f"similarity to the held-out recordings (Resemblyzer, each line's own left out), Whisper tiny.en's "
-            f"word error rate, DNSMOS OVRL.\n\n| | similarity | WER | OVRL |\n|---|---:|---:|---:|\n"
-            + "\n".join(rows) + "\n")
+    kept_line = ("its adapted WaveNet" if choice == "adapted" else
+                 f"`{p.base.name}`'s WaveNet: the adapted one lost more words")
+    return (f"\n\n## Judged\n\nOn the {adapted['lines']} held-out recordings' lines (`python -m "
+            f"tts.evaluate`): speaker similarity to the held-out recordings (Resemblyzer, each line's own left "
+            f"out), Whisper tiny.en's word error rate, DNSMOS OVRL. The voice speaks with {kept_line}.\n\n"
+            f"| | similarity | WER | OVRL |\n|---|---:|---:|---:|\n" + "\n".join(rows) + "\n")
 
 
 def card(p: Plan, report: dict) -> str:
