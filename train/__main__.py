@@ -26,28 +26,23 @@ Errors a user can cause end in one line on stderr and exit code 2 (tts.command).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
-from pathlib import Path
 
 from tts.train.adapt import AdaptError, main as adapt_main
 from tts.train.data import DatasetError
 from tts.train.tasks import RENAMED, TASKS, UnknownTaskError, get_task
-from tts.train.config import ConfigError, config_dict, resolve_config
+from tts.train.config import PRESETS, ConfigError, config_dict, resolve_config, with_voice_model
 from tts.train.trainer import RunDirError, Trainer, export_run, latest_checkpoint, load_checkpoint, stored_config
 from tts.audio import DEFAULT_AUDIO, AudioFileError
 from tts.command import EXIT_OK, OneLineParser, UsageError, run_command
-from tts.voice import DEFAULT_VOCODERS, VoiceError, load_model, save_model, set_default_vocoder, set_temperature
+from tts.voice import DEFAULT_VOCODERS, VoiceError, save_model, set_default_vocoder, set_temperature
 from tts.train.tasks.vocoder import fit_voicing_on_corpus
 from tts.vocoder.voicing import VoicingConfig
 from tts.vocoder.wavenet import WaveNetConfig
 
 USER_ERRORS = (ConfigError, RunDirError, UnknownTaskError, DatasetError, AudioFileError, VoiceError, AdaptError)
-
-
-PRESETS = Path(__file__).resolve().parent / "presets"
 
 
 def presets(task: str) -> list[str]:
@@ -119,17 +114,7 @@ def train(argv: list[str]) -> int:
     train_config, task_config = resolve_config(task_cls, base, files, args.overrides)
     init = args.init if resume_from is None else None  # a resumed run has its own weights
     if init is not None:
-        # The voice's model fixes the shapes: its config replaces the task's model settings,
-        # except those set on the command line (a network the task grows from it, e.g.
-        # --set model.lpc_inputs=true; `Task.init_from` says which it can).
-        voice_config = load_model(init, task_cls.voice_model or name).config
-        if type(voice_config) is not type(task_config.model):
-            raise ConfigError(f"{init} holds a {type(voice_config).__name__} model; the {name} task "
-                              f"trains a {type(task_config.model).__name__}")
-        asked = {key.partition("=")[0].removeprefix("model.") for key in args.overrides
-                 if key.startswith("model.")}
-        task_config = dataclasses.replace(task_config, model=dataclasses.replace(
-            voice_config, **{field: getattr(task_config.model, field) for field in asked}))
+        task_config = with_voice_model(task_cls, task_config, init, args.overrides)
     if args.print_config:
         print(json.dumps({"task": name, **config_dict(train_config), **config_dict(task_config)}, indent=2))
         return EXIT_OK

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import shutil
 import sys
@@ -44,15 +43,11 @@ MIN_RUN_SECONDS = 5.0  # a run with less left than this is done
 HELD_OUT_FRACTION, MIN_HELD_OUT, MAX_HELD_OUT = 0.05, 2, 20  # recordings kept from training, for judging
 MARKER = "adapt.json"  # in the work folder: what it adapts, so a resume is the same adaptation
 
-# The trainer's settings for each run, over the task's cpu preset.
-SETTINGS = {
-    "parallel": ["lr=3e-4", "warmup_steps=50", "decay=constant", f"ema={EMA_DECAY}", "eval_every=0",
-                 "checkpoint_every=1000000", "checkpoint_minutes=2", "keep_checkpoints=1",
-                 "max_steps=1000000", "binarization_start=0", "eval_clips=2"],
-    "vocoder": ["lr=2.5e-4", "warmup_steps=50", "decay=constant", f"ema={EMA_DECAY}", "eval_every=0",
-                "checkpoint_every=1000000", "checkpoint_minutes=2", "keep_checkpoints=1",
-                "max_steps=1000000", "eval_clips=2"],
-}
+# The trainer's settings for each run, over the task's cpu preset: the deadline ends it, a
+# checkpoint every two minutes keeps it.
+COMMON = ["warmup_steps=50", "decay=constant", f"ema={EMA_DECAY}", "eval_every=0", "eval_clips=2",
+          "checkpoint_every=1000000", "checkpoint_minutes=2", "keep_checkpoints=1", "max_steps=1000000"]
+SETTINGS = {"parallel": COMMON + ["lr=3e-4", "binarization_start=0"], "vocoder": COMMON + ["lr=2.5e-4"]}
 
 
 class AdaptError(ValueError):
@@ -84,11 +79,10 @@ def plan(data: str, to: str, base: str | None, work: str | None, replace: bool) 
     read_config(base_dir)  # VoiceError: one line naming what is wrong with it
     work_dir = voice.with_name(voice.name + ".adapt") if work is None else Path(work)
     marker = work_dir / MARKER
-    ours = marker.is_file() and json.loads(marker.read_text())["voice"] == str(voice.resolve())
-    if voice.exists() and not replace and not ours:
+    before = json.loads(marker.read_text()) if marker.is_file() else None
+    if voice.exists() and not replace and (before is None or before["voice"] != str(voice.resolve())):
         raise AdaptError(f"{voice} exists; pass --replace to write over it")
-    if marker.is_file():
-        before = json.loads(marker.read_text())
+    if before is not None:
         if before["data"] != str(data_dir.resolve()) or before["base"] != str(base_dir.resolve()):
             raise AdaptError(f"{work_dir} holds the adaptation of {before['data']} from {before['base']}; "
                              f"remove it or pass another --work")
@@ -125,8 +119,7 @@ def hold_out(corpus: Path) -> list[str]:
 def train_stage(task_name: str, p: Plan, seconds: float) -> dict:
     """One run of the trainer on the corpus, from the base voice (or its own checkpoint),
     for ``seconds`` more of training; returns the trainer's last record."""
-    from tts.train.__main__ import PRESETS
-    from tts.train.config import resolve_config
+    from tts.train.config import PRESETS, resolve_config, with_voice_model
     from tts.train.tasks import get_task
     from tts.train.trainer import Trainer, latest_checkpoint
 
@@ -135,10 +128,7 @@ def train_stage(task_name: str, p: Plan, seconds: float) -> dict:
     resumed = latest_checkpoint(run_dir) is not None
     train_config, task_config = resolve_config(task_cls, None, [PRESETS / f"{task_name}-cpu.json"],
                                                SETTINGS[task_name])
-    # The base voice's network, whatever the task's defaults say (as --init does).
-    model = load_model(p.base, task_cls.voice_model or task_name).config
-    task_config = dataclasses.replace(task_config, model=model)
-    task = task_cls(task_config)
+    task = task_cls(with_voice_model(task_cls, task_config, p.base))
     task.name = task_name
     init = None if resumed else p.base
     return Trainer(task, train_config, p.corpus, run_dir, resume=True, init_voice=init,
@@ -252,11 +242,8 @@ English, one speaker, 16 kHz.
 
 ## Recordings
 
-{rec['summary']}
-
-{rec['clips']} clips, {rec['seconds'] / 60:.1f} minutes of audio ({rec['transcribed']} clips transcribed by
-Whisper, {rec['given']} with the speaker's own transcript); {report['held_out']} clips held out of
-training, for judging the voice.
+{rec['summary']} {rec['transcribed']} clips transcribed by Whisper, {rec['given']} with the speaker's
+own transcript; {report['held_out']} clips held out of training, for judging the voice.
 
 ## Training
 
@@ -320,13 +307,11 @@ def adapt(args: argparse.Namespace) -> int:
     runs, stopped = {}, False
     for task in SETTINGS:
         left = shares[task] - spent[task]
-        record = {"step": _steps(p.run(task)), "stopped_by": None}
         if left >= MIN_RUN_SECONDS and not stopped:
             with clock.phase(task):
-                record = train_stage(task, p, left)
-            stopped = record.get("stopped_by") == "signal"
+                stopped = train_stage(task, p, left)["stopped_by"] == "signal"
         runs["acoustic model" if task == "parallel" else "WaveNet"] = {
-            "minutes": trained_seconds(p.run(task)) / 60, "steps": record["step"]}
+            "minutes": trained_seconds(p.run(task)) / 60, "steps": _steps(p.run(task))}
     report = {"recordings": {**recordings.to_dict(), "summary": recordings.summary()},
               "held_out": len(held), "runs": runs}
     with clock.phase("export"):

@@ -19,6 +19,9 @@ from tts.train.precision import FORMATS
 from tts.train.task import Task, config_class_of
 
 
+PRESETS = Path(__file__).resolve().parent / "presets"  # TASK-NAME.json: settings sized for a kind of machine
+
+
 class ConfigError(ValueError):
     """A setting that does not exist or has a value of the wrong type or range."""
 
@@ -258,3 +261,20 @@ def resolve_config(task_cls: type[Task], base: dict[str, Any] | None = None,
     train = build_config(TrainConfig, {k: v for k, v in merged.items() if k in train_names})
     task = build_config(task_cls_config, {k: v for k, v in merged.items() if k not in train_names})
     return train, task
+
+
+def with_voice_model(task_cls: type[Task], task_config: Any, voice_dir: str | os.PathLike,
+                     overrides: list[str] = ()) -> Any:
+    """``task_config`` with the model of the task in a voice folder: the voice's config fixes
+    the shapes and replaces the task's model settings, except those named in ``overrides``
+    (``model.NAME=...``: a network the task grows from it, e.g. ``model.lpc_inputs=true``;
+    `Task.init_from` says which it can)."""
+    from tts.voice import load_model
+
+    voice_config = load_model(voice_dir, task_cls.voice_model or task_cls.name).config
+    if type(voice_config) is not type(task_config.model):
+        raise ConfigError(f"{voice_dir} holds a {type(voice_config).__name__} model; the {task_cls.name} task "
+                          f"trains a {type(task_config.model).__name__}")
+    asked = {key.partition("=")[0].removeprefix("model.") for key in overrides if key.startswith("model.")}
+    return dataclasses.replace(task_config, model=dataclasses.replace(
+        voice_config, **{field: getattr(task_config.model, field) for field in asked}))
