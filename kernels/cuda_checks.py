@@ -244,6 +244,13 @@ def self_test_variants(weights) -> list[tuple[CudaKernel, int, int, list[int] | 
     ]
 
 
+def _compare_both(model, kernel, batch: int, steps: int, chunks) -> str | None:
+    """Plain samples with their logits, then sharpened samples, against the reference: the
+    first problem, or None."""
+    return (_compare(model, kernel, batch, steps, chunks, logits=True)
+            or _compare(model, kernel, batch, steps, chunks, sharpen=True))
+
+
 def _simulator_check() -> int:
     sys.setswitchinterval(5e-5)  # the simulator's scheduler busy-waits; hand threads the GIL sooner
     import torch
@@ -252,8 +259,7 @@ def _simulator_check() -> int:
     for model in (_sharp_model(_tiny_config()), _sharp_model(_tiny_config(lpc_order=16))):
         for kernel, batch, steps, chunks in self_test_variants(model.export_weights()):
             label = f"simulator, {kernel.plan(batch).describe()}, batch {batch}"
-            problem = (_compare(model, kernel, batch, steps, chunks, logits=True)
-                       or _compare(model, kernel, batch, steps, chunks, sharpen=True))
+            problem = _compare_both(model, kernel, batch, steps, chunks)
             if problem:
                 print(f"{label}: {problem}")
                 return 1
@@ -326,8 +332,7 @@ def _gpu_check() -> int:
             kernel = CudaKernel(model.export_weights(), topology=topology)
             for batch, chunks in ((1, [steps // 3, steps - steps // 3]), (3, None)):
                 label = f"GPU, {name}, {kernel.plan(batch).describe()}, batch {batch}"
-                problem = (_compare(model, kernel, batch, steps, chunks, logits=True)
-                           or _compare(model, kernel, batch, steps, chunks, sharpen=True))
+                problem = _compare_both(model, kernel, batch, steps, chunks)
                 if problem:
                     print(f"{label}: {problem}")
                     return 1
