@@ -22,7 +22,7 @@ from tts.audio import de_emphasis, mel_spectrogram, mu_law_decode, pre_emphasis
 from tts.attention_model import AttentionModel
 from tts.voice import load_model, save_model
 from tts.vocoder.lpc import lpc_from_mel, lpc_residual, lpc_synthesis, noisy_excitation
-from tts.vocoder.wavenet import START_CLASS, WaveNet, model_to_signal, signal_to_model
+from tts.vocoder.wavenet import START_CLASS, WaveNet, model_to_signal, signal_to_model, teacher_inputs
 
 
 def test_cpu_presets_size_the_schedule(capsys):
@@ -367,3 +367,31 @@ def test_lpcnet_inputs_train_and_warm_start_from_a_voice_without_them(corpus, tm
     with torch.no_grad():  # zero embeddings: the same logits as the network it grew from
         torch.testing.assert_close(grown(batch["inputs"], batch["mel"].float(), batch["signal_in"], batch["prediction_in"]),
                                    source(batch["inputs"], batch["mel"].float()))
+
+
+def test_a_wavenet_grows_frame_rate_blocks_from_a_voice_without_them_and_trains_them(corpus, tmp_path):
+    """--set model.cond_blocks=2 over a voice whose WaveNet has none: the grown network starts
+    with the same logits (each block's output conv at zero), trains the blocks, and a network
+    cannot shrink to fewer blocks than the voice's."""
+    from tts.train.data import FeatureCache
+    from tts.train.tasks.vocoder import VocoderTask, VocoderTaskConfig
+    from tts.voice import VoiceError
+
+    voice = make_tiny_voice(tmp_path / "voice")
+    source = load_model(voice, "vocoder")
+    blocks = dataclasses.replace(source.config, cond_blocks=2)
+    grown = WaveNet(blocks)
+    VocoderTask(VocoderTaskConfig(model=blocks)).init_from(grown, source)
+    item = Crops(FeatureCache(corpus, trim_db=None), [0], 4, model=blocks)[0]
+    inputs, mel = teacher_inputs(torch.from_numpy(item["classes"])[None]), torch.from_numpy(item["mel"])[None].float()
+    with torch.no_grad():
+        torch.testing.assert_close(grown(inputs, mel), source(inputs, mel))
+    with pytest.raises(VoiceError, match="another config"):
+        VocoderTask(VocoderTaskConfig(model=source.config)).init_from(WaveNet(source.config), grown)
+
+    run = tmp_path / "run"
+    sets = [s for s in COMMON + VOCODER if not s.startswith("model.")] + ["max_steps=3", "model.cond_blocks=2"]
+    assert main(["vocoder", "--data", str(corpus), "--out", str(run), "--init", str(voice), "--set", *sets]) == 0
+    trained = load_model(export_run(run, tmp_path / "out"), "vocoder")
+    assert trained.config == blocks
+    assert all(second.weight.abs().sum() > 0 for _, second in trained.cond_blocks)  # they learned

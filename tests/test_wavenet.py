@@ -1,6 +1,7 @@
 """WaveNet vocoder: teacher-forced vs incremental equivalence, chunking, sampling, the export
 contract, training, configs."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -363,13 +364,16 @@ def test_state_dict_round_trip_rebuilds_the_same_model():
     assert isinstance(model.init_state(1), WaveNetState)
 
 
-def test_upsample_frames_matches_whole_utterance():
+@pytest.mark.parametrize("cond_blocks", [0, 2])
+def test_upsample_frames_matches_whole_utterance(cond_blocks):
     torch.manual_seed(0)
     model = WaveNet(WaveNetConfig(n_layers=2, residual_channels=8, skip_channels=8, output_channels=8,
-                                  max_dilation=2, cond_channels=8)).eval()
+                                  max_dilation=2, cond_channels=8, cond_blocks=cond_blocks)).eval()
     with torch.no_grad():
         for conv in model.upsample_convs:  # non-uniform smoothing, so edges really matter
             conv.weight.normal_()
+        for _, second in model.cond_blocks:  # the frame-rate blocks widen the context too
+            second.weight.normal_(0, 0.3)
         mel = torch.rand(1, 23, 80)
         whole = model.upsample(mel)
         pieces = [model.upsample_frames(mel, a, b) for a, b in [(0, 1), (1, 8), (8, 9), (9, 20), (20, 23)]]
@@ -377,3 +381,9 @@ def test_upsample_frames_matches_whole_utterance():
         # Too little context would show: a window without margin differs at its edges.
         assert not torch.allclose(model.upsample(mel[:, 8:9]), whole[:, 1600:1800], atol=1e-5)
         torch.testing.assert_close(model.project(whole), model.conditioning(mel))
+        if cond_blocks:  # the blocks' two extra frames a side are in the margin, else edges differ
+            assert model.upsample_context == 1 + 2 * cond_blocks + 2
+            model.config = dataclasses.replace(model.config, cond_blocks=0)
+            short = torch.cat([model.upsample_frames(mel, a, b) for a, b in [(0, 8), (8, 23)]], dim=1)
+            assert not torch.allclose(short, whole, atol=1e-5)
+

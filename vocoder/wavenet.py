@@ -60,6 +60,13 @@ class WaveNetConfig(JsonConfig):
     # the features start as a piecewise-linear interpolation instead of a staircase).
     cond_channels: int = 128
     upsample_scales: tuple[int, ...] = (10, 20)
+    # The frame-rate network (as LPCNet's): residual blocks over the frames after the frame
+    # conv, each conv(k3) -> leaky ReLU -> conv(k3) added to its input, so the features each
+    # sample is conditioned on are a deeper, wider-context function of the mel (every block
+    # sees two more frames on each side). They run once per frame, not per sample: generation
+    # costs the same. Each block's second conv starts at zero, so a network grown from one
+    # with fewer blocks starts by saying exactly what it said.
+    cond_blocks: int = 0
     # The network models pre-emphasized audio (x[t] - c x[t-1]); its output is de-emphasized
     # after sampling, which shapes the mu-law noise like the speech spectrum. 0: none.
     pre_emphasis: float = 0.0
@@ -98,6 +105,8 @@ class WaveNetConfig(JsonConfig):
             raise ValueError(f"WaveNetConfig.temperature must be in (0, 10], got {self.temperature}")
         if self.lpc_order < 0:
             raise ValueError(f"WaveNetConfig.lpc_order must be >= 0, got {self.lpc_order}")
+        if not 0 <= self.cond_blocks <= 16:
+            raise ValueError(f"WaveNetConfig.cond_blocks must be in [0, 16], got {self.cond_blocks}")
         if self.lpc_inputs and not self.lpc_order:
             raise ValueError("WaveNetConfig.lpc_inputs needs a predictor (lpc_order > 0)")
         if self.lpc_order and self.pre_emphasis:
@@ -205,6 +214,13 @@ class WaveNet(nn.Module):
             nn.init.zeros_(self.embedding_prediction.weight)
         # Conditioning: frame conv, then upsampling stages (see WaveNetConfig).
         self.frame_conv = nn.Conv1d(c.n_mels, c.cond_channels, kernel_size=3, padding=1)
+        self.cond_blocks = nn.ModuleList(
+            nn.ModuleList(nn.Conv1d(c.cond_channels, c.cond_channels, kernel_size=3, padding=1) for _ in range(2))
+            for _ in range(c.cond_blocks)
+        )
+        for _, second in self.cond_blocks:
+            nn.init.zeros_(second.weight)
+            nn.init.zeros_(second.bias)
         self.upsample_convs = nn.ModuleList(
             nn.Conv1d(c.cond_channels, c.cond_channels, 2 * s + 1, groups=c.cond_channels,
                       bias=False)
@@ -230,6 +246,14 @@ class WaveNet(nn.Module):
             raise ValueError(f"mel has shape {tuple(mel.shape)}, "
                              f"expected (B, T_frames, {self.config.n_mels})")
 
+    def frame_features(self, mel: torch.Tensor) -> torch.Tensor:
+        """mel (B, T_frames, n_mels) -> the frame-rate features (B, C_cond, T_frames): the frame
+        conv, then the frame-rate residual blocks."""
+        h = F.leaky_relu(self.frame_conv(mel.transpose(1, 2)), 0.2)  # (B, C_cond, T_frames)
+        for first, second in self.cond_blocks:
+            h = h + second(F.leaky_relu(first(h), 0.2))
+        return h
+
     def upsample(self, mel: torch.Tensor) -> torch.Tensor:
         """mel (B, T_frames, n_mels) -> features (B, T_frames * hop_length, C_cond).
 
@@ -239,7 +263,7 @@ class WaveNet(nn.Module):
         numbers at 3 instead of 2 * scale + 1 multiply-adds per output, computed here as such.
         """
         self._check_mel(mel)
-        h = F.leaky_relu(self.frame_conv(mel.transpose(1, 2)), 0.2).transpose(1, 2)  # (B, T_frames, C_cond)
+        h = self.frame_features(mel).transpose(1, 2)  # (B, T_frames, C_cond)
         for scale, conv in zip(self.config.upsample_scales, self.upsample_convs):
             padded = torch.cat([h[:, :1], h, h[:, -1:]], dim=1)  # (B, T + 2, C): replicated edges
             taps = padded.unfold(1, 3, 1)  # (B, T, C, 3): steps t-1, t, t+1
@@ -258,7 +282,7 @@ class WaveNet(nn.Module):
     @property
     def upsample_context(self) -> int:
         """Mel frames on each side that one frame's upsampled features depend on."""
-        context, rate = 1, 1  # the frame conv: kernel 3
+        context, rate = 1 + 2 * self.config.cond_blocks, 1  # the frame conv and blocks: kernel 3 each
         for scale in self.config.upsample_scales:
             rate *= scale
             context += math.ceil(scale / rate)  # a (2 * scale + 1)-tap smoothing at this rate
@@ -345,7 +369,7 @@ class WaveNet(nn.Module):
         conv1d throughout: the upsampler repeats and smooths, each layer runs its dilated,
         residual and skip convolutions one by one. The reference `forward` is tested against
         (logits and gradients), and the baseline `python -m tts.train.bench` measures it by."""
-        h = F.leaky_relu(self.frame_conv(mel.transpose(1, 2)), 0.2)  # (B, C_cond, T_frames)
+        h = self.frame_features(mel)  # (B, C_cond, T_frames)
         for scale, conv in zip(self.config.upsample_scales, self.upsample_convs):
             h = conv(F.pad(torch.repeat_interleave(h, scale, dim=2), (scale, scale), mode="replicate"))
         x = self._embed(audio_classes_in, signal_in, prediction_in).transpose(1, 2)  # (B, R, T)

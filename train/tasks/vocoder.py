@@ -310,15 +310,19 @@ class VocoderTask(Task):
         return metrics
 
     def init_from(self, model: WaveNet, source: WaveNet) -> None:
-        """The voice's WaveNet, or the same network given LPCNet's inputs: their embeddings
-        start at zero, so it begins by saying exactly what the voice says."""
-        if model.config.lpc_inputs and not source.config.lpc_inputs and \
-                dataclasses.replace(model.config, lpc_inputs=False) == source.config:
+        """The voice's WaveNet, or the same network grown: given LPCNet's inputs, or more
+        frame-rate blocks. What is new starts as `WaveNet.__init__` makes it (the new
+        embeddings and each new block's output conv at zero), so the grown network begins by
+        saying exactly what the voice says."""
+        grown = dataclasses.replace(model.config, lpc_inputs=source.config.lpc_inputs,
+                                    cond_blocks=source.config.cond_blocks)
+        if grown == source.config and model.config != source.config and \
+                model.config.cond_blocks >= source.config.cond_blocks and \
+                model.config.lpc_inputs >= source.config.lpc_inputs:
             missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
-            assert sorted(missing) == ["embedding_prediction.weight", "embedding_signal.weight"] and not unexpected
-            with torch.no_grad():
-                model.embedding_signal.weight.zero_()
-                model.embedding_prediction.weight.zero_()
+            new = ("embedding_signal.", "embedding_prediction.") + tuple(
+                f"cond_blocks.{i}." for i in range(source.config.cond_blocks, model.config.cond_blocks))
+            assert not unexpected and all(key.startswith(new) for key in missing), (missing, unexpected)
             return
         super().init_from(model, source)
 
