@@ -163,3 +163,26 @@ def test_the_mel_filterbank_is_librosas(changes):
     expected = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels,
                                    fmin=config.fmin, fmax=config.fmax)
     np.testing.assert_array_equal(mel_basis(config), expected)
+
+
+def test_tempo_speeds_speech_up_keeping_pitch_range_and_chunking():
+    from tts.audio import Tempo
+
+    t = np.arange(3 * SR) / SR
+    sine = (0.5 * np.sin(2 * np.pi * 200 * t) * (1 + 0.5 * np.sin(2 * np.pi * t))).astype(np.float32)
+    for speed in (1.25, 1.5, 2.0):
+        whole = Tempo(speed)(sine, last=True)
+        assert len(whole) == round(len(sine) / speed)
+        assert np.abs(whole[-SR // 10:]).max() > 0.2  # the end is there, not cut
+        spectrum = np.abs(np.fft.rfft(whole[: SR // 2]))
+        assert np.argmax(spectrum) * 2 == 200  # the pitch stays at 200 Hz (2 Hz bins)
+        assert np.abs(whole).max() <= np.abs(sine).max() + 1e-6  # weighted means: no new peaks
+        tempo = Tempo(speed)
+        cuts = [0, 1, 500, 8000, 8001, 30000, len(sine)]
+        pieces = [tempo(sine[a:b], last=b == len(sine)) for a, b in zip(cuts, cuts[1:])]
+        assert np.array_equal(np.concatenate(pieces), whole)  # a stream is the whole at once
+    again = Tempo(2.0)
+    first = again(sine, last=True)
+    assert np.array_equal(again(sine, last=True), first)  # after the last chunk it starts afresh
+    with pytest.raises(ValueError, match="speed must be >= 1"):
+        Tempo(0.5)

@@ -64,11 +64,28 @@ def test_timings_tile_the_audio_and_each_chunk_carries_the_words_it_completes(sy
 def test_timings_follow_the_speaking_rate(synth, rate):
     _, slow, _ = synth.synthesize_with_timings("Hello there.", rate=rate)
     _, normal, _ = synth.synthesize_with_timings("Hello there.")
-    # Faster speech shortens vowels more than consonants, so a word's end moves by a frame or
-    # so from the even share; the sentence still takes 1 / rate of the time, to the frame.
+    # Faster speech is the audio sped up (WSOLA), whose frames land within half a frame of
+    # where an even speed-up puts them; the sentence still takes 1 / rate of the time.
     near = 1e-6 if rate < 1.0 else 2 * 200 / 16000
     assert [w.end for w in slow] == pytest.approx([w.end / rate for w in normal], abs=near)
     assert slow[-1].end == pytest.approx(normal[-1].end / rate, abs=200 / 16000 + 1e-6)
+
+
+def test_faster_speech_is_the_same_speech_sped_up(synth):
+    """Past rate 1 the model keeps its pace (the same mel) and the audio is sped up: half the
+    samples at rate 2, each chunk's words within the audio given out so far."""
+    text = "Hello there, how are you today?"
+    normal = list(synth.stream(text))
+    fast = list(synth.stream(text, rate=2.0))
+    assert np.array_equal(fast[0].mel, normal[0].mel) and np.array_equal(synth.mel(text, rate=2.0), synth.mel(text))
+    n, f = sum(len(c.audio) for c in normal), sum(len(c.audio) for c in fast)
+    assert abs(f - n / 2) <= 0.032 * SR  # a WSOLA frame
+    done = 0.0
+    for chunk in fast:
+        done += len(chunk.audio) / SR
+        assert all(w.end <= done + 1e-6 for w in chunk.words)
+    slower = len(synth.synthesize(text, rate=0.75))
+    assert slower > n  # slower is the model's own durations, longer
 
 
 def test_a_break_adds_its_silence_and_a_rate_stretches_only_its_span(synth):

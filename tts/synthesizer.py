@@ -26,7 +26,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from tts.audio import write_audio
+from tts.audio import Tempo, write_audio
 from tts.errors import MAX_RATE, MIN_RATE, SynthesisError, check_rate, check_seed
 from tts.text import NothingToSpeakError, default_g2p, phonemize_words, symbols_to_ids
 from tts.text.plan import Pause, Sentence, read_plan
@@ -43,7 +43,7 @@ class Chunk:
     audio: np.ndarray  # (n,) float32 in [-1, 1]
     text: str  # the sentence, normalized
     phonemes: list[str]
-    mel: np.ndarray = field(repr=False)  # (frames, n_mels): the whole sentence's mel
+    mel: np.ndarray = field(repr=False)  # (frames, n_mels): the whole sentence's mel (faster than rate 1: the mel of rate 1)
     alignment: np.ndarray = field(repr=False)  # (frames, symbols): which symbol each frame says
     sentence: int = 0  # index of the sentence in the text
     last: bool = False  # the last chunk of its sentence
@@ -205,11 +205,12 @@ class Synthesizer:
     def mel(self, text: str, rate: float = 1.0) -> np.ndarray:
         """The acoustic model's mel of ``text``, its sentences' mels end to end (frames,
         n_mels): the text read and pronounced exactly as `stream` reads it (plan, lexicon,
-        G2P), without the vocoder and without pauses."""
+        G2P), without the vocoder and without pauses. Faster than rate 1 the audio is sped
+        up after the vocoder, so the mel is the one of rate 1."""
         from tts.text.ssml import is_ssml
 
         check_rate(rate)
-        mels = [self.sentence_mel(phonemes, _speed(rate, sentence))[0].cpu().numpy()
+        mels = [self.sentence_mel(phonemes, _pace_and_speed(_speed(rate, sentence))[0])[0].cpu().numpy()
                 for sentence, phonemes, _ in self._pronounce(read_plan(text, is_ssml(text), 0.0, 0.0))
                 if not isinstance(sentence, Pause)]
         return np.concatenate(mels) if mels else np.zeros((0, self.voice.audio.n_mels), np.float32)
@@ -244,13 +245,19 @@ class Synthesizer:
     def _speak_sentence(self, sentence: Sentence, phonemes: list[str], spans: list[tuple[int, int]], index: int,
                         seed: int, rate: float, start: int, text: str) -> Iterator[Chunk]:
         """One sentence's chunks; ``start``: the samples of the call's audio before it."""
-        mel, alignment = self.sentence_mel(phonemes, rate)
+        pace, speed = _pace_and_speed(rate)
+        mel, alignment = self.sentence_mel(phonemes, pace)
         mel_np = mel.cpu().numpy()
         hop, sr = self.voice.audio.hop_length, self.sample_rate
         words, timed = sentence_timings(phonemes, spans, alignment, sentence.sources, text,
-                                        sentence_words(sentence.text), start / sr, hop / sr)
+                                        sentence_words(sentence.text), start / sr, hop / sr / speed)
+        tempo = Tempo(speed, sr) if speed > 1.0 else None
         done = start
         for audio, last in self.vocoder.stream(mel, np.random.default_rng([seed, index])):
+            if tempo is not None:
+                audio = tempo(audio, last)
+                if not len(audio) and not last:
+                    continue
             done += len(audio)
             end = float("inf") if last else done / sr + 1e-9
             mine = [w for w in words if w.end <= end]
@@ -264,6 +271,14 @@ class Synthesizer:
 def _speed(rate: float, sentence: Sentence) -> float:
     """The call's rate times the sentence's own (SSML prosody), kept within the bounds."""
     return min(MAX_RATE, max(MIN_RATE, rate * sentence.rate))
+
+
+def _pace_and_speed(rate: float) -> tuple[float, float]:
+    """A speaking rate -> (the acoustic model's pace, the audio's speed-up). Slower than 1 is
+    the model's durations; faster, the model speaks at its own pace and the audio is sped up
+    (`tts.audio.Tempo`): its durations come from read speech at one pace, and shortened
+    further they lose words that time-scaled audio keeps (BENCHMARKS.md, speaking rate)."""
+    return min(rate, 1.0), max(rate, 1.0)
 
 
 def _choice(vocoder, backend: str, weights: str) -> VocoderChoice:
