@@ -150,8 +150,8 @@ class Tempo:
             _, finished = self._tsm.flush_to(writer)
         out = writer.data[0].astype(np.float32)
         if last:
-            out = out[:max(0, round(self._read / self.speed) - self._written)]
-            out = np.concatenate([out, np.zeros(round(self._read / self.speed) - self._written - len(out), np.float32)])
+            owed = max(0, round(self._read / self.speed) - self._written)
+            out = np.concatenate([out[:owed], np.zeros(owed - len(out[:owed]), np.float32)])
             self._tsm.clear()
             self._read = self._written = 0
             return out
