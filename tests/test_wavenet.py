@@ -387,3 +387,17 @@ def test_upsample_frames_matches_whole_utterance(cond_blocks):
             short = torch.cat([model.upsample_frames(mel, a, b) for a, b in [(0, 8), (8, 23)]], dim=1)
             assert not torch.allclose(short, whole, atol=1e-5)
 
+
+
+@pytest.mark.parametrize("frames", [1, 8, 9, 57, 400])
+def test_streamed_chunks_tile_the_mel_and_grow_no_faster_than_the_audio_before_them(frames):
+    """The WaveNet's chunks: the first short, each next at most twice the one before and at
+    most CHUNK_FRAMES, so a vocoder at half real time keeps a stream fed."""
+    from tts.vocoder.runtime import CHUNK_FRAMES, FIRST_CHUNK_FRAMES, chunk_bounds
+
+    bounds = list(chunk_bounds(frames))
+    assert bounds[0][0] == 0 and bounds[-1][1] == frames
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    sizes = [stop - start for start, stop in bounds]
+    assert sizes[0] == min(frames, FIRST_CHUNK_FRAMES) and max(sizes) <= CHUNK_FRAMES
+    assert all(b <= 2 * a for a, b in zip(sizes, sizes[1:]))

@@ -4,8 +4,8 @@
     for audio, last in vocoder.stream(mel, np.random.default_rng(0)):
         ...
 
-Every vocoder streams the same chunks: FIRST_CHUNK_FRAMES first, so that playback starts
-quickly, then CHUNK_FRAMES at a time. Randomness is an input (``rng``), so one seed gives
+Every vocoder streams FIRST_CHUNK_FRAMES first, so that playback starts quickly, then up to
+CHUNK_FRAMES at a time (the WaveNet grows its chunks there by doubling, `chunk_bounds`). Randomness is an input (``rng``), so one seed gives
 one audio whatever the backend. This is the one path from mel to audio: the engine, the
 training evaluation (`WaveNet.vocode`) and the benches all hear what it makes. The choice of
 vocoder and kernel is made once, in `tts.vocoder.choice`; `build_vocoder` only builds it.
@@ -27,12 +27,16 @@ CHUNK_FRAMES = 40  # 500 ms
 
 
 def chunk_bounds(frames: int) -> Iterator[tuple[int, int]]:
-    """The [start, stop) frames of each chunk of a mel of ``frames`` frames."""
-    start = 0
+    """The [start, stop) frames of each chunk of a mel of ``frames`` frames: FIRST_CHUNK_FRAMES,
+    then each twice the one before, up to CHUNK_FRAMES. While a chunk plays the next is made,
+    so a stream stays fed as long as the vocoder runs at half real time or faster (a fixed
+    500 ms after the first 100 ms needs five times: two streams sharing a busy machine fell
+    behind there)."""
+    start, size = 0, FIRST_CHUNK_FRAMES
     while start < frames:
-        stop = min(frames, start + (FIRST_CHUNK_FRAMES if start == 0 else CHUNK_FRAMES))
+        stop = min(frames, start + size)
         yield start, stop
-        start = stop
+        start, size = stop, min(2 * size, CHUNK_FRAMES)
 
 
 class Vocoder:
