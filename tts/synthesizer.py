@@ -43,7 +43,9 @@ class Chunk:
     audio: np.ndarray  # (n,) float32 in [-1, 1]
     text: str  # the sentence, normalized
     phonemes: list[str]
-    mel: np.ndarray = field(repr=False)  # (frames, n_mels): the whole sentence's mel (faster than rate 1: the mel of rate 1)
+    # (frames, n_mels): the whole sentence's mel (faster than rate 1, the mel of rate 1: the audio
+    # is sped up after the vocoder)
+    mel: np.ndarray = field(repr=False)
     alignment: np.ndarray = field(repr=False)  # (frames, symbols): which symbol each frame says
     sentence: int = 0  # index of the sentence in the text
     last: bool = False  # the last chunk of its sentence
