@@ -151,7 +151,7 @@ class Tempo:
         out = writer.data[0].astype(np.float32)
         if last:
             owed = max(0, round(self._read / self.speed) - self._written)
-            out = np.concatenate([out[:owed], np.zeros(owed - len(out[:owed]), np.float32)])
+            out = np.pad(out[:owed], (0, max(0, owed - len(out))))  # exactly what is owed
             self._tsm.clear()
             self._read = self._written = 0
             return out

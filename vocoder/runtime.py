@@ -5,8 +5,8 @@
         ...
 
 Every vocoder streams FIRST_CHUNK_FRAMES first, so that playback starts quickly, then up to
-CHUNK_FRAMES at a time (the WaveNet grows its chunks there by doubling, `chunk_bounds`). Randomness is an input (``rng``), so one seed gives
-one audio whatever the backend. This is the one path from mel to audio: the engine, the
+CHUNK_FRAMES at a time (the WaveNet grows its chunks there by doubling, `chunk_bounds`).
+Randomness is an input (``rng``), so one seed gives one audio whatever the backend. This is the one path from mel to audio: the engine, the
 training evaluation (`WaveNet.vocode`) and the benches all hear what it makes. The choice of
 vocoder and kernel is made once, in `tts.vocoder.choice`; `build_vocoder` only builds it.
 """
