@@ -37,17 +37,14 @@ __all__ = ["BACKENDS", "BackendUnavailableError", "KernelState", "WEIGHT_FORMATS
 
 def open_kernel(choice: VocoderChoice, model_or_weights):
     """The kernel of a resolved WaveNet choice (`VocoderChoice.resolve`), for a `WaveNet` or
-    its `export_weights()` dict; the choice is trusted."""
-    from tts.vocoder.wavenet import WaveNet
-
+    its `export_weights()` dict; the choice is trusted. Given the dict, only the torch backend
+    imports torch."""
+    is_model = not isinstance(model_or_weights, dict)
     if choice.backend == "torch":
         from tts.kernels.reference import TorchKernel
 
-        if isinstance(model_or_weights, WaveNet):
-            return TorchKernel.from_model(model_or_weights)
-        return TorchKernel(model_or_weights)
-    exported = (model_or_weights.export_weights() if isinstance(model_or_weights, WaveNet)
-                else model_or_weights)
+        return TorchKernel.from_model(model_or_weights) if is_model else TorchKernel(model_or_weights)
+    exported = model_or_weights.export_weights() if is_model else model_or_weights
     if choice.backend == "numba":
         from tts.kernels.cpu import NumbaKernel
 

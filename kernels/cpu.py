@@ -48,11 +48,11 @@ Generation state is a `KernelState`; a batch runs one utterance per thread.
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import NamedTuple
 
 import numpy as np
-import torch
 from llvmlite import ir
 from numba import prange, types
 from numba.core import cgutils
@@ -61,7 +61,7 @@ from numba.extending import intrinsic
 from tts.vocoder.choice import BACKEND_WEIGHTS
 from tts.kernels.state import KernelState, check_lpc, check_sharpness, check_state
 from tts.vocoder.lpc import mu_law_tables
-from tts.vocoder.wavenet import validate_exported
+from tts.vocoder.inference import validate_exported
 from tts._numba import numba  # caches compiled code in the user cache folder
 
 BLOCK = 32  # output rows per register block: two AVX-512 registers per accumulator set
@@ -666,13 +666,15 @@ class NumbaKernel:
                 new.signal, new.last_class, new.t, classes, logits)
         if T > 0 and self.parallel and B > 1:
             # Where numba's thread pool is OpenMP it shares torch's runtime, and a parallel
-            # launch leaves torch's intra-op thread count at numba's: put it back.
-            torch_threads = torch.get_num_threads()
+            # launch leaves torch's intra-op thread count at numba's: put it back (where torch
+            # is loaded at all).
+            torch = sys.modules.get("torch")
+            torch_threads = torch.get_num_threads() if torch is not None else None
             with self._parallel_lock:
                 try:
                     _generate_parallel(*args)
                 finally:
-                    if torch.get_num_threads() != torch_threads:
+                    if torch is not None and torch.get_num_threads() != torch_threads:
                         torch.set_num_threads(torch_threads)
         elif T > 0:
             _generate_serial(*args)

@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from tts.vocoder.wavenet import START_CLASS, WaveNetState
+from tts.vocoder.inference import START_CLASS
 
 
 @dataclass
@@ -49,14 +48,22 @@ class KernelState:
         return KernelState(self.history.copy(), self.last_class.copy(), self.t.copy(), self.signal.copy())
 
     @classmethod
-    def from_torch(cls, state: WaveNetState) -> "KernelState":
+    def from_torch(cls, state) -> "KernelState":
+        """The reference's `tts.vocoder.wavenet.WaveNetState`, flattened."""
+        import torch
+
         history = torch.cat(state.buffers, dim=1).detach().cpu().numpy().astype(np.float32)
         b = history.shape[0]
         return cls(np.ascontiguousarray(history), state.last_class.cpu().numpy().astype(np.int32),
                    np.full(b, state.t, np.int64),
                    np.ascontiguousarray(state.signal.detach().cpu().numpy(), dtype=np.float64))
 
-    def to_torch(self, dilations) -> WaveNetState:
+    def to_torch(self, dilations):
+        """Back into the reference's `tts.vocoder.wavenet.WaveNetState`."""
+        import torch
+
+        from tts.vocoder.wavenet import WaveNetState
+
         if len(set(self.t.tolist())) != 1:
             raise ValueError("the reference state needs every utterance at the same step")
         h = torch.from_numpy(self.history.copy())

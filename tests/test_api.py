@@ -246,10 +246,9 @@ def test_threads_default_to_one_unless_asked(voice, monkeypatch):
 
 @pytest.mark.parametrize("kind", ["parallel", "attention"])
 def test_the_speaking_rate_scales_every_symbol_and_the_alignment_is_per_frame(tmp_path, kind):
-    """The parallel model divides the durations by the rate (pauses too; faster, its
-    consonants least); the attention model, without durations, resamples its mel. Either way
-    the alignment is frames x symbols."""
-    from tts.text.symbols import CONSONANTS
+    """The parallel model divides every duration by the rate, pauses too; the attention
+    model, without durations, resamples its mel. Either way the alignment is frames x
+    symbols."""
     from tts.text import to_phonemes
 
     synth = Synthesizer.load(make_tiny_voice(tmp_path / "v", kind=kind), vocoder="griffin-lim")
@@ -259,12 +258,8 @@ def test_the_speaking_rate_scales_every_symbol_and_the_alignment_is_per_frame(tm
     for rate, per_symbol in ((1.0, 4), (2.0, 2), (0.5, 8)):
         mel, alignment = synth.sentence_mel(phonemes, rate)
         assert mel.shape[0] == per_symbol * symbols and alignment.shape == (mel.shape[0], symbols)
-        if kind == "parallel" and rate <= 1.0:
+        if kind == "parallel":
             assert (alignment.sum(axis=0) == per_symbol).all()  # the comma's pause too
-        elif kind == "parallel":
-            frames = alignment.sum(axis=0)[:-1]  # EOS aside
-            consonant = np.array([p in CONSONANTS for p in phonemes])
-            assert frames[consonant].min() >= frames[~consonant].max() and frames[consonant].min() > frames.min()
 
 
 def test_the_mel_of_a_text_is_read_and_pronounced_as_the_stream_reads_it(tmp_path):

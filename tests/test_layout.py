@@ -47,8 +47,9 @@ def test_vocoder_and_backend_names_are_spelled_in_one_module():
 
 
 # What the pipeline (tts/) may import of the vocoder: the choice, the runtime that streams mel
-# to audio, and the networks' own modules (a voice folder rebuilds them).
-VOCODER_INTERFACE = {"tts.vocoder.choice", "tts.vocoder.runtime", "tts.vocoder.wavenet", "tts.vocoder.voicing"}
+# to audio, and the networks' own modules (a voice folder rebuilds them, in torch or numpy).
+VOCODER_INTERFACE = {"tts.vocoder.choice", "tts.vocoder.runtime", "tts.vocoder.wavenet", "tts.vocoder.voicing",
+                     "tts.vocoder.inference"}
 
 
 def _from_imports(path: Path) -> list[tuple[str, list[str]]]:

@@ -283,3 +283,38 @@ def test_the_rules_are_the_fallback_without_weights(monkeypatch, tmp_path):
     assert load_default(tmp_path) is None  # a folder without weights
     monkeypatch.setattr(g2p_module, "_neural_model", lambda: None)
     assert neural_or_rules("blorptastic") == g2p_module.letter_to_sound("blorptastic")
+
+
+def _random_words(n: int, seed: int) -> list[str]:
+    import random
+    import string
+
+    rng = random.Random(seed)
+    letters = string.ascii_lowercase + "'"
+    return [''.join(rng.choice(letters) for _ in range(rng.randint(1, 16))) for _ in range(n)]
+
+
+def test_the_numpy_decoder_says_what_the_torch_model_says():
+    """`NeuralG2P` (numpy, what the frontend runs) decodes as `G2PModel.predict` does, on
+    random weights in two layers, so no trained margin hides a difference."""
+    from tts.text.g2p_inference import NeuralG2P
+
+    config = G2PConfig(embed_dim=16, encoder_dim=32, encoder_layers=2, decoder_dim=32, dropout=0.0)
+    torch.manual_seed(5)
+    model = G2PModel(config).eval()
+    numpy_model = NeuralG2P(config, {k: v.numpy() for k, v in model.state_dict().items()})
+    words = _random_words(60, seed=1) + ["Hello", "x", "", "123"]
+    expected = model.predict(words)
+    assert len({tuple(p) for p in expected}) > 10  # the words differ: the comparison can fail
+    assert [numpy_model.pronounce(w) for w in words] == expected
+
+
+@needs_weights
+def test_the_frontend_pronounces_with_the_shipped_model_in_numpy():
+    from tts.text.g2p import _neural_model
+    from tts.text.g2p_inference import NeuralG2P
+
+    model = _neural_model()
+    assert isinstance(model, NeuralG2P)
+    words = HELD_OUT + _random_words(150, seed=2)
+    assert [model.pronounce(w) for w in words] == load_default().predict(words)

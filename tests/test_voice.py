@@ -51,7 +51,7 @@ def test_wrapped_models_are_saved_without_prefixes(tmp_path):
 
 def test_partial_voice_and_missing_model(tmp_path):
     save_model(tmp_path / "v", "vocoder", WaveNet(TINY_VOCODER))
-    assert list(load_voice(tmp_path / "v", require=("vocoder",)).models) == ["vocoder"]
+    assert list(load_voice(tmp_path / "v", require=("vocoder",)).stored) == ["vocoder"]
     with pytest.raises(VoiceError, match="no acoustic model"):
         load_voice(tmp_path / "v")
 

@@ -79,7 +79,7 @@ def test_a_voice_carries_its_detector_and_the_wavenet_samples_with_it(detector, 
     outputs = {}
     for name, v in (("plain", plain), ("voiced", voice)):
         vocoder = WaveNetVocoder.from_voice(v, VocoderChoice("wavenet", "numba"), torch.device("cpu"))
-        assert (vocoder.voicing is None) == (name == "plain")
+        assert (vocoder.sharpness is None) == (name == "plain")
         chunks = list(vocoder.stream(mel, np.random.default_rng(0)))
         outputs[name] = np.concatenate([audio for audio, _ in chunks])
         assert chunks[-1][1] and len(outputs[name]) == len(mel) * HOP
@@ -113,7 +113,7 @@ def test_the_engine_and_the_training_evaluation_hear_the_same_audio(detector, tm
     path = make_tiny_voice(tmp_path / "v")
     save_model(path, "voicing", detector)
     synth = Synthesizer.load(path, device="cpu")
-    assert synth.vocoder.voicing is not None
+    assert synth.vocoder.sharpness is not None
     text = "Hello there."
     heard = synth.synthesize(text, seed=3)
     mel, _ = synth.sentence_mel(phonemize_words(text, synth.g2p)[0])
@@ -135,7 +135,7 @@ def test_the_engine_and_the_training_evaluation_hear_the_same_audio(detector, tm
     task = VocoderTask(VocoderTaskConfig(model=wavenet.config, sample_frames=len(mel)))
     task.from_voice(path)
     writer = Recorder()
-    batch = {"mel": mel[None], "classes": torch.full((1, len(mel) * HOP), 128)}
+    batch = {"mel": torch.from_numpy(mel)[None], "classes": torch.full((1, len(mel) * HOP), 128)}
     task.evaluate(wavenet, [batch], writer, step=7)
     np.testing.assert_array_equal(writer.audio["eval/generated"],
                                   wavenet.vocode(mel, seed=7, voicing=synth.voice.voicing))

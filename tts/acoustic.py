@@ -44,6 +44,17 @@ class AcousticModel(nn.Module):
         included, takes 1 / rate of its time, at the same pitch. Call `eval()` first."""
         raise NotImplementedError
 
+    @torch.no_grad()
+    def speak_one(self, ids, rate: float = 1.0):
+        """One utterance's symbol ids (N,) -> (mel (frames, n_mels), alignment (frames, N)) as
+        float32 numpy arrays: the interface the synthesizer speaks through, which
+        `tts.inference.ParallelSpeaker` shares."""
+        device = next(self.parameters()).device
+        speech = self.speak(torch.as_tensor([list(ids)], dtype=torch.long, device=device), rate=rate)
+        frames = int(speech.lengths[0])
+        return (speech.mel[0, :frames].float().cpu().numpy(),
+                speech.alignment[0, :frames].float().cpu().numpy())
+
 
 def model_classes(kind: str | None) -> tuple[type[AcousticModel], type]:
     """(model class, config class) of an acoustic model kind (None: LEGACY_KIND). KeyError

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -15,7 +16,6 @@ from typing import Iterator
 
 import numpy as np
 import soundfile as sf
-import torch
 
 from tts.config import JsonConfig
 from tts.errors import AudioFileError
@@ -300,10 +300,11 @@ def mel_spectrogram(audio: np.ndarray, config: AudioConfig = DEFAULT_AUDIO) -> n
     return np.ascontiguousarray(_normalize_db(mel, config, np).T, dtype=np.float32)
 
 
-def mel_spectrogram_torch(audio: torch.Tensor, config: AudioConfig = DEFAULT_AUDIO,
-                          basis: np.ndarray | None = None) -> torch.Tensor:
+def mel_spectrogram_torch(audio, config: AudioConfig = DEFAULT_AUDIO, basis: np.ndarray | None = None):
     """(B, T) or (T,) waveform tensor -> (B, frames, n_mels) or (frames, n_mels); same numbers as
     librosa. ``basis``: the filterbank (`mel_basis`), where librosa is not there to make it."""
+    import torch
+
     squeeze = audio.dim() == 1
     x = audio.unsqueeze(0) if squeeze else audio  # (B, T)
     window = torch.hann_window(config.win_length, periodic=True, dtype=x.dtype, device=x.device)
@@ -372,6 +373,8 @@ def griffin_lim_stream(mel: np.ndarray, config: AudioConfig = DEFAULT_AUDIO, n_i
     if min(first_frames, frames) < 1 or lookahead < 0:
         raise ValueError(f"first_frames and frames must be >= 1 and lookahead >= 0, got "
                          f"{first_frames}, {frames}, {lookahead}")
+    import torch  # its STFT pair; only Griffin-Lim needs it on the way to audio
+
     reach = -(-config.win_length // (2 * hop))  # frames on each side whose window covers a sample
     magnitude = torch.from_numpy(np.maximum(mel_pinv(config) @ mel_amplitude(mel, config).T, 0.0))  # (F, frames)
     generator = torch.Generator().manual_seed(seed)
@@ -404,10 +407,19 @@ def griffin_lim_stream(mel: np.ndarray, config: AudioConfig = DEFAULT_AUDIO, n_i
 
 # --- Mu-law ------------------------------------------------------------------------------
 
+def _is_tensor(x) -> bool:
+    """Whether ``x`` is a torch tensor, without importing torch: where torch is not loaded,
+    nothing is one."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
 def mu_law_encode(audio, classes: int = 256):
     """Float audio in [-1, 1] -> integer classes 0..classes-1 (numpy int64 or torch long)."""
     mu = classes - 1
-    if isinstance(audio, torch.Tensor):
+    if _is_tensor(audio):
+        import torch
+
         x = audio.clamp(-1.0, 1.0)
         y = torch.sign(x) * torch.log1p(mu * x.abs()) / np.log1p(mu)
         return torch.floor((y + 1.0) / 2.0 * mu + 0.5).long()
@@ -441,7 +453,9 @@ def de_emphasis(audio: np.ndarray, coef: float, last: float = 0.0) -> tuple[np.n
 def mu_law_decode(classes, n_classes: int = 256):
     """Integer classes -> float audio in [-1, 1] (numpy float32 or torch float)."""
     mu = n_classes - 1
-    if isinstance(classes, torch.Tensor):
+    if _is_tensor(classes):
+        import torch
+
         y = classes.float() / mu * 2.0 - 1.0
         return torch.sign(y) * ((1.0 + mu) ** y.abs() - 1.0) / mu
     y = np.asarray(classes, dtype=np.float64) / mu * 2.0 - 1.0

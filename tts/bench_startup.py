@@ -1,7 +1,7 @@
 """How long speech takes to start: ``python -m tts.bench_startup [--voice DIR] [--repeats 3]``.
 
 Each figure is a fresh Python process, the way a user meets the engine: ``import tts``, the
-import of the pipeline (torch included), and a one-word ``synthesize`` end to end; then,
+import of the pipeline, and a one-word ``synthesize`` end to end; then,
 inside one process, where the time of a one-word synthesis goes (import, voice load, first
 audio chunk, the rest). "cold" runs with an empty numba cache (the kernels compile), "warm"
 with the cache the cold run filled. Medians over ``--repeats`` runs; the machine's load
@@ -35,7 +35,7 @@ for _ in chunks:
     pass
 done = time.perf_counter()
 print(json.dumps({"import": imported - start, "load": loaded - imported, "first chunk": first - loaded,
-                  "rest": done - first, "vocoder": synth.vocoder.label}))
+                  "rest": done - first, "vocoder": synth.vocoder.label, "torch": "torch" in sys.modules}))
 """
 
 
@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     for state, parts in breakdowns.items():
         for key in ("import", "load", "first chunk", "rest"):
             print(f"{'  in process: ' + key:32s} {state:6s} {statistics.median(p[key] for p in parts):8.2f}")
-    print(f"vocoder: {breakdowns['warm'][0]['vocoder']}")
+    warm = breakdowns["warm"][0]
+    print(f"vocoder: {warm['vocoder']}; PyTorch imported: {'yes' if warm['torch'] else 'no'}")
     return 0
 
 

@@ -20,76 +20,15 @@ alignment (B, T, N) (frames x symbols).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn as nn
 
 from tts.align import (beta_binomial_prior, durations_to_alignment, forward_sum_loss,
                        monotonic_alignment_search)
 from tts.acoustic import AcousticModel, Speech
-from tts.config import JsonConfig
 from tts.layers import ConvGLU, checked_text, length_mask
-from tts.text.symbols import CONSONANTS, PAD_ID, SYMBOLS
-
-# How much of a faster rate each symbol takes: fast speech shortens pauses and vowels most and
-# consonants least, whose closures and bursts are what a listener needs to tell words apart.
-# Symbol i's duration is divided by rate ** (k * ELASTICITY[i]), k chosen per utterance so that
-# the whole is divided by the rate.
-CONSONANT_ELASTICITY = 0.4
-ELASTICITY = torch.tensor([CONSONANT_ELASTICITY if s in CONSONANTS else 1.0 for s in SYMBOLS])
-
-
-def faster(frames: torch.Tensor, text_ids: torch.Tensor, rate: float) -> torch.Tensor:
-    """Durations (B, N) float spoken ``rate`` > 1 times faster, unevenly (`ELASTICITY`): each
-    utterance's total is divided by the rate, its consonants less than the rest."""
-    elastic = ELASTICITY.to(frames.device)[text_ids.clamp(0, len(SYMBOLS) - 1)]  # (B, N)
-    target = frames.sum(-1, keepdim=True) / rate  # (B, 1)
-    lo = torch.zeros_like(target)
-    hi = torch.full_like(target, 1.0 / CONSONANT_ELASTICITY)  # every symbol at least the rate
-    for _ in range(40):  # the total falls as k grows: bisect for the k that hits the target
-        k = (lo + hi) / 2
-        total = (frames * rate ** (-k * elastic)).sum(-1, keepdim=True)
-        lo, hi = torch.where(total > target, k, lo), torch.where(total > target, hi, k)
-    return frames * rate ** (-(lo + hi) / 2 * elastic)
-
-
-@dataclass(frozen=True)
-class ParallelConfig(JsonConfig):
-    """Model dimensions; stored as JSON next to the weights, enough to rebuild the model."""
-
-    n_symbols: int = len(SYMBOLS)
-    n_mels: int = 80
-    channels: int = 192
-    kernel: int = 5
-    encoder_layers: int = 4
-    decoder_dilations: tuple[int, ...] = (1, 2, 4, 1, 2, 4)  # one layer each
-    duration_layers: int = 2
-    aligner_channels: int = 80
-    # Scale of the aligner's negative squared distances: small, so that its first alignments
-    # follow the diagonal prior and sharpen as it learns.
-    aligner_temperature: float = 0.05
-    dropout: float = 0.1  # on the input of every conv block
-    # Hard limit on a predicted duration: 40 frames x 12.5 ms = 0.5 s per symbol.
-    max_steps_per_symbol: int = 40
-
-    def __post_init__(self):
-        object.__setattr__(self, "decoder_dilations", tuple(int(d) for d in self.decoder_dilations))
-        for name in ("n_symbols", "n_mels", "channels", "kernel", "aligner_channels", "max_steps_per_symbol"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ParallelConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("encoder_layers", "duration_layers"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"ParallelConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.kernel % 2 == 0:
-            raise ValueError(f"ParallelConfig.kernel must be odd (centred convs), got {self.kernel}")
-        if not self.decoder_dilations or any(d < 1 for d in self.decoder_dilations):
-            raise ValueError(f"ParallelConfig.decoder_dilations must be positive, got {self.decoder_dilations}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"ParallelConfig.dropout must be in [0, 1), got {self.dropout}")
-        if self.aligner_temperature <= 0:
-            raise ValueError(f"ParallelConfig.aligner_temperature must be > 0, got {self.aligner_temperature}")
-
+from tts.inference import ParallelConfig, durations_from_log
+from tts.text.symbols import PAD_ID
 
 class Aligner(nn.Module):
     """log P(symbol n | frame t) from the symbols' embeddings and the mel (RAD-TTS's aligner)."""
@@ -176,22 +115,12 @@ class ParallelModel(AcousticModel):
             x = conv(x) * mask
         return torch.sigmoid(self.mel_out(x)) * mask
 
-    def durations(self, log_durations: torch.Tensor, text_lengths: torch.Tensor, rate: float = 1.0,
-                  text_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Whole frames per symbol (B, N) from predicted log durations: at least 1 inside each
-        utterance (every symbol is said), at most max_steps_per_symbol, 0 past it. Slower than
-        1, every symbol stretches alike; faster, with ``text_ids``, consonants shorten least
-        (`faster`)."""
-        frames = torch.expm1(log_durations.float()) * length_mask(text_lengths, log_durations.shape[1])
-        if rate > 1.0 and text_ids is not None:
-            # Rounded along the utterance, so that the whole keeps the rate: each symbol ends
-            # on the frame nearest its exact end.
-            ends = torch.round(torch.cumsum(faster(frames, text_ids, rate), dim=-1))
-            frames = torch.diff(ends, dim=-1, prepend=torch.zeros_like(ends[..., :1]))
-        else:
-            frames = torch.round(frames / rate)
-        frames = frames.clamp(1, self.config.max_steps_per_symbol).long()
-        return frames * length_mask(text_lengths, log_durations.shape[1])
+    def durations(self, log_durations: torch.Tensor, text_lengths: torch.Tensor, rate: float = 1.0) -> torch.Tensor:
+        """Whole frames per symbol (B, N) from predicted log durations (`durations_from_log`),
+        0 past each utterance."""
+        mask = length_mask(text_lengths, log_durations.shape[1])
+        frames = durations_from_log(log_durations.float().cpu().numpy(), rate, self.config.max_steps_per_symbol)
+        return torch.from_numpy(frames).to(log_durations.device) * mask
 
     # ---- training -------------------------------------------------------------------------
 
@@ -240,12 +169,11 @@ class ParallelModel(AcousticModel):
     def generate(self, text_ids: torch.Tensor, text_lengths: torch.Tensor | None = None,
                  max_steps: int | None = None, rate: float = 1.0) -> Speech:
         """Text ids (B, N) -> mel (B, T, n_mels), frames per utterance, the alignment (B, T, N)
-        (frames x symbols). ``rate`` speaks faster (> 1) or slower: the predicted durations,
-        pauses too, are divided by it as a whole, faster ones unevenly (consonants least,
-        `faster`), so the pitch is untouched. ``max_steps`` caps the frames. Call `eval()`
+        (frames x symbols). ``rate`` speaks faster (> 1) or slower: every predicted
+        duration, pauses too, is divided by it, so the pitch is untouched. ``max_steps`` caps the frames. Call `eval()`
         first: dropout stays on in training mode."""
         _, encoding, text_lengths = self.encode(text_ids, text_lengths)
-        durations = self.durations(self.log_durations(encoding, text_lengths), text_lengths, rate, text_ids)
+        durations = self.durations(self.log_durations(encoding, text_lengths), text_lengths, rate)
         lengths = durations.sum(dim=-1)
         if max_steps is not None:
             if max_steps < 1:

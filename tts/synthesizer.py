@@ -19,12 +19,12 @@ of ``stream`` for the same seed, and every vocoder backend draws the same sample
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-import torch
 
 from tts.audio import Tempo, write_audio
 from tts.errors import MAX_RATE, MIN_RATE, SynthesisError, check_rate, check_seed
@@ -54,27 +54,62 @@ class Chunk:
     phoneme_timings: list[PhonemeTiming] = field(default_factory=list)
 
 
-def _resolve_device(device: str) -> torch.device:
+def _resolve_device(device: str) -> str:
+    """"cpu", "cuda", "cuda:N" or "auto" (a GPU where there is one) -> the device the models run
+    on. Where no NVIDIA driver is loaded there is no GPU to ask PyTorch about, and it is not
+    imported: the CPU speaks without it."""
+    if device == "cpu" or (device == "auto" and not _nvidia_driver()):
+        return "cpu"
+    import torch
+
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SynthesisError(f"device {device!r} asked for, but no CUDA GPU is available")
     try:
-        return torch.device(device)
+        return str(torch.device(device))
     except RuntimeError:
         raise SynthesisError(f"unknown device {device!r} (expected cpu, cuda or auto)") from None
 
 
+def _nvidia_driver() -> bool:
+    """Whether an NVIDIA driver may be loaded (Linux: /proc/driver/nvidia; WSL: /dev/dxg);
+    elsewhere, assume it may."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/dxg")
+
+
 def set_threads(threads: int | None = None) -> int:
-    """Set PyTorch's intra-op threads: ``threads``, else OMP_NUM_THREADS when the environment
-    sets it, else 1. Returns the number set."""
+    """Set the threads each matrix product may use, numpy's BLAS and PyTorch's where it is
+    loaded: ``threads``, else OMP_NUM_THREADS when the environment sets it, else 1. Returns
+    the number set."""
     if threads is None:
         env = os.environ.get("OMP_NUM_THREADS", "").strip()
         threads = int(env) if env.isdigit() and int(env) > 0 else 1
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise SynthesisError(f"threads must be a positive integer, got {threads!r}")
-    torch.set_num_threads(threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads, user_api="blas")
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
     return threads
+
+
+def _acoustic(voice: Voice, device: str):
+    """The voice's acoustic model as it speaks on ``device``: in numpy on the CPU where its
+    kind runs there (`tts.inference.ParallelSpeaker`), else its torch module. Either has
+    ``speak_one(ids, rate) -> (mel, alignment)``."""
+    from tts.inference import ParallelSpeaker
+
+    entry, weights = voice.arrays("acoustic")
+    if device != "cpu" or entry.get("kind") != ParallelSpeaker.kind:
+        return voice.acoustic.to(device).eval()
+    try:
+        return ParallelSpeaker(voice.settings("acoustic"), weights)
+    except ValueError as e:
+        raise VoiceError(f"{voice.path}: its acoustic model's weights do not match its config: {e}") from None
 
 
 class Synthesizer:
@@ -89,9 +124,9 @@ class Synthesizer:
         self.voice = voice
         self.g2p = _g2p(lexicon)
         self.device = _resolve_device(device)
-        self.acoustic = voice.acoustic.to(self.device).eval()
         self.sample_rate = voice.audio.sample_rate
         try:
+            self.acoustic = _acoustic(voice, self.device)
             self.vocoder = build_vocoder(voice, choice, self.device)
         except (ChoiceError, VoiceError) as e:  # cannot run here; or the folder has no WaveNet or a broken one
             raise SynthesisError(str(e)) from None
@@ -118,7 +153,6 @@ class Synthesizer:
         operations are too small to split, and on a machine busy with other work more threads
         wait on each other (BENCHMARKS.md: a paragraph in 44 s with PyTorch's default, 24 s
         with one). Requests in parallel still use every core, one thread each."""
-        set_threads(threads)
         path = Path(voice) if voice is not None else BUNDLED_VOICE
         if voice is None and not (path / "config.json").is_file():
             raise SynthesisError("no voice installed yet: pass a voice folder")
@@ -126,7 +160,9 @@ class Synthesizer:
             loaded = load_voice(path, device="cpu", require=("acoustic",))  # the vocoder's models when chosen
         except VoiceError as e:
             raise SynthesisError(str(e)) from None
-        return cls(loaded, device=device, vocoder=vocoder, weights=weights, backend=backend, lexicon=lexicon)
+        synth = cls(loaded, device=device, vocoder=vocoder, weights=weights, backend=backend, lexicon=lexicon)
+        set_threads(threads)  # after the models are built: PyTorch's too, where they import it
+        return synth
 
     # --- the calls -----------------------------------------------------------------------
 
@@ -212,7 +248,7 @@ class Synthesizer:
         from tts.text.ssml import is_ssml
 
         check_rate(rate)
-        mels = [self.sentence_mel(phonemes, _pace_and_speed(_speed(rate, sentence))[0])[0].cpu().numpy()
+        mels = [self.sentence_mel(phonemes, _pace_and_speed(_speed(rate, sentence))[0])[0]
                 for sentence, phonemes, _ in self._pronounce(read_plan(text, is_ssml(text), 0.0, 0.0))
                 if not isinstance(sentence, Pause)]
         return np.concatenate(mels) if mels else np.zeros((0, self.voice.audio.n_mels), np.float32)
@@ -235,21 +271,16 @@ class Synthesizer:
 
     # --- one sentence ----------------------------------------------------------------------
 
-    @torch.no_grad()
-    def sentence_mel(self, phonemes: list[str], rate: float = 1.0) -> tuple[torch.Tensor, np.ndarray]:
-        """Symbols -> (mel (frames, n_mels) on the model's device, alignment (frames, symbols)),
-        spoken at ``rate`` (`tts.acoustic.AcousticModel.speak`)."""
-        ids = torch.tensor([symbols_to_ids(phonemes)], device=self.device)
-        speech = self.acoustic.speak(ids, rate=rate)
-        frames = int(speech.lengths[0])
-        return speech.mel[0, :frames].contiguous(), speech.alignment[0, :frames].cpu().numpy()
+    def sentence_mel(self, phonemes: list[str], rate: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Symbols -> (mel (frames, n_mels), alignment (frames, symbols)), float32, spoken at
+        ``rate`` (`tts.acoustic.AcousticModel.speak`)."""
+        return self.acoustic.speak_one(symbols_to_ids(phonemes), rate)
 
     def _speak_sentence(self, sentence: Sentence, phonemes: list[str], spans: list[tuple[int, int]], index: int,
                         seed: int, rate: float, start: int, text: str) -> Iterator[Chunk]:
         """One sentence's chunks; ``start``: the samples of the call's audio before it."""
         pace, speed = _pace_and_speed(rate)
         mel, alignment = self.sentence_mel(phonemes, pace)
-        mel_np = mel.cpu().numpy()
         hop, sr = self.voice.audio.hop_length, self.sample_rate
         words, timed = sentence_timings(phonemes, spans, alignment, sentence.sources, text,
                                         sentence_words(sentence.text), start / sr, hop / sr / speed)
@@ -266,7 +297,7 @@ class Synthesizer:
             words = words[len(mine):]
             ours = [p for p in timed if p.end <= end]
             timed = timed[len(ours):]
-            yield Chunk(audio, sentence.text, phonemes, mel_np, alignment, index, last=last, words=mine,
+            yield Chunk(audio, sentence.text, phonemes, mel, alignment, index, last=last, words=mine,
                         phoneme_timings=ours)
 
 

@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from tts.audio import DEFAULT_AUDIO, AudioConfig
 from tts.files import replacing
@@ -43,9 +42,34 @@ class VoiceError(ValueError):
     """A voice folder that is missing, incomplete, damaged or from another format version."""
 
 
+def _config_class(name: str, kind: str | None = None) -> type:
+    """The config class of a model name (and its kind). Those inference runs without
+    PyTorch (the parallel acoustic model, the WaveNet, its voicing detector, the neural G2P)
+    import none."""
+    if name == "acoustic" and kind == "parallel":
+        from tts.inference import ParallelConfig
+
+        return ParallelConfig
+    if name == "vocoder":
+        if kind not in (None, WAVENET):  # absent: the WaveNet, the one kind of network vocoder
+            raise VoiceError(f"unknown vocoder kind {kind!r} (expected {WAVENET})")
+        from tts.vocoder.inference import WaveNetConfig
+
+        return WaveNetConfig
+    if name == "voicing":
+        from tts.vocoder.inference import VoicingConfig
+
+        return VoicingConfig
+    if name == "g2p":
+        from tts.text.g2p_inference import G2PConfig
+
+        return G2PConfig
+    return _model_classes(name, kind)[1]
+
+
 def _model_classes(name: str, kind: str | None = None) -> tuple[type, type]:
-    """(model class, config class) for a model name (and its kind); imported late to keep
-    imports light."""
+    """(torch model class, config class) for a model name (and its kind); imported late to
+    keep imports light."""
     if name == "acoustic":
         from tts.acoustic import KINDS, model_classes
 
@@ -53,19 +77,17 @@ def _model_classes(name: str, kind: str | None = None) -> tuple[type, type]:
             raise VoiceError(f"unknown acoustic model kind {kind!r} (expected {' or '.join(KINDS)})")
         return model_classes(kind)
     if name == "vocoder":
-        if kind not in (None, WAVENET):  # absent: the WaveNet, the one kind of network vocoder
-            raise VoiceError(f"unknown vocoder kind {kind!r} (expected {WAVENET})")
-        from tts.vocoder.wavenet import WaveNet, WaveNetConfig
+        from tts.vocoder.wavenet import WaveNet
 
-        return WaveNet, WaveNetConfig
+        return WaveNet, _config_class(name, kind)
     if name == "g2p":
-        from tts.text.neural_g2p import G2PConfig, G2PModel
+        from tts.text.neural_g2p import G2PModel
 
-        return G2PModel, G2PConfig
+        return G2PModel, _config_class(name, kind)
     if name == "voicing":
-        from tts.vocoder.voicing import VoicingConfig, VoicingDetector
+        from tts.vocoder.voicing import VoicingDetector
 
-        return VoicingDetector, VoicingConfig
+        return VoicingDetector, _config_class(name, kind)
     raise VoiceError(f"unknown model {name!r} (expected acoustic, vocoder, voicing or g2p)")
 
 
@@ -97,13 +119,14 @@ def read_config(voice_dir: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
-def save_model(voice_dir: str | os.PathLike, name: str, model: torch.nn.Module,
-               audio: AudioConfig = DEFAULT_AUDIO) -> Path:
+def save_model(voice_dir: str | os.PathLike, name: str, model, audio: AudioConfig = DEFAULT_AUDIO) -> Path:
     """Add (or replace) one model in a voice folder, creating the folder if needed.
 
     The weights are written first, then config.json, each atomically, so a crash leaves the
     previous voice intact.
     """
+    from safetensors.torch import save_file
+
     kind = getattr(unwrap(model), "kind", None)
     _model_classes(name, kind)
     voice_dir = Path(voice_dir)
@@ -132,8 +155,10 @@ def _write_config(voice_dir: Path, config: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def unwrap(model):
     """The plain model inside DistributedDataParallel and/or torch.compile wrappers."""
+    import torch
+
     while True:
         if hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
             model = model.module
@@ -143,60 +168,102 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
-def load_model(voice_dir: str | os.PathLike, name: str, device: str | torch.device = "cpu",
-               config: dict | None = None) -> torch.nn.Module:
-    """Rebuild one model of a voice folder, in eval mode, on ``device``."""
+def read_weights(voice_dir: str | os.PathLike, name: str, config: dict | None = None
+                 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """One model of a voice folder as it is stored: (its entry in config.json, its weights as
+    numpy arrays under their parameter names), the file checked against its checksum."""
+    from safetensors.numpy import load_file
+
     voice_dir = Path(voice_dir)
     config = config if config is not None else read_config(voice_dir)
     entry = config.get("models", {}).get(name)
     if entry is None:
         raise VoiceError(f"voice {voice_dir} has no {name} model")
-    model_cls, config_cls = _model_classes(name, entry.get("kind"))
     weights = voice_dir / entry["weights"]
     if not weights.is_file():
         raise VoiceError(f"voice {voice_dir} is missing {entry['weights']}")
     if entry.get("sha256") and _sha256(weights) != entry["sha256"]:
         raise VoiceError(f"{weights} is damaged or was changed (checksum mismatch)")
     try:
-        model_config = config_cls.from_dict(entry["config"])
-    except (TypeError, ValueError) as e:
-        raise VoiceError(f"{voice_dir}/{CONFIG_FILE}: bad {name} config: {e}") from None
-    try:
-        state = load_file(weights, device="cpu")
-    except (SafetensorError, OSError) as e:
+        arrays = load_file(weights)
+    except (SafetensorError, OSError, TypeError, ValueError) as e:
         raise VoiceError(f"cannot read {weights}: {e}") from None
-    model = model_cls(model_config)
+    # Weights may be stored in half precision (the shipped G2P, half the size); every model
+    # computes in float32, as a torch module loading them into its parameters does.
+    return entry, {k: a.astype(np.float32) if a.dtype.kind == "f" and a.dtype != np.float32 else a
+                   for k, a in arrays.items()}
+
+
+def model_config(voice_dir: str | os.PathLike, name: str, entry: dict[str, Any]):
+    """A model's config dataclass from its entry in config.json (VoiceError naming what is wrong)."""
+    try:
+        return _config_class(name, entry.get("kind")).from_dict(entry["config"])
+    except (TypeError, ValueError, KeyError) as e:
+        if isinstance(e, VoiceError):
+            raise
+        raise VoiceError(f"{voice_dir}/{CONFIG_FILE}: bad {name} config: {e}") from None
+
+
+def load_model(voice_dir: str | os.PathLike, name: str, device="cpu", config: dict | None = None,
+               arrays: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None):
+    """Rebuild one model of a voice folder as its torch module, in eval mode, on ``device``.
+    ``arrays``: what `read_weights` returned for it, where it has been read already."""
+    import torch
+
+    voice_dir = Path(voice_dir)
+    entry, state = arrays if arrays is not None else read_weights(voice_dir, name, config)
+    model_cls, _ = _model_classes(name, entry.get("kind"))
+    model = model_cls(model_config(voice_dir, name, entry))
+    weights = voice_dir / entry["weights"]
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise VoiceError(f"{weights} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    for key, tensor in state.items():
-        if tensor.shape != expected[key].shape:
-            raise VoiceError(f"{weights}: {key} has shape {tuple(tensor.shape)}, "
+    for key, array in state.items():
+        if array.shape != tuple(expected[key].shape):
+            raise VoiceError(f"{weights}: {key} has shape {tuple(array.shape)}, "
                              f"the config expects {tuple(expected[key].shape)}")
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict({key: torch.from_numpy(array) for key, array in state.items()}, strict=True)
     return model.to(device).eval()
 
 
 @dataclass
 class Voice:
-    """The models of a voice folder, each loaded when first asked for, with the audio config
-    they were made for."""
+    """The models of a voice folder, each read when first asked for, with the audio config
+    they were made for: as stored (`arrays`, numpy, what inference without PyTorch runs) or
+    as torch modules (`model`)."""
 
     path: Path
     audio: AudioConfig
     config: dict[str, Any] = field(repr=False)
-    device: str | torch.device = "cpu"
-    models: dict[str, torch.nn.Module] = field(default_factory=dict, repr=False)  # those loaded so far
+    device: Any = "cpu"
+    models: dict[str, Any] = field(default_factory=dict, repr=False)  # torch modules built so far
+    stored: dict[str, tuple[dict[str, Any], dict[str, np.ndarray]]] = field(default_factory=dict, repr=False)
     # What `auto` speaks with: "wavenet" (the voice's own, through the fastest kernel) or
     # "griffin-lim", while the voice's WaveNet has not yet beaten it in evaluation.
     default_vocoder: str = WAVENET
 
-    def model(self, name: str) -> torch.nn.Module:
-        """One model of the folder, loaded on first use (VoiceError if the folder lacks it)."""
+    def has(self, name: str) -> bool:
+        """Whether the folder holds model ``name``."""
+        return name in self.config.get("models", {})
+
+    def arrays(self, name: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """One model as stored: (its entry in config.json, its weights as numpy arrays), read
+        on first use (VoiceError if the folder lacks it or it is damaged)."""
+        if name not in self.stored:
+            self.stored[name] = read_weights(self.path, name, self.config)
+        return self.stored[name]
+
+    def settings(self, name: str):
+        """One model's config dataclass, from config.json (VoiceError if absent or bad)."""
+        return model_config(self.path, name, self.arrays(name)[0])
+
+    def model(self, name: str):
+        """One model of the folder as its torch module, built on first use (VoiceError if the
+        folder lacks it)."""
         if name not in self.models:
-            self.models[name] = load_model(self.path, name, self.device, self.config)
+            self.models[name] = load_model(self.path, name, self.device, self.config, self.arrays(name))
         return self.models[name]
 
     @property
@@ -212,13 +279,14 @@ class Voice:
     def voicing(self):
         """The WaveNet's voicing detector (voicing-dependent sampling), or None: the folder
         has none, and the WaveNet samples at its temperature everywhere."""
-        return self.model("voicing") if "voicing" in self.config.get("models", {}) else None
+        return self.model("voicing") if self.has("voicing") else None
 
 
-def load_voice(voice_dir: str | os.PathLike = BUNDLED_VOICE, device: str | torch.device = "cpu",
+def load_voice(voice_dir: str | os.PathLike = BUNDLED_VOICE, device="cpu",
                require: tuple[str, ...] = ("acoustic", "vocoder")) -> Voice:
-    """Open a voice folder and load the models named in ``require`` (each must be present);
-    the others load when first asked for."""
+    """Open a voice folder and read the models named in ``require`` (each must be present and
+    whole); the others are read when first asked for, and each becomes a torch module only
+    when asked for as one."""
     voice_dir = Path(voice_dir)
     config = read_config(voice_dir)
     default_vocoder = config.get("default_vocoder", WAVENET)
@@ -227,14 +295,14 @@ def load_voice(voice_dir: str | os.PathLike = BUNDLED_VOICE, device: str | torch
                          f"(expected {' or '.join(DEFAULT_VOCODERS)})")
     voice = Voice(voice_dir, AudioConfig.from_dict(config["audio"]), config, device, default_vocoder=default_vocoder)
     for name in require:
-        voice.model(name)
+        voice.settings(name)  # its weights read and its config checked
     return voice
 
 
 def set_temperature(voice_dir: str | os.PathLike, temperature: float) -> Path:
     """Set the sampling temperature the voice's WaveNet draws its samples at (see
     `WaveNetConfig.temperature`): a setting of generation, so the weights stay as they are."""
-    from tts.vocoder.wavenet import WaveNetConfig
+    from tts.vocoder.inference import WaveNetConfig
 
     voice_dir = Path(voice_dir)
     config = read_config(voice_dir)

@@ -16,32 +16,17 @@ Layout: mel (frames, n_mels), as everywhere in the engine; frame i covers sample
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tts.config import JsonConfig
+from tts.vocoder.inference import VoicingConfig, frame_sharpness
 
 # Pitch range searched for the correlation: below 60 Hz no voice, above 400 Hz none of a
 # speaking voice's fundamentals.
 F0_MIN, F0_MAX = 60.0, 400.0
-
-
-@dataclass(frozen=True)
-class VoicingConfig(JsonConfig):
-    n_mels: int = 80
-    # The extra exponent's scale: frame sharpness is 1 + strength * max(0, 1.5 g - 0.5)
-    # (LPCNet: 1), so fully voiced frames sample at temperature / (1 + strength).
-    strength: float = 1.0
-
-    def __post_init__(self):
-        if self.n_mels < 1:
-            raise ValueError(f"VoicingConfig.n_mels must be >= 1, got {self.n_mels}")
-        if not 0.0 < self.strength <= 10.0:
-            raise ValueError(f"VoicingConfig.strength must be in (0, 10], got {self.strength}")
 
 
 def pitch_correlation(audio: np.ndarray, hop_length: int, sample_rate: int,
@@ -80,12 +65,11 @@ class VoicingDetector(nn.Module):
         return torch.sigmoid(self.linear(mel)[..., 0])
 
     @torch.no_grad()
-    def sharpness(self, mel: torch.Tensor) -> np.ndarray:
-        """mel (frames, n_mels) -> each frame's logit scale (frames,) float32, in
-        [1, 1 + strength]."""
-        g = self(mel.to(self.linear.weight))
-        voiced = (1.5 * g - 0.5).clamp(0.0, 1.0)
-        return (1.0 + self.config.strength * voiced).cpu().numpy().astype(np.float32)
+    def sharpness(self, mel) -> np.ndarray:
+        """mel (frames, n_mels), array or tensor -> each frame's logit scale (frames,) float32,
+        in [1, 1 + strength] (`tts.vocoder.inference.frame_sharpness`)."""
+        weights = {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
+        return frame_sharpness(self.config, weights, np.asarray(torch.as_tensor(mel).cpu()))
 
 
 def fit_voicing(mels: list[np.ndarray], correlations: list[np.ndarray],

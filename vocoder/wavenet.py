@@ -21,119 +21,25 @@ Three ways to run it, all on the same weights:
 - `generate`: the reference incremental generator, plain torch ops per sample, with all
   generation state in a `WaveNetState`. Every fast kernel is tested against it.
 - `export_weights` / `export_conditioning`: the arrays the fast kernels take.
+Its config, the kernels' weight layout and its conditioning at inference also exist without
+PyTorch, in `tts.vocoder.inference`, which is what a voice speaks through on the CPU.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tts.audio import de_emphasis, mu_law_encode, pre_emphasis
-from tts.vocoder.lpc import lpc_from_mel, lpc_residual, lpc_synthesis, mu_law_tables
-from tts.config import JsonConfig
+from tts.vocoder.inference import (START_CLASS, ExportedDims, WaveNetConfig, kernel_weights, model_to_signal,
+                                signal_to_model, validate_exported)
+from tts.vocoder.lpc import mu_law_tables
 
-# The previous sample before the first one: silence, mu_law_encode(0.0) == 128.
-START_CLASS = int(mu_law_encode(np.zeros(1))[0])
-
-
-@dataclass(frozen=True)
-class WaveNetConfig(JsonConfig):
-    """Model dimensions; stored as JSON next to the weights, enough to rebuild the model."""
-
-    n_layers: int = 12  # L
-    residual_channels: int = 32  # R
-    skip_channels: int = 128  # S
-    output_channels: int = 128  # A
-    max_dilation: int = 32  # dilations 1, 2, 4, ..., max_dilation, repeated over the layers
-    n_mels: int = 80
-    hop_length: int = 200  # audio samples per mel frame
-    n_classes: int = 256  # 8-bit mu-law
-    # Upsampling mel frames to samples: a kernel-3 conv over frames (n_mels -> cond_channels,
-    # so each frame sees its neighbours), then per scale: repeat each step `scale` times and
-    # smooth with a learned depthwise conv of width 2*scale+1 (starts as a moving average, so
-    # the features start as a piecewise-linear interpolation instead of a staircase).
-    cond_channels: int = 128
-    upsample_scales: tuple[int, ...] = (10, 20)
-    # The frame-rate network (as LPCNet's): residual blocks over the frames after the frame
-    # conv, each conv(k3) -> leaky ReLU -> conv(k3) added to its input, so the features each
-    # sample is conditioned on are a deeper, wider-context function of the mel (every block
-    # sees two more frames on each side). They run once per frame, not per sample: generation
-    # costs the same. Each block's second conv starts at zero, so a network grown from one
-    # with fewer blocks starts by saying exactly what it said.
-    cond_blocks: int = 0
-    # The network models pre-emphasized audio (x[t] - c x[t-1]); its output is de-emphasized
-    # after sampling, which shapes the mu-law noise like the speech spectrum. 0: none.
-    pre_emphasis: float = 0.0
-    # >0: the network models the excitation of a linear predictor of this order whose
-    # coefficients come from the mel (vocoder/lpc.py), and the synthesis filter makes speech
-    # of its samples. 0: the network models the audio itself.
-    lpc_order: int = 0
-    # LPCNet's inputs (Valin & Skoglund 2019): besides the previous excitation class, the
-    # network sees the classes of the previous signal sample s[t-1] and of the prediction
-    # p[t] = sum_k a_k s[t-k], each through an embedding of its own added to the first
-    # layer's input, so it sees the drift that its own errors cause. The synthesis filter then
-    # runs inside every kernel's sample loop (p[t] must exist before sample t is drawn). The
-    # new embeddings start at zero, so a network without them warm-starts unchanged.
-    lpc_inputs: bool = False
-    # Sampling temperature: generation samples from softmax(logits / temperature). Below 1 it
-    # draws fewer unlikely classes, which an undertrained network hears as noise. Folded into
-    # the output layer of the weights every kernel takes (`export_weights`), so each backend
-    # still equals the reference; training never sees it.
-    temperature: float = 1.0
-
-    def __post_init__(self):
-        # JSON has no tuples; accept a list so that from_dict(to_dict()) round-trips.
-        object.__setattr__(self, "upsample_scales", tuple(int(s) for s in self.upsample_scales))
-        for name in ("n_layers", "residual_channels", "skip_channels", "output_channels",
-                     "max_dilation", "n_mels", "hop_length", "cond_channels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"WaveNetConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_dilation & (self.max_dilation - 1):
-            raise ValueError(f"WaveNetConfig.max_dilation must be a power of 2, "
-                             f"got {self.max_dilation}")
-        if self.n_classes != 256:
-            raise ValueError(f"WaveNetConfig.n_classes must be 256 (8-bit mu-law), got {self.n_classes}")
-        if not 0.0 <= self.pre_emphasis < 1.0:
-            raise ValueError(f"WaveNetConfig.pre_emphasis must be in [0, 1), got {self.pre_emphasis}")
-        if not 0.0 < self.temperature <= 10.0:
-            raise ValueError(f"WaveNetConfig.temperature must be in (0, 10], got {self.temperature}")
-        if self.lpc_order < 0:
-            raise ValueError(f"WaveNetConfig.lpc_order must be >= 0, got {self.lpc_order}")
-        if not 0 <= self.cond_blocks <= 16:
-            raise ValueError(f"WaveNetConfig.cond_blocks must be in [0, 16], got {self.cond_blocks}")
-        if self.lpc_inputs and not self.lpc_order:
-            raise ValueError("WaveNetConfig.lpc_inputs needs a predictor (lpc_order > 0)")
-        if self.lpc_order and self.pre_emphasis:
-            raise ValueError("WaveNetConfig: lpc_order and pre_emphasis exclude each other "
-                             "(the predictor already shapes the noise like the speech)")
-        if not self.upsample_scales or min(self.upsample_scales) < 1:
-            raise ValueError(f"WaveNetConfig.upsample_scales must be positive, got {self.upsample_scales}")
-        if math.prod(self.upsample_scales) != self.hop_length:
-            raise ValueError(f"WaveNetConfig.upsample_scales {self.upsample_scales} multiply to "
-                             f"{math.prod(self.upsample_scales)}, expected hop_length {self.hop_length}")
-
-    @classmethod
-    def medium(cls) -> WaveNetConfig:
-        """A larger voice for GPU inference."""
-        return cls(n_layers=20, residual_channels=64, skip_channels=256, output_channels=256,
-                   max_dilation=512)
-
-    @property
-    def dilations(self) -> tuple[int, ...]:
-        cycle = int(math.log2(self.max_dilation)) + 1
-        return tuple(2 ** (i % cycle) for i in range(self.n_layers))
-
-    @property
-    def receptive_field(self) -> int:
-        """How many past input classes one output sees (the input itself plus sum(dilations))."""
-        return 1 + sum(self.dilations)
-
+__all__ = ["START_CLASS", "ExportedDims", "WaveNet", "WaveNetConfig", "WaveNetState", "model_to_signal",
+           "sample_classes", "signal_to_model", "teacher_inputs", "validate_exported"]
 
 
 def _gate(h: torch.Tensor, R: int) -> torch.Tensor:
@@ -282,11 +188,7 @@ class WaveNet(nn.Module):
     @property
     def upsample_context(self) -> int:
         """Mel frames on each side that one frame's upsampled features depend on."""
-        context, rate = 1 + 2 * self.config.cond_blocks, 1  # the frame conv and blocks: kernel 3 each
-        for scale in self.config.upsample_scales:
-            rate *= scale
-            context += math.ceil(scale / rate)  # a (2 * scale + 1)-tap smoothing at this rate
-        return context
+        return self.config.upsample_context
 
     def upsample_frames(self, mel: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """The features of `upsample(mel)` for frames [start, stop) only: (B, (stop - start) *
@@ -414,32 +316,8 @@ class WaveNet(nn.Module):
 
     @property
     def signal_order(self) -> int:
-        """How many past signal samples generation carries: the predictor's order with
-        lpc_inputs (the filter runs in the loop), else 0 (it runs after)."""
-        return self.config.lpc_order if self.config.lpc_inputs else 0
-
-    def _kernel_tensors(self) -> dict[str, torch.Tensor]:
-        """The weights in the layout of `export_weights`, as torch tensors."""
-        return {
-            "embedding": self.embedding.weight,  # (n_classes, R)
-            # conv weight (2R, R, tap) -> (tap, 2R, R), stacked: (L, 2, 2R, R)
-            "dilated_w": torch.stack([conv.weight.permute(2, 0, 1) for conv in self.dilated]),
-            "dilated_b": torch.stack([conv.bias for conv in self.dilated]),  # (L, 2R)
-            "res_w": torch.stack([conv.weight[:, :, 0] for conv in self.res]),  # (L, R, R)
-            "res_b": torch.stack([conv.bias for conv in self.res]),  # (L, R)
-            "skip_w": torch.stack([conv.weight[:, :, 0] for conv in self.skip]),  # (L, S, R)
-            "skip_b": torch.stack([conv.bias for conv in self.skip]),  # (L, S)
-            "out1_w": self.out1.weight[:, :, 0],  # (A, S)
-            "out1_b": self.out1.bias,  # (A,)
-            # Divided by the sampling temperature: the logits come out already scaled.
-            "out2_w": self.out2.weight[:, :, 0] / self.config.temperature,  # (n_classes, A)
-            "out2_b": self.out2.bias / self.config.temperature,  # (n_classes,)
-            "dilations": torch.tensor(self.config.dilations, dtype=torch.int32),  # (L,)
-            **({"embedding_signal": self.embedding_signal.weight,  # (n_classes, R)
-                "embedding_prediction": self.embedding_prediction.weight,  # (n_classes, R)
-                "lpc_order": torch.tensor(self.config.lpc_order, dtype=torch.int32)}  # ()
-               if self.config.lpc_inputs else {}),
-        }
+        """How many past signal samples generation carries (`WaveNetConfig.signal_order`)."""
+        return self.config.signal_order
 
     @torch.no_grad()
     def generate(self, cond: torch.Tensor, uniforms: torch.Tensor | None = None,
@@ -490,7 +368,7 @@ class WaveNet(nn.Module):
         if tuple(state.signal.shape) != (B, order):
             raise ValueError(f"state.signal has shape {tuple(state.signal.shape)}, expected ({B}, {order})")
 
-        w = self._kernel_tensors()
+        w = {name: torch.from_numpy(a).to(cond.device) for name, a in self.export_weights().items()}
         dilations = c.dilations
         if order:
             decoded, bounds = (torch.from_numpy(table).to(cond.device) for table in mu_law_tables(c.n_classes))
@@ -547,13 +425,14 @@ class WaveNet(nn.Module):
         from tts.vocoder.runtime import WaveNetVocoder
 
         device = self.embedding.weight.device
-        mel = torch.as_tensor(mel, dtype=torch.float32).to(device)
+        mel = torch.as_tensor(mel, dtype=torch.float32).cpu().numpy()
         if mel.ndim != 2 or mel.shape[1] != self.config.n_mels:
             raise ValueError(f"mel has shape {tuple(mel.shape)}, expected (T_frames, {self.config.n_mels})")
         choice = VocoderChoice(WAVENET, backend).resolve(WAVENET, device.type)
         was_training = self.training
         try:
-            vocoder = WaveNetVocoder(self, choice, DEFAULT_AUDIO, device, voicing)
+            vocoder = WaveNetVocoder.from_wavenet(self, choice, DEFAULT_AUDIO, str(device),
+                                                  None if voicing is None else voicing.sharpness)
             pieces = [audio for audio, _ in vocoder.stream(mel, np.random.default_rng(seed))]
         finally:
             self.train(was_training)
@@ -592,11 +471,7 @@ class WaveNet(nn.Module):
         (out2 already divided by the config's sampling temperature) where x[t-d] is layer l's own input d samples ago (zero before the first sample), and
         the first previous class is START_CLASS.
         """
-        out = {}
-        for name, tensor in self._kernel_tensors().items():
-            dtype = np.int32 if name in ("dilations", "lpc_order") else np.float32
-            out[name] = np.array(tensor.detach().cpu().numpy(), dtype=dtype, order="C")  # keeps 0-d
-        return out
+        return kernel_weights(self.config, {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()})
 
     @torch.no_grad()
     def export_conditioning(self, mel) -> np.ndarray:
@@ -607,112 +482,3 @@ class WaveNet(nn.Module):
             raise ValueError(f"mel has shape {tuple(mel.shape)}, expected (T_frames, {self.config.n_mels})")
         cond = self.conditioning(mel[None].to(self.embedding.weight.device))[0]  # (T, L, 2R)
         return np.ascontiguousarray(cond.cpu().numpy(), dtype=np.float32)
-
-
-class ExportedDims(NamedTuple):
-    n_layers: int
-    residual_channels: int
-    skip_channels: int
-    output_channels: int
-    n_classes: int
-    max_dilation: int
-    lpc_order: int = 0  # > 0: LPCNet's inputs, the predictor of this order in the loop
-
-
-# ---- what the network's samples stand for ---------------------------------------------------
-
-def signal_to_model(config: WaveNetConfig, audio: np.ndarray, mel: np.ndarray, before: np.ndarray | None = None
-                    ) -> np.ndarray:
-    """Audio (frames * hop,) with its mel (frames, n_mels) -> the signal the network models:
-    the audio, its pre-emphasis, or its linear-prediction excitation. ``before``: the audio's
-    preceding samples (zeros where absent)."""
-    audio = np.asarray(audio, np.float32)
-    before = np.zeros(0, np.float32) if before is None else np.asarray(before, np.float32)
-    if config.lpc_order:
-        history = np.concatenate([np.zeros(config.lpc_order, np.float32), before])[-config.lpc_order:]
-        return lpc_residual(audio, lpc_from_mel(mel, config.lpc_order), config.hop_length, history)
-    if config.pre_emphasis:
-        previous = before[-1] if len(before) else 0.0
-        return pre_emphasis(np.concatenate([[previous], audio]).astype(np.float32), config.pre_emphasis)[1:]
-    return audio
-
-
-def model_to_signal(config: WaveNetConfig, samples: np.ndarray, mel: np.ndarray, carry=None,
-                    coefficients: np.ndarray | None = None):
-    """The network's decoded samples (frames * hop,) of mel frames (frames, n_mels) -> audio,
-    resumable chunk by chunk: returns (audio, carry) and takes the previous chunk's carry.
-    ``coefficients``: the frames' `lpc_from_mel`, where the caller has made them already."""
-    if config.lpc_order:
-        coefficients = lpc_from_mel(mel, config.lpc_order) if coefficients is None else coefficients
-        return lpc_synthesis(samples, coefficients, config.hop_length, carry)
-    if config.pre_emphasis:
-        return de_emphasis(samples, config.pre_emphasis, 0.0 if carry is None else carry)
-    return np.asarray(samples, np.float32), None
-
-
-def validate_exported(weights: dict, cond: np.ndarray | None = None) -> ExportedDims:
-    """Check `export_weights()` output (and optionally `export_conditioning()` output) for
-    every key, dtype, contiguity and shape; raise ValueError naming the first bad tensor."""
-    expected_keys = ("embedding", "dilated_w", "dilated_b", "res_w", "res_b", "skip_w", "skip_b",
-                     "out1_w", "out1_b", "out2_w", "out2_b", "dilations")
-    lpc_keys = ("embedding_signal", "embedding_prediction", "lpc_order")  # lpc_inputs: all three
-    if any(k in weights for k in lpc_keys):
-        expected_keys += lpc_keys
-    missing = [k for k in expected_keys if k not in weights]
-    if missing:
-        raise ValueError(f"exported weights lack {', '.join(missing)}")
-    unknown = sorted(set(weights) - set(expected_keys))
-    if unknown:
-        raise ValueError(f"exported weights have unknown keys {', '.join(unknown)}")
-    for name in expected_keys:
-        arr = weights[name]
-        dtype = np.int32 if name in ("dilations", "lpc_order") else np.float32
-        if not isinstance(arr, np.ndarray):
-            raise ValueError(f"{name} is a {type(arr).__name__}, expected a numpy array")
-        if arr.dtype != dtype:
-            raise ValueError(f"{name} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
-        if not arr.flags.c_contiguous:
-            raise ValueError(f"{name} is not C-contiguous")
-    # The dimensions are read off these four; every other shape is checked against them.
-    for name, symbolic in (("embedding", "(n_classes, R)"), ("res_w", "(L, R, R)"),
-                           ("skip_w", "(L, S, R)"), ("out1_w", "(A, S)")):
-        if weights[name].ndim != symbolic.count(",") + 1:
-            raise ValueError(f"{name} has shape {weights[name].shape}, expected {symbolic}")
-    n_classes, R = weights["embedding"].shape
-    L, S, A = weights["res_w"].shape[0], weights["skip_w"].shape[1], weights["out1_w"].shape[0]
-    expected_shapes = {
-        "embedding": ("(n_classes, R)", (n_classes, R)),
-        "dilated_w": ("(L, 2, 2R, R)", (L, 2, 2 * R, R)),
-        "dilated_b": ("(L, 2R)", (L, 2 * R)),
-        "res_w": ("(L, R, R)", (L, R, R)),
-        "res_b": ("(L, R)", (L, R)),
-        "skip_w": ("(L, S, R)", (L, S, R)),
-        "skip_b": ("(L, S)", (L, S)),
-        "out1_w": ("(A, S)", (A, S)),
-        "out1_b": ("(A,)", (A,)),
-        "out2_w": ("(n_classes, A)", (n_classes, A)),
-        "out2_b": ("(n_classes,)", (n_classes,)),
-        "dilations": ("(L,)", (L,)),
-        "embedding_signal": ("(n_classes, R)", (n_classes, R)),
-        "embedding_prediction": ("(n_classes, R)", (n_classes, R)),
-        "lpc_order": ("()", ()),
-    }
-    expected_shapes = {name: shape for name, shape in expected_shapes.items() if name in expected_keys}
-    for name, (symbolic, shape) in expected_shapes.items():
-        if weights[name].shape != shape:
-            raise ValueError(f"{name} has shape {weights[name].shape}, expected {symbolic} = {shape}")
-    dilations = weights["dilations"]
-    if L < 1 or (dilations < 1).any():
-        raise ValueError(f"dilations must be >= 1 for at least one layer, got {dilations.tolist()}")
-    if cond is not None:
-        if not isinstance(cond, np.ndarray) or cond.dtype != np.float32:
-            got = getattr(cond, "dtype", type(cond).__name__)
-            raise ValueError(f"cond must be a float32 numpy array, got {got}")
-        if cond.ndim != 3 or cond.shape[1:] != (L, 2 * R):
-            raise ValueError(f"cond has shape {cond.shape}, expected (T, L, 2R) = (T, {L}, {2 * R})")
-        if not cond.flags.c_contiguous:
-            raise ValueError("cond is not C-contiguous")
-    lpc_order = int(weights["lpc_order"]) if "lpc_order" in weights else 0
-    if "lpc_order" in weights and lpc_order < 1:
-        raise ValueError(f"lpc_order must be >= 1, got {lpc_order}")
-    return ExportedDims(L, R, S, A, n_classes, int(dilations.max()), lpc_order)

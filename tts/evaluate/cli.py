@@ -124,10 +124,7 @@ def read_speaker(folder: Path, limit: int = SPEAKER_CLIPS) -> list[Path]:
 
 def copy_synthesis(synth, mel: np.ndarray, seed: int) -> np.ndarray:
     """A mel (frames, n_mels) through the voice's vocoder, exactly as the engine runs it."""
-    import torch
-
-    mel_t = torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32)).to(synth.device)
-    pieces = [audio for audio, _ in synth.vocoder.stream(mel_t, np.random.default_rng([seed, 0]))]
+    pieces = [audio for audio, _ in synth.vocoder.stream(mel, np.random.default_rng([seed, 0]))]
     return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
 

@@ -13,8 +13,8 @@ A token is pronounced by the first of these that applies:
    where those weights are not installed. A word the fallback gives no vowel for ("bcd")
    is spelled letter by letter instead.
 
-CMUdict takes about a second to load, and the neural model imports torch, so both are
-loaded on first use, never at import.
+CMUdict and the neural model are loaded on first use, never at import; the frontend runs the
+neural model in numpy (``g2p_inference.py``), so pronouncing a new word imports no PyTorch.
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ def load_default(voice_dir: str | Path | None = None):
     None where its weights are not installed."""
     from tts.voice import load_model
 
-    from .neural_g2p import DEFAULT_DIR
+    from .g2p_inference import DEFAULT_DIR
 
     voice_dir = Path(DEFAULT_DIR if voice_dir is None else voice_dir)
     if not (voice_dir / "config.json").is_file():
@@ -228,15 +228,22 @@ def load_default(voice_dir: str | Path | None = None):
 
 @functools.cache
 def _neural_model():
-    """The shipped neural G2P, or None where its weights are missing or unreadable."""
+    """The shipped neural G2P as the frontend runs it, in numpy (`g2p_inference.NeuralG2P`:
+    no PyTorch to import), or None where its weights are missing or unreadable."""
     from tts.voice import VoiceError
 
+    from .g2p_inference import DEFAULT_DIR, NeuralG2P
+
+    if not (DEFAULT_DIR / "config.json").is_file():
+        return None
     try:
-        return load_default()
+        model = NeuralG2P.load(DEFAULT_DIR)
     except VoiceError as e:
         # The frontend must pronounce every word; the rules are a worse voice, not no voice.
         log.warning("neural G2P unavailable, using letter-to-sound rules: %s", e)
         return None
+    log.debug("loaded the neural G2P from %s", DEFAULT_DIR)
+    return model
 
 
 def neural_or_rules(word: str) -> list[str]:

@@ -16,64 +16,29 @@ The second GRU sees every earlier context, so it knows where the attention has b
 "input feeding" gives a one-GRU decoder), while both GRUs still run over a whole
 teacher-forced sequence in one call: training has no Python loop over time.
 
-Two ways to run it, on the same weights:
+Three ways to run it, on the same weights (the third without PyTorch):
 - ``forward``: teacher-forced and parallel, for the training loss.
 - ``encode``, ``init_state``, ``step``: one phoneme at a time, every recurrent state in a
   ``DecoderState``; ``generate`` loops ``step`` greedily and ``predict`` wraps it for words.
   Fed the true previous phonemes, ``step`` computes exactly what ``forward`` computes.
+- ``tts.text.g2p_inference.NeuralG2P``: ``predict``'s greedy decoding in numpy, what the
+  frontend pronounces with.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from tts.config import JsonConfig
+from .g2p_inference import (BOS_ID, DEFAULT_DIR, EOS_ID, LETTERS, N_OUTPUTS, OUTPUTS, PAD_ID, PHONEME_TO_ID,
+                            G2PConfig)
 
-from .symbols import PHONEMES
-
-
-LETTERS = "abcdefghijklmnopqrstuvwxyz'"
-# Output vocabulary: three control ids, then the phonemes in symbol-table order. The order
-# is fixed by ``symbols.PHONEMES``, which voice folders check on load.
-PAD_ID, BOS_ID, EOS_ID = 0, 1, 2
-OUTPUTS: tuple[str, ...] = ("<pad>", "<s>", "</s>") + PHONEMES
-N_OUTPUTS = len(OUTPUTS)
-PHONEME_TO_ID = {p: i for i, p in enumerate(OUTPUTS) if i > EOS_ID}
-
-DEFAULT_DIR = Path(__file__).parent / "data"
-
-
-@dataclass(frozen=True)
-class G2PConfig(JsonConfig):
-    """Model dimensions; stored as JSON next to the weights, enough to rebuild the model."""
-
-    letters: str = LETTERS  # input alphabet; id 0 is padding, letter i has id i + 1
-    embed_dim: int = 64
-    encoder_dim: int = 256  # both directions together
-    encoder_layers: int = 2
-    decoder_dim: int = 256
-    dropout: float = 0.1
-    # Decoding stops after min(max_phonemes, 3 letters + 8) phonemes at the latest. CMUdict
-    # has at most 28 phonemes per word, and initialisms reach 5 per letter ("fyi", 15).
-    max_phonemes: int = 64
-
-    def __post_init__(self):
-        if not self.letters or len(set(self.letters)) != len(self.letters):
-            raise ValueError(f"G2PConfig.letters must be distinct characters, got {self.letters!r}")
-        for name in ("embed_dim", "encoder_layers", "decoder_dim", "max_phonemes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"G2PConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.encoder_dim < 2 or self.encoder_dim % 2:
-            raise ValueError(f"G2PConfig.encoder_dim must be even (two directions), got {self.encoder_dim}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"G2PConfig.dropout must be in [0, 1), got {self.dropout}")
-
+__all__ = ["BOS_ID", "DEFAULT_DIR", "EOS_ID", "LETTERS", "N_OUTPUTS", "OUTPUTS", "PAD_ID", "PHONEME_TO_ID",
+           "DecoderState", "G2PConfig", "G2PModel", "phonemes_to_ids"]
 
 
 @dataclass(frozen=True)
