@@ -230,14 +230,18 @@ def load_default(voice_dir: str | Path | None = None):
 def _neural_model():
     """The shipped neural G2P as the frontend runs it, in numpy (`g2p_inference.NeuralG2P`:
     no PyTorch to import), or None where its weights are missing or unreadable."""
-    from tts.voice import VoiceError
+    from tts.voice import VoiceError, load_voice
 
     from .g2p_inference import DEFAULT_DIR, NeuralG2P
 
     if not (DEFAULT_DIR / "config.json").is_file():
         return None
     try:
-        model = NeuralG2P.load(DEFAULT_DIR)
+        voice = load_voice(DEFAULT_DIR, require=("g2p",))
+        model = NeuralG2P(voice.settings("g2p"), voice.arrays("g2p")[1])
+    except KeyError as e:
+        log.warning("neural G2P unavailable, using letter-to-sound rules: its weights lack %s", e)
+        return None
     except VoiceError as e:
         # The frontend must pronounce every word; the rules are a worse voice, not no voice.
         log.warning("neural G2P unavailable, using letter-to-sound rules: %s", e)

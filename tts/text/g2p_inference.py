@@ -101,19 +101,6 @@ class NeuralG2P:
         self.query = np.ascontiguousarray(weights["query.weight"].T)
         self.out = (np.ascontiguousarray(weights["out.weight"].T), weights["out.bias"])
 
-    @classmethod
-    def load(cls, voice_dir: str | Path = DEFAULT_DIR) -> NeuralG2P:
-        """The model of a voice folder holding a ``g2p`` model (VoiceError where it cannot)."""
-        from tts.voice import Voice, load_voice
-
-        voice: Voice = load_voice(voice_dir, require=("g2p",))
-        try:
-            return cls(voice.settings("g2p"), voice.arrays("g2p")[1])
-        except KeyError as e:
-            from tts.voice import VoiceError
-
-            raise VoiceError(f"{voice_dir}: its g2p weights lack {e}") from None
-
     def pronounce(self, word: str) -> list[str]:
         """One word's phonemes (``[]`` for a word with no letter of the alphabet); uppercase
         is folded, other characters dropped. The ``G2P.fallback`` signature."""
