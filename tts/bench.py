@@ -5,6 +5,11 @@ a 300-word paragraph (synthesis seconds over audio seconds; below 1 is faster th
 and the time to first audio of each (from the call to the first streamed chunk), on one
 thread, the way ``synthesize`` runs.
 
+``--conditioning`` measures instead where the WaveNet's conditioning spends its time: the
+frame network and upsampling, and the per-layer projections, per second of audio in the
+runtime's chunks, as numpy runs it (what a voice speaks with on the CPU) and as torch does,
+against the projections' floor at one core's float32 peak (as `tts.kernels.bench` takes it).
+
 Without ``--voice`` it measures a random-weight voice of the shipped model sizes (the
 parallel acoustic model) whose every symbol lasts 8 frames (100 ms), close to the pace of
 read speech, so the audio has a realistic length for its text. Speed does not depend
@@ -86,6 +91,54 @@ def measure(synth, text: str) -> dict:
             "realtime_factor": total / audio_s, "first_audio_ms": 1000 * first}
 
 
+def conditioning_table(voice_dir: Path, repeats: int = 7) -> list[dict]:
+    """Milliseconds per second of audio of the voice's conditioning, chunk by chunk as the
+    runtime asks for it (`chunk_bounds` over a 2 s mel), numpy and torch, one thread each."""
+    import numpy as np
+
+    from tts.kernels.bench import peak_flops
+    from tts.kernels.hardware import clock_hz, cpu_name_and_flags, nominal_peak
+    from tts.voice import load_voice
+    from tts.vocoder.inference import Conditioning
+    from tts.vocoder.runtime import chunk_bounds
+
+    voice = load_voice(voice_dir, require=("vocoder",))
+    config, wavenet = voice.settings("vocoder"), voice.wavenet
+    numpy_conditioning = Conditioning(config, voice.arrays("vocoder")[1])
+    mel = np.random.default_rng(0).random((160, config.n_mels), dtype=np.float32)  # 2 s of frames
+    seconds = len(mel) * config.hop_length / voice.audio.sample_rate
+    torch_mel = torch.from_numpy(mel)[None]
+
+    def upsample_numpy(a, b):
+        lo, hi = max(0, a - config.upsample_context), min(len(mel), b + config.upsample_context)
+        return numpy_conditioning.upsample(mel[lo:hi])
+
+    ways = {
+        ("numpy", "frame network + upsampling"): upsample_numpy,
+        ("numpy", "all"): lambda a, b: numpy_conditioning.frames(mel, a, b),
+        ("torch", "frame network + upsampling"): lambda a, b: wavenet.upsample_frames(torch_mel, a, b),
+        ("torch", "all"): lambda a, b: wavenet.project(wavenet.upsample_frames(torch_mel, a, b)),
+    }
+    macs = config.cond_channels * 2 * config.residual_channels * config.n_layers  # projections, per sample
+    # The peak, as the kernel bench takes it: the nominal one, or what a large matrix product
+    # measures where that is more (a virtual machine reports its nominal clock, not its boost).
+    nominal = nominal_peak(cpu_name_and_flags()[1], clock_hz())["fp32"]
+    peak = max(peak_flops(), nominal if nominal == nominal else 0.0)
+    floor = 2 * macs * config.hop_length * len(mel) / peak
+    rows = []
+    with torch.no_grad():
+        for (library, part), run in ways.items():
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                for a, b in chunk_bounds(len(mel)):
+                    run(a, b)
+                times.append(time.perf_counter() - start)
+            rows.append({"library": library, "part": part, "ms_per_audio_s": 1000 * sorted(times)[repeats // 2] / seconds})
+    rows.append({"library": "floor", "part": f"projections at {peak / 1e9:.0f} GFLOP/s", "ms_per_audio_s": 1000 * floor / seconds})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     from tts import Synthesizer
     from tts.vocoder.choice import BACKEND_WEIGHTS, BACKENDS, GRIFFIN_LIM, WEIGHT_FORMATS, available_backends
@@ -99,9 +152,25 @@ def main(argv: list[str] | None = None) -> int:
                    help="backends fast enough for the 300-word paragraph (default numba cuda griffin-lim)")
     p.add_argument("--weights", nargs="+", default=["fp32"], choices=WEIGHT_FORMATS,
                    help="vocoder weight formats to measure; bf16 runs on numba only (default fp32)")
+    p.add_argument("--conditioning", action="store_true",
+                   help="measure the WaveNet's conditioning instead, numpy against torch")
     p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    if args.conditioning:
+        from threadpoolctl import threadpool_limits
+
+        from tts.voice import BUNDLED_VOICE
+
+        with threadpool_limits(1, user_api="blas"):
+            rows = conditioning_table(args.voice or BUNDLED_VOICE)
+        if args.json:
+            print(json.dumps(rows, indent=1))
+            return 0
+        print(f"{'library':8s} {'part':34s} {'ms per second of audio':>23s}")
+        for r in rows:
+            print(f"{r['library']:8s} {r['part']:34s} {r['ms_per_audio_s']:23.1f}")
+        return 0
 
     with tempfile.TemporaryDirectory() as tmp:
         voice = args.voice or bench_voice(Path(tmp) / "voice")

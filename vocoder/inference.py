@@ -199,7 +199,11 @@ class Conditioning:
         for taps in self.stages:
             padded = np.concatenate([h[:1], h, h[-1:]])  # (T + 2, C): replicated edges
             T = h.shape[0]
-            h = sum(padded[q:q + T, None, :] * taps[q] for q in range(3)).reshape(-1, h.shape[1])
+            out = padded[:T, None, :] * taps[0]  # (T, scale, C)
+            term = np.empty_like(out)
+            for q in (1, 2):
+                out += np.multiply(padded[q:q + T, None, :], taps[q], out=term)
+            h = out.reshape(-1, h.shape[1])
         return h
 
     def frames(self, mel: np.ndarray, start: int, stop: int) -> np.ndarray:
