@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import string
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -293,32 +294,29 @@ def parse_override(token: str) -> list[str]:
 
 class CmudictLexicon(Mapping):
     """CMUdict as a mapping: lowercase word -> its pronunciations, most common first, each
-    word's lines parsed when it is asked for.
+    word's lines found and parsed when it is asked for.
 
     Parsing all 135,000 lines into lists (``cmudict.dict()``) costs most of a second before a
-    one-word sentence can speak, and an index of where each word's lines start a tenth of one.
-    A short text needs neither: its first FIND_FIRST words are each found in the file's text
-    by a substring search (a fraction of a millisecond); the index is built when more are
-    asked for, or when the whole dictionary is walked. A word's variants (``word(2)``) follow
-    it in the file."""
-
-    FIND_FIRST = 32
+    one-word sentence can speak, and even an index of where each word's lines start a tenth
+    of one. A word is instead found in the file's text by a substring search that starts
+    where the lines of its first letter start (the file is in alphabetical order; were it
+    not, the search would only take longer, never find another line): a few hundredths of a
+    millisecond. Walking the whole dictionary builds the index. A word's variants
+    (``word(2)``) follow it in the file."""
 
     def __init__(self, text: str):
         self._text = "\n" + text  # every line, the first too, starts after a newline
-        self._found = 0
-        self._lines: list[str] = []
-        self._first: dict[str, int] | None = None
+        self._starts: dict[str, int] | None = None  # where each first character's lines start
+        self._keys: list[str] | None = None  # every word, in the file's order
 
-    def _index(self) -> dict[str, int]:
-        if self._first is None:
-            self._lines = self._text[1:].splitlines()
-            keys = [line.partition(" ")[0] for line in self._lines]
-            # A word's first line is its own (its variants, "word(2)", come after): the last
-            # assignment of a reversed walk is the first line.
-            self._first = {key: i for i, key in zip(range(len(keys) - 1, -1, -1), reversed(keys))
-                           if key and not key.endswith(")")}
-        return self._first
+    def _start(self, word: str) -> int:
+        if self._starts is None:
+            self._starts, at = {}, 0
+            for first in "'" + string.ascii_lowercase:  # one sweep over the text, in order
+                found = self._text.find("\n" + first, at)
+                if found >= 0:
+                    self._starts[first] = at = found
+        return self._starts.get(word[:1], 0)
 
     @staticmethod
     def _word(line: str) -> str:
@@ -327,18 +325,16 @@ class CmudictLexicon(Mapping):
 
     def _lines_of(self, word: str) -> Iterator[str]:
         """The word's first line and every line after it (KeyError for a word not in it)."""
-        if self._first is None and self._found < self.FIND_FIRST:
-            self._found += 1
-            start = self._text.find(f"\n{word} ")
-            if start < 0:
-                raise KeyError(word)
-            while start >= 0:
-                end = self._text.find("\n", start + 1)
-                yield self._text[start + 1:end if end >= 0 else None]
-                start = end
-            return
-        i = self._index()[word]
-        yield from (self._lines[k] for k in range(i, len(self._lines)))
+        start, needle = self._start(word), f"\n{word} "
+        at = self._text.find(needle, start)
+        if at < 0 and start:
+            at = self._text.find(needle, 0, start + len(needle))
+        if at < 0 or not word:
+            raise KeyError(word)
+        while at >= 0:
+            end = self._text.find("\n", at + 1)
+            yield self._text[at + 1:end if end >= 0 else None]
+            at = end
 
     def __getitem__(self, word: str) -> list[list[str]]:
         lines = self._lines_of(word)
@@ -352,15 +348,21 @@ class CmudictLexicon(Mapping):
     def __contains__(self, word: object) -> bool:
         try:
             self[word]
-        except KeyError:
+        except (KeyError, TypeError):
             return False
         return True
 
+    def _all(self) -> list[str]:
+        if self._keys is None:
+            keys = (line.partition(" ")[0] for line in self._text[1:].splitlines())
+            self._keys = [key for key in keys if key and not key.endswith(")")]
+        return self._keys
+
     def __iter__(self) -> Iterator[str]:
-        return iter(self._index())
+        return iter(self._all())
 
     def __len__(self) -> int:
-        return len(self._index())
+        return len(self._all())
 
 
 @functools.cache
