@@ -8,7 +8,7 @@ thread, the way ``synthesize`` runs.
 ``--conditioning`` measures instead where the WaveNet's conditioning spends its time: the
 frame network and upsampling, and the per-layer projections, per second of audio in the
 runtime's chunks, as numpy runs it (what a voice speaks with on the CPU) and as torch does,
-against the projections' floor at one core's float32 peak (as `tts.kernels.bench` takes it).
+against the projections' floor at the float32 rate of a large matrix product in numpy's BLAS.
 
 Without ``--voice`` it measures a random-weight voice of the shipped model sizes (the
 parallel acoustic model) whose every symbol lasts 8 frames (100 ms), close to the pace of
@@ -91,13 +91,25 @@ def measure(synth, text: str) -> dict:
             "realtime_factor": total / audio_s, "first_audio_ms": 1000 * first}
 
 
+def blas_peak(size: int = 1024, repeats: int = 9) -> float:
+    """One thread's float32 FLOP/s in numpy's BLAS: a size^3 matrix product, the fastest of
+    ``repeats``. What the projections, one matrix product each, can at best reach."""
+    import numpy as np
+
+    a, b = (np.random.default_rng(i).random((size, size), dtype=np.float32) for i in range(2))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size ** 3 / min(times)
+
+
 def conditioning_table(voice_dir: Path, repeats: int = 7) -> list[dict]:
     """Milliseconds per second of audio of the voice's conditioning, chunk by chunk as the
     runtime asks for it (`chunk_bounds` over a 2 s mel), numpy and torch, one thread each."""
     import numpy as np
 
-    from tts.kernels.bench import peak_flops
-    from tts.kernels.hardware import clock_hz, cpu_name_and_flags, nominal_peak
     from tts.voice import load_voice
     from tts.vocoder.inference import Conditioning
     from tts.vocoder.runtime import chunk_bounds
@@ -120,10 +132,7 @@ def conditioning_table(voice_dir: Path, repeats: int = 7) -> list[dict]:
         ("torch", "all"): lambda a, b: wavenet.project(wavenet.upsample_frames(torch_mel, a, b)),
     }
     macs = config.cond_channels * 2 * config.residual_channels * config.n_layers  # projections, per sample
-    # The peak, as the kernel bench takes it: the nominal one, or what a large matrix product
-    # measures where that is more (a virtual machine reports its nominal clock, not its boost).
-    nominal = nominal_peak(cpu_name_and_flags()[1], clock_hz())["fp32"]
-    peak = max(peak_flops(), nominal if nominal == nominal else 0.0)
+    peak = blas_peak()
     floor = 2 * macs * config.hop_length * len(mel) / peak
     rows = []
     with torch.no_grad():
