@@ -148,8 +148,8 @@ class Synthesizer:
         slightly different audio. A `VocoderChoice` already made stands for all three. ``lexicon``: pronunciations that come before CMUdict and
         the neural G2P, a file in CMUdict's format (`tts.text.lexicon`) or {word: [[phonemes]]}.
 
-        ``threads``: PyTorch's threads per operation for the acoustic model and Griffin-Lim
-        (process-wide). By default 1, unless OMP_NUM_THREADS says otherwise: a sentence's
+        ``threads``: the threads of each matrix product of the acoustic model, the
+        conditioning and Griffin-Lim, numpy's BLAS and PyTorch's (process-wide). By default 1, unless OMP_NUM_THREADS says otherwise: a sentence's
         operations are too small to split, and on a machine busy with other work more threads
         wait on each other (BENCHMARKS.md: a paragraph in 44 s with PyTorch's default, 24 s
         with one). Requests in parallel still use every core, one thread each."""
