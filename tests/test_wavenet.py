@@ -388,7 +388,6 @@ def test_upsample_frames_matches_whole_utterance(cond_blocks):
             assert not torch.allclose(short, whole, atol=1e-5)
 
 
-
 @pytest.mark.parametrize("frames", [1, 8, 9, 57, 400])
 def test_streamed_chunks_tile_the_mel_and_grow_no_faster_than_the_audio_before_them(frames):
     """The WaveNet's chunks: the first short, each next at most twice the one before and at

@@ -121,12 +121,8 @@ def conditioning_table(voice_dir: Path, repeats: int = 7) -> list[dict]:
     seconds = len(mel) * config.hop_length / voice.audio.sample_rate
     torch_mel = torch.from_numpy(mel)[None]
 
-    def upsample_numpy(a, b):
-        lo, hi = max(0, a - config.upsample_context), min(len(mel), b + config.upsample_context)
-        return numpy_conditioning.upsample(mel[lo:hi])
-
     ways = {
-        ("numpy", "frame network + upsampling"): upsample_numpy,
+        ("numpy", "frame network + upsampling"): lambda a, b: numpy_conditioning.features(mel, a, b),
         ("numpy", "all"): lambda a, b: numpy_conditioning.frames(mel, a, b),
         ("torch", "frame network + upsampling"): lambda a, b: wavenet.upsample_frames(torch_mel, a, b),
         ("torch", "all"): lambda a, b: wavenet.project(wavenet.upsample_frames(torch_mel, a, b)),

@@ -31,6 +31,14 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 + 0.5 * np.tanh(0.5 * x)
 
 
+def check_shapes(weights: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]]) -> None:
+    """ValueError naming the first weight that is missing or not of the shape its config gives."""
+    for name, shape in expected.items():
+        if name not in weights or weights[name].shape != shape:
+            found = weights[name].shape if name in weights else "nothing"
+            raise ValueError(f"{name} has shape {found}, the config expects {shape}")
+
+
 class Conv1d:
     """torch.nn.Conv1d's weights (C_out, C_in, K) and bias on (T, C_in) -> (T_out, C_out):
     one matrix product per tap, over the input padded by ``left`` and ``right`` zeros."""
@@ -122,10 +130,7 @@ class ParallelSpeaker:
         self.config = c = config
         expected = {"embed.weight": (c.n_symbols, c.channels), "duration_out.weight": (1, c.channels),
                     "position.weight": (c.channels, 2), "mel_out.weight": (c.n_mels, c.channels)}
-        for name, shape in expected.items():
-            if name not in weights or weights[name].shape != shape:
-                found = weights[name].shape if name in weights else "nothing"
-                raise ValueError(f"{name} has shape {found}, the config expects {shape}")
+        check_shapes(weights, expected)
         self.embed = weights["embed.weight"]
         self.encoder = [ConvGLU(weights, f"encoder.{i}", 1) for i in range(c.encoder_layers)]
         self.duration_convs = [ConvGLU(weights, f"duration_convs.{i}", 1) for i in range(c.duration_layers)]

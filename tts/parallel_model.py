@@ -170,8 +170,8 @@ class ParallelModel(AcousticModel):
                  max_steps: int | None = None, rate: float = 1.0) -> Speech:
         """Text ids (B, N) -> mel (B, T, n_mels), frames per utterance, the alignment (B, T, N)
         (frames x symbols). ``rate`` speaks faster (> 1) or slower: every predicted
-        duration, pauses too, is divided by it, so the pitch is untouched. ``max_steps`` caps the frames. Call `eval()`
-        first: dropout stays on in training mode."""
+        duration, pauses too, is divided by it, so the pitch is untouched. ``max_steps`` caps
+        the frames. Call `eval()` first: dropout stays on in training mode."""
         _, encoding, text_lengths = self.encode(text_ids, text_lengths)
         durations = self.durations(self.log_durations(encoding, text_lengths), text_lengths, rate)
         lengths = durations.sum(dim=-1)

@@ -17,7 +17,7 @@ import numpy as np
 
 from tts.audio import de_emphasis, mu_law_encode, pre_emphasis
 from tts.config import JsonConfig
-from tts.inference import Conv1d, sigmoid
+from tts.inference import Conv1d, check_shapes, sigmoid
 from tts.vocoder.lpc import lpc_from_mel, lpc_residual, lpc_synthesis
 
 # The previous sample before the first one: silence, mu_law_encode(0.0) == 128.
@@ -150,14 +150,19 @@ def _leaky_relu(x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, x, np.float32(0.2) * x)
 
 
-def polyphase(weight: np.ndarray, scale: int) -> np.ndarray:
-    """A depthwise (2 * scale + 1)-tap filter (C, 2 * scale + 1) run over steps repeated `scale`
-    times -> its (C, scale, 3) equivalent on the steps before the repeat: output phase p of
-    step t takes input steps t - 1, t, t + 1 with weights [c, p, 0..2]. Tap k of phase p lands
-    on the repeated copy of input step t - 1 + (p + k) // scale."""
+def polyphase_gather(scale: int) -> np.ndarray:
+    """(scale, 2 * scale + 1, 3) float32, one-hot: which of the input steps t - 1, t, t + 1
+    tap k of output phase p lands on, for a depthwise (2 * scale + 1)-tap filter run over
+    steps repeated `scale` times: input step t - 1 + (p + k) // scale."""
     which = (np.arange(scale)[:, None] + np.arange(2 * scale + 1)[None, :]) // scale  # (scale, taps): 0, 1 or 2
-    gather = (which[..., None] == np.arange(3)).astype(weight.dtype)  # (scale, taps, 3)
-    return np.einsum("ck,pkq->cpq", weight, gather)
+    return (which[..., None] == np.arange(3)).astype(np.float32)
+
+
+def polyphase(weight: np.ndarray, scale: int) -> np.ndarray:
+    """The filter's weights (C, 2 * scale + 1) -> its (C, scale, 3) equivalent on the steps
+    before the repeat (`polyphase_gather`): output phase p of step t takes input steps t - 1,
+    t, t + 1 with weights [c, p, 0..2]."""
+    return np.einsum("ck,pkq->cpq", weight, polyphase_gather(scale).astype(weight.dtype))
 
 
 class Conditioning:
@@ -170,10 +175,7 @@ class Conditioning:
         expected = {"frame_conv.weight": (C, c.n_mels, 3), **{f"cond_proj.{l}.weight": (2 * R, C, 1) for l in range(L)},
                     **{f"upsample_convs.{i}.weight": (C, 1, 2 * s + 1) for i, s in enumerate(c.upsample_scales)},
                     **{f"cond_blocks.{b}.{j}.weight": (C, C, 3) for b in range(c.cond_blocks) for j in range(2)}}
-        for name, shape in expected.items():
-            if name not in weights or weights[name].shape != shape:
-                found = weights[name].shape if name in weights else "nothing"
-                raise ValueError(f"{name} has shape {found}, the config expects {shape}")
+        check_shapes(weights, expected)
         self.frame_conv = Conv1d(weights["frame_conv.weight"], weights["frame_conv.bias"], left=1, right=1)
         self.blocks = [tuple(Conv1d(weights[f"cond_blocks.{b}.{j}.weight"], weights[f"cond_blocks.{b}.{j}.bias"],
                                     left=1, right=1) for j in range(2)) for b in range(c.cond_blocks)]
@@ -206,15 +208,20 @@ class Conditioning:
             h = out.reshape(-1, h.shape[1])
         return h
 
-    def frames(self, mel: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """Every layer's conditioning (samples, L, 2R) float32 of frames [start, stop) of mel
-        (frames, n_mels), from a window with `WaveNetConfig.upsample_context` frames of margin,
-        so that it equals the whole utterance's to float rounding."""
+    def features(self, mel: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """The upsampled features (samples, C_cond) of frames [start, stop) of mel (frames,
+        n_mels), from a window with `WaveNetConfig.upsample_context` frames of margin, so that
+        they equal the whole utterance's to float rounding."""
         c = self.config
         context, hop = c.upsample_context, c.hop_length
         lo, hi = max(0, start - context), min(len(mel), stop + context)
-        up = self.upsample(np.asarray(mel[lo:hi], np.float32))[(start - lo) * hop:(stop - lo) * hop]
-        return (up @ self.projection).reshape(len(up), c.n_layers, -1)
+        return self.upsample(np.asarray(mel[lo:hi], np.float32))[(start - lo) * hop:(stop - lo) * hop]
+
+    def frames(self, mel: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Every layer's conditioning (samples, L, 2R) float32 of frames [start, stop): the
+        features, projected by one matrix product."""
+        up = self.features(mel, start, stop)
+        return (up @ self.projection).reshape(len(up), self.config.n_layers, -1)
 
 
 def frame_sharpness(config: VoicingConfig, weights: dict[str, np.ndarray], mel: np.ndarray) -> np.ndarray:

@@ -6,11 +6,12 @@
 
 Every vocoder streams FIRST_CHUNK_FRAMES first, so that playback starts quickly, then up to
 CHUNK_FRAMES at a time (the WaveNet grows its chunks there by doubling, `chunk_bounds`).
-Randomness is an input (``rng``), so one seed gives one audio whatever the backend. This is the one path from mel to audio: the engine, the
-training evaluation (`WaveNet.vocode`) and the benches all hear what it makes. The choice of
-vocoder and kernel is made once, in `tts.vocoder.choice`; `build_vocoder` only builds it.
-The WaveNet on the numba kernel runs without PyTorch (`tts.vocoder.inference`); the torch and
-CUDA kernels take the torch network's conditioning, on its device.
+Randomness is an input (``rng``), so one seed gives one audio whatever the backend. This is
+the one path from mel to audio: the engine, the training evaluation (`WaveNet.vocode`) and the
+benches all hear what it makes. The choice of vocoder and kernel is made once, in
+`tts.vocoder.choice`; `build_vocoder` only builds it. On the CPU every kernel takes the numpy
+conditioning (`tts.vocoder.inference`), so the numba kernel runs without PyTorch; on a GPU the
+torch network makes it where it lies.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tts.vocoder.inference import (START_CLASS, ExportedDims, WaveNetConfig, kernel_weights, model_to_signal,
-                                signal_to_model, validate_exported)
+                                polyphase_gather, signal_to_model, validate_exported)
 from tts.vocoder.lpc import mu_law_tables
 
 __all__ = ["START_CLASS", "ExportedDims", "WaveNet", "WaveNetConfig", "WaveNetState", "model_to_signal",
@@ -53,14 +53,9 @@ def _gate(h: torch.Tensor, R: int) -> torch.Tensor:
 
 
 def _polyphase(weight: torch.Tensor, scale: int) -> torch.Tensor:
-    """A depthwise (2 * scale + 1)-tap filter (C, 2 * scale + 1) run over steps repeated `scale`
-    times -> its (C, scale, 3) equivalent on the steps before the repeat: output phase p of
-    step t takes input steps t - 1, t, t + 1 with weights [c, p, 0..2]. Tap k of phase p lands
-    on the repeated copy of input step t - 1 + (p + k) // scale."""
-    taps = torch.arange(2 * scale + 1, device=weight.device)
-    phase = torch.arange(scale, device=weight.device)
-    which = (phase[:, None] + taps[None, :]) // scale  # (scale, 2 * scale + 1): 0, 1 or 2
-    gather = F.one_hot(which, 3).to(weight.dtype)  # (scale, taps, 3)
+    """`tts.vocoder.inference.polyphase` on the module's weight (C, 2 * scale + 1), so that
+    training reaches it: its (C, scale, 3) equivalent on the steps before the repeat."""
+    gather = torch.from_numpy(polyphase_gather(scale)).to(weight.device, weight.dtype)  # (scale, taps, 3)
     return torch.einsum("ck,pkq->cpq", weight, gather)
 
 
