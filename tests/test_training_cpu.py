@@ -396,3 +396,35 @@ def test_a_wavenet_grows_frame_rate_blocks_from_a_voice_without_them_and_trains_
     trained = load_model(export_run(run, tmp_path / "out"), "vocoder")
     assert trained.config == blocks
     assert all(second.weight.abs().sum() > 0 for _, second in trained.cond_blocks)  # they learned
+
+
+def test_a_wavenet_widens_from_a_voice_and_its_new_channels_learn(corpus, tmp_path):
+    """--set model.residual_channels=R over a voice with fewer: the wider network starts with
+    the same logits (new channels silent, new units with no way out), every new part gets a
+    gradient, a run trains them, and a network cannot narrow."""
+    from tts.train.data import FeatureCache
+    from tts.train.tasks.vocoder import VocoderTask, VocoderTaskConfig
+    from tts.voice import VoiceError
+
+    voice = make_tiny_voice(tmp_path / "voice")
+    source = load_model(voice, "vocoder")
+    R0 = source.config.residual_channels
+    wide = dataclasses.replace(source.config, residual_channels=R0 + 4)
+    grown = WaveNet(wide)
+    VocoderTask(VocoderTaskConfig(model=wide)).init_from(grown, source)
+    item = Crops(FeatureCache(corpus, trim_db=None), [0], 4, model=wide)[0]
+    inputs, mel = teacher_inputs(torch.from_numpy(item["classes"])[None]), torch.from_numpy(item["mel"])[None].float()
+    with torch.no_grad():
+        torch.testing.assert_close(grown(inputs, mel), source(inputs, mel))
+    loss = torch.nn.functional.cross_entropy(grown(inputs, mel)[0], torch.from_numpy(item["classes"]).long())
+    loss.backward()
+    assert grown.skip[0].weight.grad[:, R0:].abs().sum() > 0  # the new units' way out
+    assert grown.res[0].weight.grad[R0:].abs().sum() > 0  # the new channels' way in
+    with pytest.raises(VoiceError, match="another config"):
+        VocoderTask(VocoderTaskConfig(model=source.config)).init_from(WaveNet(source.config), grown)
+
+    run = tmp_path / "run"
+    sets = [s for s in COMMON + VOCODER if not s.startswith("model.")] + ["max_steps=3", f"model.residual_channels={R0 + 4}"]
+    assert main(["vocoder", "--data", str(corpus), "--out", str(run), "--init", str(voice), "--set", *sets]) == 0
+    trained = load_model(export_run(run, tmp_path / "out"), "vocoder")
+    assert trained.config == wide and trained.skip[0].weight[:, R0:].abs().sum() > 0

@@ -142,6 +142,50 @@ class WaveNet(nn.Module):
 
     # ---- conditioning -------------------------------------------------------------------
 
+    @torch.no_grad()
+    def load_narrower(self, source: WaveNet) -> list[str]:
+        """Take a trained network with fewer residual channels (and otherwise this network's
+        shape, or fewer frame-rate blocks, or no LPCNet inputs) so that this one says exactly
+        what it says: each old weight goes where its channel now is, the new residual
+        channels start at zero (embeddings, residual outputs), and the new gated units keep
+        their random inputs but start with no way out (zero residual and skip weights), so
+        their outputs are free to grow from the first step. Returns the parameters the
+        source lacks entirely (left as `__init__` made them)."""
+        R, R0 = self.config.residual_channels, source.config.residual_channels
+        if R0 > R:
+            raise ValueError(f"a network of {R0} residual channels cannot be narrowed to {R}")
+        gates = torch.cat([torch.arange(R0), R + torch.arange(R0)])  # old tanh and sigmoid rows
+        old = source.state_dict()
+        missing = []
+        for name, target in self.state_dict().items():
+            if name not in old:
+                missing.append(name)
+                continue
+            weight, layer = old[name], name.split(".")[0]
+            if weight.shape == target.shape:
+                target.copy_(weight)
+                continue
+            if layer.startswith("embedding"):  # (classes, R): new channels silent
+                target.zero_()
+                target[:, :R0] = weight
+            elif layer in ("dilated", "cond_proj"):  # (2R, R or C, k), bias (2R,)
+                if target.ndim == 1:
+                    target[gates] = weight
+                else:
+                    target[gates, :weight.shape[1]] = weight
+            elif layer == "res":  # (R, R, 1), bias (R,): the new channels written by nothing yet
+                target.zero_()
+                if target.ndim == 1:
+                    target[:R0] = weight
+                else:
+                    target[:R0, :R0] = weight
+            elif layer == "skip":  # (S, R, 1): the new gated units not heard yet
+                target.zero_()
+                target[:, :R0] = weight
+            else:
+                raise ValueError(f"{name}: {tuple(weight.shape)} does not fit {tuple(target.shape)}")
+        return missing
+
     def _check_mel(self, mel: torch.Tensor) -> None:
         if mel.ndim != 3 or mel.shape[2] != self.config.n_mels:
             raise ValueError(f"mel has shape {tuple(mel.shape)}, "

@@ -310,19 +310,22 @@ class VocoderTask(Task):
         return metrics
 
     def init_from(self, model: WaveNet, source: WaveNet) -> None:
-        """The voice's WaveNet, or the same network grown: given LPCNet's inputs, or more
-        frame-rate blocks. What is new starts as `WaveNet.__init__` makes it (the new
-        embeddings and each new block's output conv at zero), so the grown network begins by
-        saying exactly what the voice says."""
+        """The voice's WaveNet, or the same network grown: wider (more residual channels),
+        given LPCNet's inputs, or more frame-rate blocks. What is new starts silent
+        (`WaveNet.load_narrower`: zero embeddings, zero weights out of the new units, each
+        new block's output conv at zero), so the grown network begins by saying exactly what
+        the voice says."""
         grown = dataclasses.replace(model.config, lpc_inputs=source.config.lpc_inputs,
-                                    cond_blocks=source.config.cond_blocks)
+                                    cond_blocks=source.config.cond_blocks,
+                                    residual_channels=source.config.residual_channels)
         if grown == source.config and model.config != source.config and \
                 model.config.cond_blocks >= source.config.cond_blocks and \
-                model.config.lpc_inputs >= source.config.lpc_inputs:
-            missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+                model.config.lpc_inputs >= source.config.lpc_inputs and \
+                model.config.residual_channels >= source.config.residual_channels:
+            missing = model.load_narrower(source)
             new = ("embedding_signal.", "embedding_prediction.") + tuple(
                 f"cond_blocks.{i}." for i in range(source.config.cond_blocks, model.config.cond_blocks))
-            assert not unexpected and all(key.startswith(new) for key in missing), (missing, unexpected)
+            assert all(key.startswith(new) for key in missing), missing
             return
         super().init_from(model, source)
 
