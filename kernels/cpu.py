@@ -15,8 +15,11 @@ FLOPs. Everything is arranged for that stream, once, at load (`pack_weights`):
 - All matrices lie in one 64-byte-aligned buffer in the order a sample reads them (a
   misaligned AVX-512 load spans two cache lines; one sequential stream suits the hardware
   prefetchers).
-- Channel counts are padded with zeros to multiples of BLOCK; zero rows and columns keep
-  the padded channels exactly zero, so padding changes no result.
+- Channel counts are padded with zeros, each only as far as its product needs: a matrix's
+  outputs to a multiple of BLOCK, the residual channels a layer reads (its inputs) to a
+  multiple of BLOCK / 2, so that the gate's 2R outputs still fill whole blocks (R = 48 runs
+  as 48, not as 64). Zero rows and columns keep the padded channels exactly zero, so padding
+  changes no result.
 
 numba cannot express some of this, so a few intrinsics fill in: a stack array that LLVM
 keeps in registers (a heap array might alias the weights and would stay in memory), loads
@@ -290,20 +293,22 @@ def _generate_utterance(stream, embedding, dilated_b, res_b, skip_b, out1_b, out
     """
     T, L = cond.shape[0], cond.shape[1]
     R = history.shape[1]
-    Rp, Sp, Ap = res_b.shape[1], skip_b.shape[0], out1_b.shape[0]
+    H, Rp, Sp, Ap = dilated_b.shape[1] // 2, res_b.shape[1], skip_b.shape[0], out1_b.shape[0]
     use_teacher = teacher.shape[0] > 0
     sharpen = sharpness.shape[0] > 0
     want_logits = logits_out.shape[0] > 0
     # The row where each matrix starts in the stream (see `PackedWeights`).
-    dilated_rows, res_rows = 4 * Rp * Rp // BLOCK, Rp * Rp // BLOCK
+    dilated_rows, res_rows = 4 * H * H // BLOCK, Rp * H // BLOCK
     skip_start = L * (dilated_rows + res_rows)
-    out1_start = skip_start + Sp * L * Rp // BLOCK
+    out1_start = skip_start + Sp * L * H // BLOCK
     out2_start = out1_start + Ap * Sp // BLOCK
 
-    v = np.zeros(2 * Rp, np.float32)  # [x[t-d]; x[t]] of the current layer; x[t] is v[Rp:]
-    x = v[Rp:]
-    h = np.zeros(2 * Rp, np.float32)  # gate pre-activations: tanh half, sigmoid half; padding stays 0
-    z = np.zeros(L * Rp, np.float32)  # every layer's gate output, for the fused skip product
+    # [x[t-d]; x[t]] of the current layer, H channels each; x[t] is v[H:], Rp long because
+    # the residual product writes whole blocks (its rows past R are zero: x stays 0 there).
+    v = np.zeros(H + Rp, np.float32)
+    x = v[H:]
+    h = np.zeros(2 * H, np.float32)  # gate pre-activations: tanh half, sigmoid half; padding stays 0
+    z = np.zeros(L * H, np.float32)  # every layer's gate output, for the fused skip product
     skip = np.empty(Sp, np.float32)
     hidden = np.empty(Ap, np.float32)
     logits = np.empty(N_CLASSES, np.float32)
@@ -333,15 +338,15 @@ def _generate_utterance(stream, embedding, dilated_b, res_b, skip_b, out1_b, out
                 ring[l] = 0
             for c in range(R):
                 h[c] = dilated_b[l, c] + cond[i, l, c]
-                h[Rp + c] = dilated_b[l, Rp + c] + cond[i, l, R + c]
+                h[H + c] = dilated_b[l, H + c] + cond[i, l, R + c]
             layer_start = l * (dilated_rows + res_rows)
-            _matvec(stream, layer_start, 2 * Rp // BLOCK, 2 * Rp, v, 0, h, h)
-            for c in range(Rp):
-                z[l * Rp + c] = _gate(h[c], h[Rp + c])
+            _matvec(stream, layer_start, 2 * H // BLOCK, 2 * H, v, 0, h, h)
+            for c in range(H):
+                z[l * H + c] = _gate(h[c], h[H + c])
             for c in range(Rp):
                 x[c] += res_b[l, c]
-            _matvec(stream, layer_start + dilated_rows, Rp // BLOCK, Rp, z, l * Rp, x, x)
-        _matvec(stream, skip_start, Sp // BLOCK, L * Rp, z, 0, skip_b, skip)
+            _matvec(stream, layer_start + dilated_rows, Rp // BLOCK, H, z, l * H, x, x)
+        _matvec(stream, skip_start, Sp // BLOCK, L * H, z, 0, skip_b, skip)
         for c in range(Sp):
             skip[c] = max(skip[c], _F0)
         _matvec(stream, out1_start, Ap // BLOCK, Sp, skip, 0, out1_b, hidden)
@@ -444,14 +449,14 @@ def _generate_parallel(stream, embedding, dilated_b, res_b, skip_b, out1_b, out2
 
 class PackedWeights(NamedTuple):
     """The exported weights in the kernel's layout (see the module docstring). Rp, Sp, Ap
-    are R, S, A padded to multiples of BLOCK.
+    are R, S, A padded to multiples of BLOCK; H is R padded to a multiple of BLOCK / 2.
 
     `stream` holds every matrix in the order a sample reads them: per layer the dilated
-    conv (2Rp, 2Rp) then the residual projection (Rp, Rp); then the fused skip projection
-    (Sp, L*Rp), out1 (Ap, Sp) and out2 (256, Ap). A matrix W (M, K) [out, in] is stored as
+    conv (2H, 2H) then the residual projection (Rp, H); then the fused skip projection
+    (Sp, L*H), out1 (Ap, Sp) and out2 (256, Ap). A matrix W (M, K) [out, in] is stored as
     M / BLOCK blocks of K rows of BLOCK floats: row b*K + k holds W[b*BLOCK:(b+1)*BLOCK, k].
     The dilated conv's inputs are [x[t-d]; x[t]], its outputs [tanh half; sigmoid half],
-    each half padded to Rp.
+    each H long.
 
     In bfloat16 the stream holds uint32 words, half as many rows: word [p, j] packs weight
     j of float32 rows 2p (low 16 bits) and 2p + 1 (high 16 bits), the upper halves of their
@@ -460,10 +465,10 @@ class PackedWeights(NamedTuple):
     """
 
     # float32 (N / BLOCK, BLOCK) or bfloat16 pairs uint32 (N / (2*BLOCK), BLOCK), 64-byte
-    # aligned, for N = L*5*Rp^2 + Sp*L*Rp + Ap*Sp + 256*Ap weights.
+    # aligned, for N = L*(4H^2 + Rp*H) + Sp*L*H + Ap*Sp + 256*Ap weights.
     stream: np.ndarray
     embedding: np.ndarray  # (256, Rp)
-    dilated_b: np.ndarray  # (L, 2Rp)
+    dilated_b: np.ndarray  # (L, 2H)
     res_b: np.ndarray  # (L, Rp)
     skip_b: np.ndarray  # (Sp,) the sum of every layer's skip bias
     out1_b: np.ndarray  # (Ap,)
@@ -477,8 +482,8 @@ class PackedWeights(NamedTuple):
     decoded: np.ndarray  # (256,) float64
 
 
-def _padded(n: int) -> int:
-    return -(-n // BLOCK) * BLOCK
+def _padded(n: int, multiple: int = BLOCK) -> int:
+    return -(-n // multiple) * multiple
 
 
 def _aligned_zeros(size: int, dtype=np.float32) -> np.ndarray:
@@ -527,18 +532,18 @@ def pack_weights(weights: dict[str, np.ndarray], weight_format: str = "fp32") ->
     L, R, S, A, n_classes, _, lpc_order = validate_exported(weights)
     if n_classes != N_CLASSES:
         raise ValueError(f"the kernel samples {N_CLASSES} classes, the weights have {n_classes}")
-    Rp, Sp, Ap = _padded(R), _padded(S), _padded(A)
+    H, Rp, Sp, Ap = _padded(R, BLOCK // 2), _padded(R), _padded(S), _padded(A)
     dw = weights["dilated_w"]  # (L, 2, 2R, R) [layer, tap, out, in]
     pieces = []
     for l in range(L):
-        dilated = np.zeros((2 * Rp, 2 * Rp), np.float32)  # [out, in]
+        dilated = np.zeros((2 * H, 2 * H), np.float32)  # [out, in]
         for tap in range(2):
-            dilated[:R, tap * Rp:tap * Rp + R] = dw[l, tap, :R]
-            dilated[Rp:Rp + R, tap * Rp:tap * Rp + R] = dw[l, tap, R:]
-        pieces += [_blocked(dilated, 2 * Rp, 2 * Rp), _blocked(weights["res_w"][l], Rp, Rp)]
-    skip = np.zeros((S, L, Rp), np.float32)  # [out, layer, in]
+            dilated[:R, tap * H:tap * H + R] = dw[l, tap, :R]
+            dilated[H:H + R, tap * H:tap * H + R] = dw[l, tap, R:]
+        pieces += [_blocked(dilated, 2 * H, 2 * H), _blocked(weights["res_w"][l], Rp, H)]
+    skip = np.zeros((S, L, H), np.float32)  # [out, layer, in]
     skip[:, :, :R] = weights["skip_w"].transpose(1, 0, 2)
-    pieces += [_blocked(skip.reshape(S, L * Rp), Sp, L * Rp),
+    pieces += [_blocked(skip.reshape(S, L * H), Sp, L * H),
                _blocked(weights["out1_w"], Ap, Sp), _blocked(weights["out2_w"], n_classes, Ap)]
     stream = _aligned_zeros(sum(p.size for p in pieces))
     stream[:] = np.concatenate([p.reshape(-1) for p in pieces])
@@ -548,9 +553,9 @@ def pack_weights(weights: dict[str, np.ndarray], weight_format: str = "fp32") ->
         # pairs are the kernel's (even, odd) input pairs.
         stream = _bfloat16_pairs(stream)
 
-    dilated_b = np.zeros((L, 2 * Rp), np.float32)
+    dilated_b = np.zeros((L, 2 * H), np.float32)
     dilated_b[:, :R] = weights["dilated_b"][:, :R]
-    dilated_b[:, Rp:Rp + R] = weights["dilated_b"][:, R:]
+    dilated_b[:, H:H + R] = weights["dilated_b"][:, R:]
     dilations = weights["dilations"].astype(np.int64)
     lpc_embedding = (np.concatenate([weights["embedding_signal"], weights["embedding_prediction"]]) if lpc_order
                      else np.zeros((0, R), np.float32))

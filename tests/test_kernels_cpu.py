@@ -40,6 +40,9 @@ CONFIGS = {
                                   output_channels=10, max_dilation=1, cond_channels=8),
     "R32": WaveNetConfig(n_layers=3, residual_channels=BLOCK, skip_channels=2 * BLOCK,
                          output_channels=BLOCK, max_dilation=2, cond_channels=8),
+    # R a multiple of half a block: the gate's 2R rows fill whole blocks unpadded.
+    "R48": WaveNetConfig(n_layers=2, residual_channels=48, skip_channels=40, output_channels=24,
+                         max_dilation=2, cond_channels=8),
 }
 TINY = CONFIGS["R12"]
 
@@ -386,6 +389,16 @@ def test_packed_weights_are_aligned_and_padded():
     assert packed.stream.ctypes.data % 64 == 0
     assert packed.stream.shape[1] == BLOCK and packed.stream.flags.c_contiguous
     assert packed.res_b.shape[1] % BLOCK == 0 and packed.skip_b.shape[0] % BLOCK == 0
+
+
+def test_the_stream_pads_residual_inputs_to_half_a_block_only():
+    """R = 48 streams 48 residual inputs a layer, not 64: the weights a sample reads grow
+    with R, not with R rounded up to a block."""
+    config = CONFIGS["R48"]
+    packed = pack_weights(make_model(config).export_weights())
+    L, H, Rp, Sp, Ap = config.n_layers, 48, 64, 64, 32
+    assert packed.dilated_b.shape == (L, 2 * H) and packed.res_b.shape == (L, Rp)
+    assert packed.stream.size == L * (4 * H * H + Rp * H) + Sp * L * H + Ap * Sp + 256 * Ap
 
 
 # ---- dispatch --------------------------------------------------------------------------
