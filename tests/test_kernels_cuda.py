@@ -77,6 +77,8 @@ def test_plans_for_the_named_voices_fit_an_h200():
     assert kc.KernelPlan.choose(_dims(medium), medium.dilations, 17).fused
     assert kc.KernelPlan.choose(_dims(medium), medium.dilations, 100).utterances_per_block == 2
     assert kc.KernelPlan.choose(_dims(default), default.dilations, 600).utterances_per_block == 4
+    wide = WaveNetConfig(residual_channels=48, lpc_order=16)  # 1.5x the default voice's width
+    assert kc.KernelPlan.choose(_dims(wide), wide.dilations, 1).smem_bytes <= limit
 
 
 @on_host
@@ -285,6 +287,7 @@ def test_without_a_gpu_generate_says_so():
     (WaveNetConfig(), 600, "fused"),  # 4 utterances per block, shared hand-offs
     (WaveNetConfig(lpc_order=16, lpc_inputs=True), 1, "fused"),  # the predictor in the loop
     (WaveNetConfig(lpc_order=16, lpc_inputs=True), 1, "split"),
+    (WaveNetConfig(residual_channels=48, lpc_order=16, cond_blocks=2), 1, "auto"),  # a wide voice
 ])
 def test_kernel_compiles_for_sm90_without_local_memory(config, batch, topology):
     from cuda.pathfinder import DynamicLibNotFoundError, load_nvidia_dynamic_lib
