@@ -1,5 +1,6 @@
 """The public Synthesizer API on a tiny random-weight voice."""
 
+import json
 import os
 import subprocess
 import sys
@@ -221,6 +222,32 @@ def test_bfloat16_vocoder_weights(tmp_path):
         Synthesizer.load(voice, device="cpu", vocoder="torch", weights="bf16")
     with pytest.raises(SynthesisError, match="unknown weight format"):
         Synthesizer.load(voice, device="cpu", weights="fp8")
+
+
+def test_a_voice_names_the_precision_its_wavenet_runs_in(tmp_path):
+    """weights="auto" (the default) runs the voice's `wavenet_weights` where the kernel takes
+    them (numba), float32 elsewhere (the torch reference); a precision asked for wins; a run
+    exported over the voice keeps the setting; an unknown one is one clear error."""
+    from tts.train.trainer import _carried_over
+    from tts.voice import VoiceError, set_wavenet_weights
+
+    voice = make_tiny_voice(tmp_path / "v")
+    fp32 = Synthesizer.load(voice, device="cpu").synthesize("Hi there.", seed=1)
+    set_wavenet_weights(voice, "bf16")
+    auto = Synthesizer.load(voice, device="cpu", backend="numba")
+    assert auto.vocoder.choice.weights == "bf16"
+    np.testing.assert_array_equal(auto.synthesize("Hi there.", seed=1),
+                                  Synthesizer.load(voice, device="cpu", weights="bf16").synthesize("Hi there.", seed=1))
+    asked = Synthesizer.load(voice, device="cpu", weights="fp32")
+    np.testing.assert_array_equal(asked.synthesize("Hi there.", seed=1), fp32)
+    assert Synthesizer.load(voice, device="cpu", backend="torch").vocoder.choice.weights == "fp32"
+    assert _carried_over(voice, "vocoder")[2] == {"wavenet_weights": "bf16"}
+    with pytest.raises(VoiceError, match="unknown weight format"):
+        set_wavenet_weights(voice, "fp8")
+    config = json.loads((voice / "config.json").read_text())
+    (voice / "config.json").write_text(json.dumps({**config, "wavenet_weights": "int4"}))
+    with pytest.raises(SynthesisError, match="unknown wavenet_weights 'int4'"):
+        Synthesizer.load(voice, device="cpu")
 
 
 def test_threads_default_to_one_unless_asked(voice, monkeypatch):

@@ -7,6 +7,7 @@
     python -m tts.train adapt --data RECORDINGS --to VOICE_DIR [--minutes 60] [--from VOICE_DIR]
                                                       a voice from one speaker's recordings (train/adapt.py)
     python -m tts.train export RUN_DIR --to VOICE_DIR [--default-vocoder wavenet|griffin-lim] [--temperature T]
+        [--wavenet-weights fp32|bf16]
                                       [--voicing STRENGTH --data CORPUS]
 
 TASK is g2p, parallel (the acoustic model that ships), attention (the attention acoustic
@@ -37,7 +38,9 @@ from tts.train.config import PRESETS, ConfigError, config_dict, resolve_config, 
 from tts.train.trainer import RunDirError, Trainer, export_run, latest_checkpoint, load_checkpoint, stored_config
 from tts.audio import DEFAULT_AUDIO, AudioFileError
 from tts.command import EXIT_OK, OneLineParser, UsageError, run_command
-from tts.voice import DEFAULT_VOCODERS, VoiceError, save_model, set_default_vocoder, set_temperature
+from tts.voice import (DEFAULT_VOCODERS, VoiceError, save_model, set_default_vocoder, set_temperature,
+                       set_wavenet_weights)
+from tts.vocoder.choice import WEIGHT_FORMATS
 from tts.train.tasks.vocoder import fit_voicing_on_corpus
 from tts.vocoder.voicing import VoicingConfig
 from tts.vocoder.wavenet import WaveNetConfig
@@ -86,6 +89,9 @@ def _export_parser() -> argparse.ArgumentParser:
                    help="what the voice speaks with by default (griffin-lim while its WaveNet is weaker)")
     p.add_argument("--temperature", type=_config_value(WaveNetConfig, "temperature"),
                    help="the WaveNet's sampling temperature in the voice (default: the run's)")
+    p.add_argument("--wavenet-weights", choices=WEIGHT_FORMATS,
+                   help="the precision the voice's WaveNet runs in where the kernel takes it (bf16: half "
+                        "the weight stream, for a wide network; default: the voice's setting, else fp32)")
     p.add_argument("--voicing", type=_config_value(VoicingConfig, "strength"), metavar="STRENGTH",
                    help="fit a voicing detector on --data and sample voiced frames up to "
                         "1 + STRENGTH times more sharply (LPCNet: 1)")
@@ -156,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                 set_default_vocoder(voice, args.default_vocoder)
             if args.temperature is not None:
                 set_temperature(voice, args.temperature)
+            if args.wavenet_weights:
+                set_wavenet_weights(voice, args.wavenet_weights)
             print(f"wrote {voice}")
             return EXIT_OK
         get_task(argv[0])  # an unknown or renamed task: one line with the hint

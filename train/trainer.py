@@ -673,20 +673,23 @@ def export_run(run_dir: str | os.PathLike, voice_dir: str | os.PathLike, carry: 
 
 
 def _carried_over(origin: Path, exported: str):
-    """(audio config, models, default vocoder) of the voice a run started from, less the
-    model the run exports itself."""
+    """(audio config, models, voice settings) of the voice a run started from, less the model
+    the run exports itself; the settings are what "auto" speaks with and in which precision."""
     from tts.audio import AudioConfig
     from tts.voice import load_model, read_config
 
     config = read_config(origin)
     models = {name: load_model(origin, name, config=config) for name in config["models"] if name != exported}
-    return AudioConfig.from_dict(config["audio"]), models, config.get("default_vocoder")
+    settings = {key: config[key] for key in ("default_vocoder", "wavenet_weights") if key in config}
+    return AudioConfig.from_dict(config["audio"]), models, settings
 
 
-def _write_carried(voice_dir: Path, audio, models: dict[str, torch.nn.Module], default_vocoder: str | None) -> None:
-    from tts.voice import save_model, set_default_vocoder
+def _write_carried(voice_dir: Path, audio, models: dict[str, torch.nn.Module], settings: dict[str, str]) -> None:
+    from tts.voice import save_model, set_default_vocoder, set_wavenet_weights
 
     for name, model in models.items():
         save_model(voice_dir, name, model, audio)
-    if default_vocoder is not None:
-        set_default_vocoder(voice_dir, default_vocoder)
+    if "default_vocoder" in settings:
+        set_default_vocoder(voice_dir, settings["default_vocoder"])
+    if "wavenet_weights" in settings:
+        set_wavenet_weights(voice_dir, settings["wavenet_weights"])

@@ -21,7 +21,7 @@ from pathlib import Path
 from tts.command import EXIT_OK, OneLineParser, UsageError, check_voice_folder, run_command
 from tts.errors import AudioFileError, check_rate, check_seed
 from tts.files import check_writable
-from tts.vocoder.choice import BACKEND_CHOICES, VOCODER_CHOICES, WEIGHT_FORMATS, ChoiceError, VocoderChoice
+from tts.vocoder.choice import BACKEND_CHOICES, VOCODER_CHOICES, WEIGHT_CHOICES, ChoiceError, VocoderChoice
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,8 +56,9 @@ def add_vocoder_options(p: argparse.ArgumentParser) -> None:
                    help="which vocoder speaks (default auto: the voice's own choice)")
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                    help="the WaveNet's kernel (default auto: the fastest usable here)")
-    p.add_argument("--weights", default="fp32", choices=WEIGHT_FORMATS,
-                   help="WaveNet weight precision: bf16 is faster on the numba backend (default fp32)")
+    p.add_argument("--weights", default="auto", choices=WEIGHT_CHOICES,
+                   help="WaveNet weight precision: bf16 is faster on the numba backend (default auto: the "
+                        "voice's own, where the kernel runs it, else fp32)")
 
 
 def check_vocoder_options(args) -> VocoderChoice:

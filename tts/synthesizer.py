@@ -116,7 +116,7 @@ class Synthesizer:
     """A loaded voice with its vocoder, ready to speak. Safe to share between threads: all
     generation state lives in each call."""
 
-    def __init__(self, voice: Voice, device: str = "auto", vocoder: str | VocoderChoice = AUTO, weights: str = "fp32",
+    def __init__(self, voice: Voice, device: str = "auto", vocoder: str | VocoderChoice = AUTO, weights: str = AUTO,
                  backend: str = AUTO, lexicon: str | os.PathLike | dict | None = None):
         from tts.vocoder.runtime import build_vocoder
 
@@ -138,14 +138,15 @@ class Synthesizer:
 
     @classmethod
     def load(cls, voice: str | os.PathLike | None = None, device: str = "auto", vocoder: str | VocoderChoice = AUTO,
-             weights: str = "fp32", threads: int | None = None, backend: str = AUTO,
+             weights: str = AUTO, threads: int | None = None, backend: str = AUTO,
              lexicon: str | os.PathLike | dict | None = None) -> "Synthesizer":
         """Load a voice folder (default: the voice bundled with the package).
 
         ``vocoder``: "wavenet", "griffin-lim" or "auto" (the voice's default); ``backend``: the
         WaveNet's kernel, "torch", "numba", "cuda" or "auto" (the fastest usable here); see
         tts.vocoder.choice. ``weights="bf16"`` runs the numba kernel on bfloat16 weights: faster,
-        slightly different audio. A `VocoderChoice` already made stands for all three. ``lexicon``: pronunciations that come before CMUdict and
+        slightly different audio; "auto" (the default) runs the voice's own choice
+        (`Voice.wavenet_weights`) where the kernel takes it. A `VocoderChoice` already made stands for all three. ``lexicon``: pronunciations that come before CMUdict and
         the neural G2P, a file in CMUdict's format (`tts.text.lexicon`) or {word: [[phonemes]]}.
 
         ``threads``: the threads of each matrix product of the acoustic model, the
@@ -317,7 +318,7 @@ def _pace_and_speed(rate: float) -> tuple[float, float]:
 def _choice(vocoder, backend: str, weights: str) -> VocoderChoice:
     """The user's vocoder choice, checked once (SynthesisError with the one-line reason)."""
     if isinstance(vocoder, VocoderChoice):
-        if (backend, weights) != (AUTO, "fp32"):
+        if (backend, weights) != (AUTO, AUTO):
             raise SynthesisError("a VocoderChoice already holds the backend and the weight format")
         return vocoder
     try:

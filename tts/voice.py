@@ -10,7 +10,8 @@ A voice is a folder::
 ``config.json`` reads ``{"format": 1, "audio": {...}, "symbols": [...], "models": {"acoustic":
 {"kind": "parallel", "config": {...}, "weights": "acoustic.safetensors", "sha256": "..."}, ...}}``
 (``kind``: which acoustic model, attention when absent; which vocoder network, the WaveNet
-when absent; ``default_vocoder`` at the top: what "auto" speaks with). Loading rebuilds
+when absent; ``default_vocoder`` at the top: what "auto" speaks with; ``wavenet_weights``: the
+precision its WaveNet runs in where a kernel takes it, "fp32" when absent). Loading rebuilds
 each model from the folder alone with strict key matching; nothing is unpickled. A folder may
 hold only some models (a trainer exports one at a time); ``load_voice`` says which it needs.
 """
@@ -29,7 +30,7 @@ from safetensors import SafetensorError
 
 from tts.audio import DEFAULT_AUDIO, AudioConfig
 from tts.files import replacing
-from tts.vocoder.choice import VOCODERS, WAVENET
+from tts.vocoder.choice import VOCODERS, WAVENET, WEIGHT_FORMATS
 from tts.text.symbols import SYMBOLS
 
 FORMAT_VERSION = 1
@@ -243,6 +244,9 @@ class Voice:
     # What `auto` speaks with: "wavenet" (the voice's own, through the fastest kernel) or
     # "griffin-lim", while the voice's WaveNet has not yet beaten it in evaluation.
     default_vocoder: str = WAVENET
+    # The precision the WaveNet's weights stream in where the kernel takes it (`weights="auto"`):
+    # "bf16" for a network wide enough that the float32 weight stream would not keep up.
+    wavenet_weights: str = "fp32"
 
     def has(self, name: str) -> bool:
         """Whether the folder holds model ``name``."""
@@ -293,7 +297,12 @@ def load_voice(voice_dir: str | os.PathLike = BUNDLED_VOICE, device="cpu",
     if default_vocoder not in DEFAULT_VOCODERS:
         raise VoiceError(f"{voice_dir}/{CONFIG_FILE}: unknown default_vocoder {default_vocoder!r} "
                          f"(expected {' or '.join(DEFAULT_VOCODERS)})")
-    voice = Voice(voice_dir, AudioConfig.from_dict(config["audio"]), config, device, default_vocoder=default_vocoder)
+    wavenet_weights = config.get("wavenet_weights", "fp32")
+    if wavenet_weights not in WEIGHT_FORMATS:
+        raise VoiceError(f"{voice_dir}/{CONFIG_FILE}: unknown wavenet_weights {wavenet_weights!r} "
+                         f"(expected {' or '.join(WEIGHT_FORMATS)})")
+    voice = Voice(voice_dir, AudioConfig.from_dict(config["audio"]), config, device, default_vocoder=default_vocoder,
+                  wavenet_weights=wavenet_weights)
     for name in require:
         voice.settings(name)  # its weights read and its config checked
     return voice
@@ -315,6 +324,18 @@ def set_temperature(voice_dir: str | os.PathLike, temperature: float) -> Path:
     except (TypeError, ValueError) as e:
         raise VoiceError(str(e)) from None
     entry["config"] = settings
+    _write_config(voice_dir, config)
+    return voice_dir
+
+
+def set_wavenet_weights(voice_dir: str | os.PathLike, weight_format: str) -> Path:
+    """Record the precision ``weights="auto"`` runs the voice's WaveNet in (see
+    `Voice.wavenet_weights`)."""
+    if weight_format not in WEIGHT_FORMATS:
+        raise VoiceError(f"unknown weight format {weight_format!r} (expected {' or '.join(WEIGHT_FORMATS)})")
+    voice_dir = Path(voice_dir)
+    config = read_config(voice_dir)
+    config["wavenet_weights"] = weight_format
     _write_config(voice_dir, config)
     return voice_dir
 

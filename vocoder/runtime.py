@@ -115,6 +115,8 @@ class WaveNetVocoder(Vocoder):
     def from_voice(cls, voice, choice, device):
         from tts.voice import VoiceError
 
+        if not choice.resolved:  # the weights left to the voice
+            choice = choice.resolve(WAVENET, _device_type(device), voice.wavenet_weights)
         sharpness = None
         if voice.has("voicing"):
             voicing, detector = voice.settings("voicing"), voice.arrays("voicing")[1]
@@ -133,6 +135,8 @@ class WaveNetVocoder(Vocoder):
         conditioning on its weights as arrays; on a GPU, the network's own where it lies."""
         from tts import kernels
 
+        if not choice.resolved:
+            choice = choice.resolve(WAVENET, _device_type(device))
         if _device_type(device) == "cpu":
             weights = {k: v.detach().cpu().numpy() for k, v in wavenet.state_dict().items()}
             return cls._on_arrays(wavenet.config, weights, choice, audio, sharpness)
@@ -201,7 +205,8 @@ REGISTRY: dict[str, type[Vocoder]] = {WAVENET: WaveNetVocoder, GRIFFIN_LIM: Grif
 def build_vocoder(voice, choice: VocoderChoice, device: str = "cpu") -> Vocoder:
     """The vocoder a voice speaks with: ``choice`` resolved for the voice's default vocoder
     and ``device`` ("cpu", "cuda", "cuda:1"; ChoiceError where it cannot run here), then built."""
-    resolved = choice if choice.resolved else choice.resolve(voice.default_vocoder, _device_type(device))
+    resolved = choice if choice.resolved else choice.resolve(voice.default_vocoder, _device_type(device),
+                                                             voice.wavenet_weights)
     return REGISTRY[resolved.vocoder].from_voice(voice, resolved, str(device))
 
 
@@ -210,6 +215,7 @@ def _device_type(device) -> str:
 
 
 def usable_choices(device: str = "cpu") -> list[VocoderChoice]:
-    """Every resolved choice that can run here, the WaveNet's fastest backend first."""
+    """Every vocoder and kernel that can run here, the WaveNet's fastest backend first (the
+    weight format left to each voice, `Voice.wavenet_weights`)."""
     wavenet = [VocoderChoice(WAVENET, b) for b in preferred_backends(_device_type(device)) if backend_status(b)[0]]
     return wavenet + [VocoderChoice(name, None) for name in VOCODERS if name != WAVENET]
