@@ -146,7 +146,7 @@ def conditioning_table(voice_dir: Path, repeats: int = 7) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     from tts import Synthesizer
-    from tts.vocoder.choice import BACKEND_WEIGHTS, BACKENDS, GRIFFIN_LIM, WEIGHT_FORMATS, available_backends
+    from tts.vocoder.choice import AUTO, BACKEND_WEIGHTS, BACKENDS, GRIFFIN_LIM, WEIGHT_CHOICES, available_backends
 
     p = argparse.ArgumentParser(prog="python -m tts.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--voice", type=Path, help="voice folder (default: random weights, shipped sizes)")
@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     fast = [name for name in BACKENDS if name != "torch"] + [GRIFFIN_LIM]
     p.add_argument("--paragraph-backends", nargs="+", default=fast,
                    help="backends fast enough for the 300-word paragraph (default numba cuda griffin-lim)")
-    p.add_argument("--weights", nargs="+", default=["fp32"], choices=WEIGHT_FORMATS,
-                   help="vocoder weight formats to measure; bf16 runs on numba only (default fp32)")
+    p.add_argument("--weights", nargs="+", default=[AUTO], choices=WEIGHT_CHOICES,
+                   help="vocoder weight formats to measure; bf16 runs on numba only (default auto: the voice's)")
     p.add_argument("--conditioning", action="store_true",
                    help="measure the WaveNet's conditioning instead, numpy against torch")
     p.add_argument("--json", action="store_true", help="print JSON records instead of a table")
@@ -181,11 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         voice = args.voice or bench_voice(Path(tmp) / "voice")
         records = []
         runs = [(backend, weights) for backend in args.backends or available_backends()
-                for weights in args.weights if weights in BACKEND_WEIGHTS.get(backend, ("fp32",))]
+                for weights in args.weights if weights in (AUTO, *BACKEND_WEIGHTS.get(backend, ("fp32",)))]
         for backend, weights in runs:
             synth = Synthesizer.load(voice, device="cuda" if backend == "cuda" else "cpu", vocoder=backend,
                                      weights=weights)
             synth.synthesize("Warm up.")  # compile / load kernels outside the measurement
+            weights = synth.vocoder.choice.weights  # what "auto" came to
             texts = [("sentence", SENTENCE)]
             if backend in args.paragraph_backends:
                 texts.append(("paragraph", paragraph(300)))
