@@ -242,7 +242,7 @@ def test_a_voice_names_the_precision_its_wavenet_runs_in(tmp_path):
     np.testing.assert_array_equal(asked.synthesize("Hi there.", seed=1), fp32)
     assert Synthesizer.load(voice, device="cpu", backend="torch").vocoder.choice.weights == "fp32"
     assert _carried_over(voice, "vocoder")[2] == {"wavenet_weights": "bf16"}
-    with pytest.raises(VoiceError, match="unknown weight format"):
+    with pytest.raises(VoiceError, match="unknown wavenet_weights 'fp8'"):
         set_wavenet_weights(voice, "fp8")
     config = json.loads((voice / "config.json").read_text())
     (voice / "config.json").write_text(json.dumps({**config, "wavenet_weights": "int4"}))

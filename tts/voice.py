@@ -293,16 +293,10 @@ def load_voice(voice_dir: str | os.PathLike = BUNDLED_VOICE, device="cpu",
     when asked for as one."""
     voice_dir = Path(voice_dir)
     config = read_config(voice_dir)
-    default_vocoder = config.get("default_vocoder", WAVENET)
-    if default_vocoder not in DEFAULT_VOCODERS:
-        raise VoiceError(f"{voice_dir}/{CONFIG_FILE}: unknown default_vocoder {default_vocoder!r} "
-                         f"(expected {' or '.join(DEFAULT_VOCODERS)})")
-    wavenet_weights = config.get("wavenet_weights", "fp32")
-    if wavenet_weights not in WEIGHT_FORMATS:
-        raise VoiceError(f"{voice_dir}/{CONFIG_FILE}: unknown wavenet_weights {wavenet_weights!r} "
-                         f"(expected {' or '.join(WEIGHT_FORMATS)})")
-    voice = Voice(voice_dir, AudioConfig.from_dict(config["audio"]), config, device, default_vocoder=default_vocoder,
-                  wavenet_weights=wavenet_weights)
+    where = f"{voice_dir}/{CONFIG_FILE}"
+    voice = Voice(voice_dir, AudioConfig.from_dict(config["audio"]), config, device,
+                  default_vocoder=_setting(config, "default_vocoder", where),
+                  wavenet_weights=_setting(config, "wavenet_weights", where))
     for name in require:
         voice.settings(name)  # its weights read and its config checked
     return voice
@@ -331,21 +325,28 @@ def set_temperature(voice_dir: str | os.PathLike, temperature: float) -> Path:
 def set_wavenet_weights(voice_dir: str | os.PathLike, weight_format: str) -> Path:
     """Record the precision ``weights="auto"`` runs the voice's WaveNet in (see
     `Voice.wavenet_weights`)."""
-    if weight_format not in WEIGHT_FORMATS:
-        raise VoiceError(f"unknown weight format {weight_format!r} (expected {' or '.join(WEIGHT_FORMATS)})")
-    voice_dir = Path(voice_dir)
-    config = read_config(voice_dir)
-    config["wavenet_weights"] = weight_format
-    _write_config(voice_dir, config)
-    return voice_dir
+    return _set_setting(voice_dir, "wavenet_weights", weight_format)
 
 
 def set_default_vocoder(voice_dir: str | os.PathLike, name: str) -> Path:
     """Record what ``vocoder="auto"`` speaks this voice with (see `Voice.default_vocoder`)."""
-    if name not in DEFAULT_VOCODERS:
-        raise VoiceError(f"unknown vocoder {name!r} (expected {' or '.join(DEFAULT_VOCODERS)})")
+    return _set_setting(voice_dir, "default_vocoder", name)
+
+
+# The voice's settings at the top of config.json: each one's choices, the first the default.
+SETTINGS = {"default_vocoder": DEFAULT_VOCODERS, "wavenet_weights": WEIGHT_FORMATS}
+
+
+def _setting(config: dict, key: str, where) -> str:
+    value = config.get(key, SETTINGS[key][0])
+    if value not in SETTINGS[key]:
+        raise VoiceError(f"{where}: unknown {key} {value!r} (expected {' or '.join(SETTINGS[key])})")
+    return value
+
+
+def _set_setting(voice_dir: str | os.PathLike, key: str, value: str) -> Path:
     voice_dir = Path(voice_dir)
     config = read_config(voice_dir)
-    config["default_vocoder"] = name
+    config[key] = _setting({key: value}, key, voice_dir)
     _write_config(voice_dir, config)
     return voice_dir
