@@ -83,7 +83,7 @@ def test_a_voice_names_its_default_vocoder(voice, tmp_path):
     set_default_vocoder(copy, "griffin-lim")
     assert Synthesizer.load(copy).backend == "griffin-lim"
     assert Synthesizer.load(copy, vocoder="numba").backend == "numba"  # asked for: the WaveNet
-    with pytest.raises(VoiceError, match="unknown vocoder"):
+    with pytest.raises(VoiceError, match="unknown default_vocoder 'hifigan'"):
         set_default_vocoder(copy, "hifigan")
     config = json.loads((copy / "config.json").read_text())
     config["default_vocoder"] = "hifigan"
