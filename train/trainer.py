@@ -676,20 +676,18 @@ def _carried_over(origin: Path, exported: str):
     """(audio config, models, voice settings) of the voice a run started from, less the model
     the run exports itself; the settings are what "auto" speaks with and in which precision."""
     from tts.audio import AudioConfig
-    from tts.voice import load_model, read_config
+    from tts.voice import SETTINGS, load_model, read_config
 
     config = read_config(origin)
     models = {name: load_model(origin, name, config=config) for name in config["models"] if name != exported}
-    settings = {key: config[key] for key in ("default_vocoder", "wavenet_weights") if key in config}
+    settings = {key: config[key] for key in SETTINGS if key in config}
     return AudioConfig.from_dict(config["audio"]), models, settings
 
 
 def _write_carried(voice_dir: Path, audio, models: dict[str, torch.nn.Module], settings: dict[str, str]) -> None:
-    from tts.voice import save_model, set_default_vocoder, set_wavenet_weights
+    from tts.voice import save_model, set_setting
 
     for name, model in models.items():
         save_model(voice_dir, name, model, audio)
-    if "default_vocoder" in settings:
-        set_default_vocoder(voice_dir, settings["default_vocoder"])
-    if "wavenet_weights" in settings:
-        set_wavenet_weights(voice_dir, settings["wavenet_weights"])
+    for key, value in settings.items():
+        set_setting(voice_dir, key, value)

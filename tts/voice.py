@@ -325,12 +325,12 @@ def set_temperature(voice_dir: str | os.PathLike, temperature: float) -> Path:
 def set_wavenet_weights(voice_dir: str | os.PathLike, weight_format: str) -> Path:
     """Record the precision ``weights="auto"`` runs the voice's WaveNet in (see
     `Voice.wavenet_weights`)."""
-    return _set_setting(voice_dir, "wavenet_weights", weight_format)
+    return set_setting(voice_dir, "wavenet_weights", weight_format)
 
 
 def set_default_vocoder(voice_dir: str | os.PathLike, name: str) -> Path:
     """Record what ``vocoder="auto"`` speaks this voice with (see `Voice.default_vocoder`)."""
-    return _set_setting(voice_dir, "default_vocoder", name)
+    return set_setting(voice_dir, "default_vocoder", name)
 
 
 # The voice's settings at the top of config.json: each one's choices, the first the default.
@@ -344,7 +344,8 @@ def _setting(config: dict, key: str, where) -> str:
     return value
 
 
-def _set_setting(voice_dir: str | os.PathLike, key: str, value: str) -> Path:
+def set_setting(voice_dir: str | os.PathLike, key: str, value: str) -> Path:
+    """Record one of the voice's `SETTINGS` (VoiceError for an unknown value)."""
     voice_dir = Path(voice_dir)
     config = read_config(voice_dir)
     config[key] = _setting({key: value}, key, voice_dir)
