@@ -428,3 +428,41 @@ def test_a_wavenet_widens_from_a_voice_and_its_new_channels_learn(corpus, tmp_pa
     assert main(["vocoder", "--data", str(corpus), "--out", str(run), "--init", str(voice), "--set", *sets]) == 0
     trained = load_model(export_run(run, tmp_path / "out"), "vocoder")
     assert trained.config == wide and trained.skip[0].weight[:, R0:].abs().sum() > 0
+
+
+def test_augmentation_moves_the_pitch_and_makes_the_mel_from_the_changed_audio(corpus, tmp_path):
+    """LPCNet's augmentation: an octave up is twice the frequency in half the time, filtered
+    and under the peak, with the mel of exactly that audio; crops drawn with it show the
+    higher pitch, crops without it are the cache's, and a run trains with it."""
+    from tts.train.data import FeatureCache
+    from tts.train.tasks.vocoder import AUGMENT_PEAK, augmented
+
+    sr, hop = 16000, 200
+    tone = 0.9 * np.sin(2 * np.pi * 200 * np.arange(sr) / sr).astype(np.float32)
+    mel, wave = augmented(tone, np.random.default_rng(0), (12.0, 12.0))
+    assert len(wave) == len(mel) * hop and abs(len(wave) - sr // 2) <= hop
+    assert np.array_equal(mel, mel_spectrogram(wave)[:len(mel)])
+    assert np.abs(wave).max() <= AUGMENT_PEAK + 1e-6
+
+    def pitch(x):
+        spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+        return np.argmax(spectrum) * sr / len(x)
+
+    assert abs(pitch(wave) - 400) < 10
+    cache = FeatureCache(corpus, trim_db=None)
+    plain = Crops(cache, [0], 4, wave=True)[0]
+    octave = Crops(cache, [0], 4, wave=True, augment=1.0, semitones=(12.0, 12.0))[0]
+    cached = np.load(cache.dir / f"{cache.entries[0]['id']}.npz")["mel"]
+    assert any(np.array_equal(cached[s:s + 4], plain["mel"]) for s in range(len(cached) - 3))
+    assert abs(pitch(plain["wave"]) - 150) < 25 and abs(pitch(octave["wave"]) - 300) < 25
+    assert plain["mel"].shape == octave["mel"].shape and not np.allclose(plain["mel"], octave["mel"])
+    summary = fit("vocoder", corpus, tmp_path / "run", COMMON + VOCODER + ["max_steps=2", "augment=1"])
+    assert summary["step"] == 2 and np.isfinite(summary["loss"])
+
+
+@pytest.mark.parametrize("setting, message", [("augment=1.5", "augment must"),
+                                              ("augment_semitones=[4,-4]", "augment_semitones"),
+                                              ("augment_semitones=[-13,0]", "augment_semitones")])
+def test_augmentation_settings_out_of_range_are_refused(setting, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_config(get_task("vocoder"), overrides=[setting])

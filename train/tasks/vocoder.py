@@ -24,7 +24,7 @@ from tqdm import tqdm
 from tts.train.data import DatasetError, FeatureCache, compute_features, read_metadata
 from tts.train.task import Task
 from tts.train.tasks.mel import build_cache, open_cache, split_clips
-from tts.audio import DEFAULT_AUDIO, AudioConfig, mu_law_decode, mu_law_encode
+from tts.audio import DEFAULT_AUDIO, AudioConfig, mel_spectrogram, mu_law_decode, mu_law_encode
 from tts.files import replacing
 from tts.voice import VoiceError, load_model, read_config, save_model
 from tts.vocoder.lpc import lpc_from_mel, noisy_excitation
@@ -65,6 +65,14 @@ class VocoderTaskConfig:
     # compared with the true audio's at several resolutions; and an L1 between each softmax
     # and its one-hot target. This weight scales the two; 0 trains on the cross-entropy alone.
     spectral: float = 0.0
+    # LPCNet's augmentation, on this share of the training crops, so that the WaveNet meets
+    # more voices than its corpus's one: the clip's speed changed by a number of semitones drawn
+    # from augment_semitones (pitch and formants move together; the predictor follows the
+    # formants, the network learns excitation at other pitches), a random second-order filter
+    # and a gain (AUGMENT_FILTER, AUGMENT_GAIN_DB), and the mel and the predictor's coefficients
+    # made anew from the result. The held-out loss stays on the clean clips. 0: none.
+    augment: float = 0.0
+    augment_semitones: tuple[float, float] = (-3.0, 9.0)
 
     def __post_init__(self):
         for name in ("segment_frames", "eval_clips", "sample_frames"):
@@ -72,6 +80,15 @@ class VocoderTaskConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.spectral <= 100.0:
             raise ValueError(f"spectral must be in [0, 100], got {self.spectral}")
+        if not 0.0 <= self.augment <= 1.0:
+            raise ValueError(f"augment must be a share of the crops in [0, 1], got {self.augment}")
+        low, high = self.augment_semitones
+        if not -12.0 <= low <= high <= 12.0:
+            raise ValueError(f"augment_semitones must be (low, high) with -12 <= low <= high <= 12, "
+                             f"got {list(self.augment_semitones)}")
+        if self.augment and self.aligned_mels:
+            raise ValueError("augment makes each crop's mel from its changed audio; it cannot train "
+                             "on aligned_mels")
         if not 0.0 <= self.noise <= 32.0:
             raise ValueError(f"noise must be in [0, 32] classes, got {self.noise}")
         if self.forward not in ("time-major", "reference"):
@@ -125,6 +142,34 @@ def spectral_terms(logits: torch.Tensor, classes: torch.Tensor, wave: torch.Tens
     return multi_resolution_stft_loss(audio, wave), l1
 
 
+AUGMENT_FILTER = 0.375  # each coefficient of the random second-order filter, uniform in +-this (LPCNet's)
+AUGMENT_GAIN_DB = (-12.0, 3.0)  # the gain, uniform in dB; a louder clip is brought back under AUGMENT_PEAK
+AUGMENT_PEAK = 0.99
+
+
+def augmented(wave: np.ndarray, rng: np.random.Generator, semitones: tuple[float, float],
+              audio: AudioConfig = DEFAULT_AUDIO) -> tuple[np.ndarray, np.ndarray]:
+    """A clip's audio as another speaker might have said it, and its mel: (mel (frames,
+    n_mels), wave (frames * hop,)), aligned as the feature cache aligns them. The speed changes
+    by 2^(s/12) for s drawn from ``semitones`` (played faster: higher and shorter), then a
+    random second-order pole-zero filter and a gain."""
+    import scipy.signal
+    import soxr
+
+    speed = 2.0 ** (rng.uniform(*semitones) / 12.0)
+    wave = soxr.resample(wave.astype(np.float32), audio.sample_rate * speed, audio.sample_rate)
+    zeros, poles = rng.uniform(-AUGMENT_FILTER, AUGMENT_FILTER, (2, 2))  # stable: |a1| < 1 + a2
+    wave = scipy.signal.lfilter(np.r_[1.0, zeros], np.r_[1.0, poles], wave)
+    wave = wave * 10.0 ** (rng.uniform(*AUGMENT_GAIN_DB) / 20.0)
+    peak = np.abs(wave).max(initial=0.0)
+    if peak > AUGMENT_PEAK:
+        wave = wave * (AUGMENT_PEAK / peak)
+    frames = max(1, len(wave) // audio.hop_length)
+    wave = np.pad(wave, (0, max(0, frames * audio.hop_length - len(wave))))[:frames * audio.hop_length]
+    wave = wave.astype(np.float32)
+    return mel_spectrogram(wave, audio)[:frames], wave
+
+
 class Crops(torch.utils.data.Dataset):
     """One random crop per clip: mel (segment_frames, n_mels) and mu-law classes
     (segment_frames * hop,), with ``noise`` the noisy input classes too (see
@@ -133,8 +178,9 @@ class Crops(torch.utils.data.Dataset):
 
     def __init__(self, cache: FeatureCache, indices: list[int], segment_frames: int, seed: int = 0,
                  model: WaveNetConfig = WaveNetConfig(), noise: float = 0.0, mel_dir: Path | None = None,
-                 wave: bool = False):
+                 wave: bool = False, augment: float = 0.0, semitones: tuple[float, float] = (0.0, 0.0)):
         self.cache, self.indices, self.segment_frames = cache, indices, segment_frames
+        self.augment, self.semitones = augment, semitones  # VocoderTaskConfig.augment
         self.mel_dir = mel_dir  # each clip's mel from here (`aligned_mels`) instead of the cache's
         self.model = model  # what the classes stand for: the audio, pre-emphasized or its excitation
         self.noise, self.wave = noise, wave
@@ -156,7 +202,10 @@ class Crops(torch.utils.data.Dataset):
             mel, wave = f["mel"], f["wave"]
         if self.mel_dir is not None:
             mel = np.load(self.mel_dir / f"{clip}.npy", allow_pickle=False)
-        start = np.random.default_rng([self.seed, self.epoch, i]).integers(0, max(0, len(mel) - seg) + 1)
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        if self.augment and rng.random() < self.augment:
+            mel, wave = augmented(wave, rng, self.semitones, self.cache.audio)
+        start = rng.integers(0, max(0, len(mel) - seg) + 1)
         before = wave[max(0, start * hop - CONTEXT_SAMPLES):start * hop]
         mel = mel[start:start + seg]
         wave = wave[start * hop:(start + seg) * hop]
@@ -253,7 +302,8 @@ class VocoderTask(Task):
         mel_dir = aligned_mels(cache, self.config.aligned_mels, progress=False) if self.config.aligned_mels else None
         # The held-out loss stays teacher-forced on the clean signal, comparable across runs.
         return (Crops(cache, train, seg, model=model, noise=self.config.noise, mel_dir=mel_dir,
-                      wave=self.config.spectral > 0),
+                      wave=self.config.spectral > 0, augment=self.config.augment,
+                      semitones=self.config.augment_semitones),
                 Crops(cache, held_out, seg, model=model, mel_dir=mel_dir))
 
     def lengths(self, dataset: Crops) -> list[int]:
