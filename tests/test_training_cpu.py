@@ -466,3 +466,22 @@ def test_augmentation_moves_the_pitch_and_makes_the_mel_from_the_changed_audio(c
 def test_augmentation_settings_out_of_range_are_refused(setting, message):
     with pytest.raises(ValueError, match=message):
         resolve_config(get_task("vocoder"), overrides=[setting])
+
+
+def test_a_run_that_trains_the_conditioning_keeps_the_sample_rate_network(corpus, tmp_path):
+    from tts.train.tasks.vocoder import CONDITIONING
+
+    fit("vocoder", corpus, tmp_path / "base", COMMON + VOCODER + ["max_steps=1"])
+    export_run(tmp_path / "base", tmp_path / "voice")
+    before = load_model(tmp_path / "voice", "vocoder").state_dict()
+    cls = get_task("vocoder")
+    train_config, task_config = resolve_config(cls, overrides=COMMON + VOCODER + ["max_steps=2", "trains=conditioning",
+                                                                                  "ema=0"])
+    Trainer(cls(task_config), train_config, corpus, tmp_path / "run", init_voice=tmp_path / "voice").fit()
+    export_run(tmp_path / "run", tmp_path / "voice")
+    after = load_model(tmp_path / "voice", "vocoder").state_dict()
+    moved = {name for name in before if not torch.equal(before[name], after[name])}
+    assert moved and all(name.startswith(CONDITIONING) for name in moved)
+    assert any(name.startswith("cond_proj.") for name in moved)
+    with pytest.raises(ValueError, match="trains"):
+        resolve_config(cls, overrides=["trains=sample"])

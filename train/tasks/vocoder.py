@@ -31,6 +31,8 @@ from tts.vocoder.lpc import lpc_from_mel, noisy_excitation
 from tts.vocoder.voicing import VoicingConfig, VoicingDetector, fit_voicing, pitch_correlation
 from tts.vocoder.wavenet import START_CLASS, WaveNet, WaveNetConfig, model_to_signal, signal_to_model
 
+# The frame-rate network's parameters, mel in, each layer's conditioning out (`trains`).
+CONDITIONING = ("frame_conv.", "cond_blocks.", "upsample_convs.", "cond_proj.")
 CONTEXT_SAMPLES = 64  # audio before a crop that its first samples' predictor looks back on
 
 
@@ -73,6 +75,10 @@ class VocoderTaskConfig:
     # made anew from the result. The held-out loss stays on the clean clips. 0: none.
     augment: float = 0.0
     augment_semitones: tuple[float, float] = (-3.0, 9.0)
+    # What the run trains: "all", or "conditioning": only the frame-rate network that turns
+    # the mel into each layer's conditioning (CONDITIONING), the sample-rate network kept as
+    # the voice had it (a new speaker's mels, the excitation the network already draws well).
+    trains: str = "all"
 
     def __post_init__(self):
         for name in ("segment_frames", "eval_clips", "sample_frames"):
@@ -91,6 +97,8 @@ class VocoderTaskConfig:
                              "on aligned_mels")
         if not 0.0 <= self.noise <= 32.0:
             raise ValueError(f"noise must be in [0, 32] classes, got {self.noise}")
+        if self.trains not in ("all", "conditioning"):
+            raise ValueError(f"trains must be all or conditioning, got {self.trains!r}")
         if self.forward not in ("time-major", "reference"):
             raise ValueError(f"forward must be time-major or reference, got {self.forward!r}")
         if self.model.n_mels != DEFAULT_AUDIO.n_mels or self.model.hop_length != DEFAULT_AUDIO.hop_length:
@@ -292,7 +300,11 @@ class VocoderTask(Task):
             aligned_mels(open_cache(data_dir, self.config.cache_dir, self.config.trim_db), self.config.aligned_mels)
 
     def build_model(self) -> WaveNet:
-        return WaveNet(self.config.model)
+        model = WaveNet(self.config.model)
+        if self.config.trains == "conditioning":
+            for name, parameter in model.named_parameters():
+                parameter.requires_grad_(name.startswith(CONDITIONING))
+        return model
 
     def datasets(self, data_dir: Path) -> tuple[Crops, Crops]:
         cache = open_cache(data_dir, self.config.cache_dir, self.config.trim_db)
