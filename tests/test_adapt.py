@@ -82,3 +82,19 @@ def test_adapt_refuses_what_it_cannot_do_in_one_line(tmp_path, capsys):
     other = make_recordings(tmp_path / "other", n=1)
     assert main(["adapt", "--data", str(other), "--to", str(tmp_path / "v2"), "--from", str(base)]) == 2
     assert "holds the adaptation of" in error_line(capsys)
+
+
+def test_adapt_with_no_wavenet_share_keeps_the_base_wavenet(tmp_path, capsys):
+    base = make_tiny_voice(tmp_path / "base")
+    recordings = make_recordings(tmp_path / "recordings")
+    voice = tmp_path / "mine"
+    assert main(["adapt", "--data", str(recordings), "--to", str(voice), "--from", str(base), "--minutes", "0.5",
+                 "--wavenet-share", "0", "--no-judge"]) == 0
+    assert all(torch.equal(a, b) for a, b in zip(load_model(voice, "vocoder").state_dict().values(),
+                                                 load_model(base, "vocoder").state_dict().values()))
+    assert not (tmp_path / "mine.adapt" / "vocoder").exists()
+    card = (voice / "MODEL_CARD.md").read_text()
+    assert "| acoustic model |" in card and "| WaveNet |" not in card
+    assert main(["adapt", "--data", str(recordings), "--to", str(tmp_path / "v"), "--from", str(base),
+                 "--wavenet-share", "1"]) == 2
+    assert "--wavenet-share" in error_line(capsys)

@@ -11,7 +11,8 @@ range and excitation); the voicing detector is refitted on her audio. Then the v
 is written whole, with its card.
 
 The whole command keeps to ``--minutes``: what the corpus took comes off the top, and the
-rest goes to the two runs (ACOUSTIC_SHARE to the acoustic model). Each run has a constant
+rest goes to the two runs (``--wavenet-share`` of it to the WaveNet; 0 keeps the base voice's
+WaveNet and gives the acoustic model all of it). Each run has a constant
 learning rate after its warm-up and a short moving average of its weights (EMA_DECAY): a
 run stopped at any moment (its deadline, Ctrl-C, SIGTERM) has weights as good as its last
 hundred steps, and the voice is exported from them. Everything lives in a work folder beside
@@ -34,7 +35,7 @@ from tts.command import EXIT_INTERRUPTED, EXIT_OK, OneLineParser, UsageError
 from tts.files import temporary_folder_beside, write_text_atomic
 from tts.voice import BUNDLED_VOICE, load_model, read_config, save_model
 
-ACOUSTIC_SHARE = 0.35  # of the training minutes; the WaveNet, where the speaker is won or lost, gets the rest
+WAVENET_SHARE = 0.65  # of the training minutes, by default; the acoustic model gets the rest
 EMA_DECAY = 0.99  # weights averaged over about the last 100 steps: a fine-tune ends well whenever it stops
 EXPORT_SHARE, EXPORT_MAX_S = 0.1, 60.0  # kept back from the budget for the voicing fit and the export
 JUDGE_SHARE, JUDGE_MAX_S = 0.1, 180.0  # and, with --judge, for judging the voice on the held-out recordings
@@ -197,38 +198,45 @@ def _evaluate(p: Plan, voice: Path) -> dict:
 
 def judge(p: Plan, voice: Path) -> str:
     """Judge the voice on the held-out lines as `tts.evaluate` judges every voice (speaker
-    similarity, Whisper's WER, DNSMOS OVRL), once with its adapted WaveNet and once with the
-    base voice's, and keep the WaveNet that loses fewer words: a short run can leave a WaveNet
-    that has her voice but not yet her words. Returns the card's section."""
+    similarity, Whisper's WER, DNSMOS OVRL). Where its WaveNet was adapted, judge it once more
+    with the base voice's, and keep the WaveNet that loses fewer words: a short run can leave a
+    WaveNet that has her voice but not yet her words. Returns the card's section."""
     from tts.audio import DEFAULT_AUDIO
+    from tts.train.trainer import latest_checkpoint
 
     adapted = _evaluate(p, voice)
-    base = temporary_folder_beside(p.voice)
-    try:
-        shutil.copytree(voice, base, dirs_exist_ok=True)
-        save_model(base, "vocoder", load_model(p.base, "vocoder"), DEFAULT_AUDIO)
-        kept = _evaluate(p, base)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
-    wer = {name: report["systems"]["engine"]["wer"] for name, report in (("adapted", adapted), ("base", kept))}
-    choice = "base" if wer["base"] < wer["adapted"] else "adapted"
-    if choice == "base":
-        save_model(voice, "vocoder", load_model(p.base, "vocoder"), DEFAULT_AUDIO)
+    rows = [(adapted, "teacher", "the speaker's recordings")]
+    if latest_checkpoint(p.run("vocoder")) is None:
+        kept, choice = None, "base"
+        rows.append((adapted, "engine", f"adapted acoustic model, `{p.base.name}`'s WaveNet"))
+        kept_line = f"`{p.base.name}`'s WaveNet (its WaveNet was not adapted)"
+    else:
+        base = temporary_folder_beside(p.voice)
+        try:
+            shutil.copytree(voice, base, dirs_exist_ok=True)
+            save_model(base, "vocoder", load_model(p.base, "vocoder"), DEFAULT_AUDIO)
+            kept = _evaluate(p, base)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        wer = {name: report["systems"]["engine"]["wer"] for name, report in (("adapted", adapted), ("base", kept))}
+        choice = "base" if wer["base"] < wer["adapted"] else "adapted"
+        if choice == "base":
+            save_model(voice, "vocoder", load_model(p.base, "vocoder"), DEFAULT_AUDIO)
+        rows += [(adapted, "engine", "adapted acoustic model and WaveNet"),
+                 (kept, "engine", f"adapted acoustic model, `{p.base.name}`'s WaveNet")]
+        kept_line = ("its adapted WaveNet" if choice == "adapted" else
+                     f"`{p.base.name}`'s WaveNet: the adapted one lost more words")
     write_text_atomic(p.work / "judged.json", json.dumps({"adapted": adapted, "base": kept, "kept": choice},
                                                          indent=2, default=float))
-    rows = []
-    for report, name, label in ((adapted, "teacher", "the speaker's recordings"),
-                                (adapted, "engine", "adapted acoustic model and WaveNet"),
-                                (kept, "engine", f"adapted acoustic model, `{p.base.name}`'s WaveNet")):
+    lines = []
+    for report, name, label in rows:
         system = report["systems"][name]
         similarity = f"{system['similarity']:.3f}" if "similarity" in system else "n/a"
-        rows.append(f"| {label} | {similarity} | {system['wer']:.3f} | {system['ovrl']:.2f} |")
-    kept_line = ("its adapted WaveNet" if choice == "adapted" else
-                 f"`{p.base.name}`'s WaveNet: the adapted one lost more words")
+        lines.append(f"| {label} | {similarity} | {system['wer']:.3f} | {system['ovrl']:.2f} |")
     return (f"\n\n## Judged\n\nOn the {adapted['lines']} held-out recordings' lines (`python -m "
             f"tts.evaluate`): speaker similarity to the held-out recordings (Resemblyzer, each line's own left "
             f"out), Whisper tiny.en's word error rate, DNSMOS OVRL. The voice speaks with {kept_line}.\n\n"
-            f"| | similarity | WER | OVRL |\n|---|---:|---:|---:|\n" + "\n".join(rows) + "\n")
+            f"| | similarity | WER | OVRL |\n|---|---:|---:|---:|\n" + "\n".join(lines) + "\n")
 
 
 def card(p: Plan, report: dict) -> str:
@@ -251,8 +259,8 @@ own transcript; {report['held_out']} clips held out of training, for judging the
 |---|---:|---:|
 {rows}
 
-Both runs start from `{p.base.name}`'s weights, with a constant learning rate after warm-up and
-the moving average of their weights (decay {EMA_DECAY}) exported. The voicing detector was
+Each run starts from `{p.base.name}`'s weights, with a constant learning rate after warm-up and
+the moving average of its weights (decay {EMA_DECAY}) exported. The voicing detector was
 refitted on the speaker's audio.{report.get('judged', '')}
 """
 
@@ -299,7 +307,7 @@ def adapt(args: argparse.Namespace) -> int:
     judging = args.judge if args.judge is not None else _judges_installed()
     reserve = min(EXPORT_MAX_S, EXPORT_SHARE * total) + (min(JUDGE_MAX_S, JUDGE_SHARE * total) if judging else 0.0)
     training = total - reserve - clock["recordings"]
-    shares = {"parallel": ACOUSTIC_SHARE * training, "vocoder": (1 - ACOUSTIC_SHARE) * training}
+    shares = {"parallel": (1 - args.wavenet_share) * training, "vocoder": args.wavenet_share * training}
     spent = {task: max(clock[task], trained_seconds(p.run(task))) for task in SETTINGS}
     print(f"adapt: {max(0.0, training) / 60:.1f} minutes of training: the acoustic model "
           f"{max(0.0, shares['parallel']) / 60:.1f}, then the WaveNet {max(0.0, shares['vocoder']) / 60:.1f}"
@@ -310,8 +318,9 @@ def adapt(args: argparse.Namespace) -> int:
         if left >= MIN_RUN_SECONDS and not stopped:
             with clock.phase(task):
                 stopped = train_stage(task, p, left)["stopped_by"] == "signal"
-        runs["acoustic model" if task == "parallel" else "WaveNet"] = {
-            "minutes": trained_seconds(p.run(task)) / 60, "steps": _steps(p.run(task))}
+        if _steps(p.run(task)):
+            runs["acoustic model" if task == "parallel" else "WaveNet"] = {
+                "minutes": trained_seconds(p.run(task)) / 60, "steps": _steps(p.run(task))}
     report = {"recordings": {**recordings.to_dict(), "summary": recordings.summary()},
               "held_out": len(held), "runs": runs}
     with clock.phase("export"):
@@ -342,6 +351,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, help="voice folder to write")
     p.add_argument("--from", dest="base", metavar="VOICE", help="the voice to start from (default: the default voice)")
     p.add_argument("--minutes", type=_minutes, default=60.0, help="time for the whole command (default 60)")
+    p.add_argument("--wavenet-share", type=_share, default=WAVENET_SHARE, metavar="FRACTION",
+                   help=f"the WaveNet's share of the training minutes (default {WAVENET_SHARE}); 0 keeps the base "
+                        "voice's WaveNet and trains the acoustic model for all of them")
     p.add_argument("--work", help="work folder: corpus, runs, checkpoints (default: VOICE.adapt)")
     p.add_argument("--replace", action="store_true", help="write over an existing voice folder")
     p.add_argument("--judge", action=argparse.BooleanOptionalAction, default=None,
@@ -359,6 +371,16 @@ def _minutes(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected minutes, got {text!r}") from None
     if not 0.0 < value <= 24 * 60:
         raise argparse.ArgumentTypeError(f"--minutes must be more than 0 and at most 1440, got {text}")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction, got {text!r}") from None
+    if not 0.0 <= value <= 0.9:
+        raise argparse.ArgumentTypeError(f"--wavenet-share must be in [0, 0.9], got {text}")
     return value
 
 
