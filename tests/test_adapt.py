@@ -39,7 +39,7 @@ def test_adapt_makes_a_voice_that_speaks_and_resumes(tmp_path, capsys):
     voice = tmp_path / "mine"
     judged = judges_installed()
     argv = ["adapt", "--data", str(recordings), "--to", str(voice), "--from", str(base), "--minutes", "0.8",
-            "--judge" if judged else "--no-judge"]
+            "--wavenet-share", "0.65", "--judge" if judged else "--no-judge"]
     assert main(argv) == 0
     card = (voice / "MODEL_CARD.md").read_text()
     assert "14 clips" in card and "2 clips held out" in card
@@ -84,12 +84,12 @@ def test_adapt_refuses_what_it_cannot_do_in_one_line(tmp_path, capsys):
     assert "holds the adaptation of" in error_line(capsys)
 
 
-def test_adapt_with_no_wavenet_share_keeps_the_base_wavenet(tmp_path, capsys):
+def test_adapt_by_default_keeps_the_base_wavenet(tmp_path, capsys):
     base = make_tiny_voice(tmp_path / "base")
     recordings = make_recordings(tmp_path / "recordings")
     voice = tmp_path / "mine"
     assert main(["adapt", "--data", str(recordings), "--to", str(voice), "--from", str(base), "--minutes", "0.5",
-                 "--wavenet-share", "0", "--no-judge"]) == 0
+                 "--no-judge"]) == 0  # the default share
     assert all(torch.equal(a, b) for a, b in zip(load_model(voice, "vocoder").state_dict().values(),
                                                  load_model(base, "vocoder").state_dict().values()))
     assert not (tmp_path / "mine.adapt" / "vocoder").exists()

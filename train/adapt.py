@@ -5,10 +5,10 @@
 The folder's recordings become a corpus (`tts.train.recordings`: any format, rate and
 length; transcripts given or made by Whisper; cut, trimmed, normalized), a few of its clips
 are held out for judging, and the voice it starts from (the default voice unless --from)
-learns the speaker in two runs of the one trainer: its acoustic model (every part: the
-aligner finds the speaker's durations, the decoder her spectrum), then its WaveNet (her pitch
-range and excitation); the voicing detector is refitted on her audio. Then the voice folder
-is written whole, with its card.
+learns the speaker in runs of the one trainer: its acoustic model (every part: the aligner
+finds the speaker's durations, the decoder her spectrum), then, given a share of the minutes
+(``--wavenet-share``), its WaveNet (her pitch range and excitation); the voicing detector is
+refitted on her audio. Then the voice folder is written whole, with its card.
 
 The whole command keeps to ``--minutes``: what the corpus took comes off the top, and the
 rest goes to the two runs (``--wavenet-share`` of it to the WaveNet; 0 keeps the base voice's
@@ -35,7 +35,11 @@ from tts.command import EXIT_INTERRUPTED, EXIT_OK, OneLineParser, UsageError
 from tts.files import temporary_folder_beside, write_text_atomic
 from tts.voice import BUNDLED_VOICE, load_model, read_config, save_model
 
-WAVENET_SHARE = 0.65  # of the training minutes, by default; the acoustic model gets the rest
+# The WaveNet's share of the training minutes, by default none: on ten minutes of a speaker,
+# fine-tuning it lowers its teacher-forced loss on her audio while what it says on its own
+# grows less periodic and loses words (BENCHMARKS.md, 2026-12-07), and the same minutes given
+# to the acoustic model bring the voice closer to her.
+WAVENET_SHARE = 0.0
 EMA_DECAY = 0.99  # weights averaged over about the last 100 steps: a fine-tune ends well whenever it stops
 EXPORT_SHARE, EXPORT_MAX_S = 0.1, 60.0  # kept back from the budget for the voicing fit and the export
 JUDGE_SHARE, JUDGE_MAX_S = 0.1, 180.0  # and, with --judge, for judging the voice on the held-out recordings
