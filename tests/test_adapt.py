@@ -90,7 +90,7 @@ def test_adapt_by_default_keeps_the_base_wavenet(tmp_path, capsys):
     base = make_tiny_voice(tmp_path / "base")
     recordings = make_recordings(tmp_path / "recordings")
     voice = tmp_path / "mine"
-    assert main(["adapt", "--data", str(recordings), "--to", str(voice), "--from", str(base), "--minutes", "0.5",
+    assert main(["adapt", "--data", str(recordings), "--to", str(voice), "--from", str(base), "--minutes", "1",
                  "--no-judge"]) == 0  # the default share
     assert all(torch.equal(a, b) for a, b in zip(load_model(voice, "vocoder").state_dict().values(),
                                                  load_model(base, "vocoder").state_dict().values()))
