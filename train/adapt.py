@@ -322,9 +322,10 @@ def adapt(args: argparse.Namespace) -> int:
         if left >= MIN_RUN_SECONDS and not stopped:
             with clock.phase(task):
                 stopped = train_stage(task, p, left)["stopped_by"] == "signal"
-        if _steps(p.run(task)):
+        steps = _steps(p.run(task))
+        if steps:
             runs["acoustic model" if task == "parallel" else "WaveNet"] = {
-                "minutes": trained_seconds(p.run(task)) / 60, "steps": _steps(p.run(task))}
+                "minutes": trained_seconds(p.run(task)) / 60, "steps": steps}
     report = {"recordings": {**recordings.to_dict(), "summary": recordings.summary()},
               "held_out": len(held), "runs": runs}
     with clock.phase("export"):

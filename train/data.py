@@ -90,13 +90,18 @@ def compute_features(clip: Clip, audio: AudioConfig = DEFAULT_AUDIO, trim_db: fl
     wave = load_audio(clip.wav, audio)
     if trim_db is not None:
         wave = trim_silence(wave, top_db=trim_db)
-    wave = normalize_peak(wave)
-    # Pad to whole frames so that the mel and the waveform align exactly (frame i <-> samples
-    # [i * hop, (i + 1) * hop)), which the vocoder's conditioning relies on.
+    mel, wave = aligned_features(normalize_peak(wave), audio)
+    return {"ids": ids, "mel": mel, "wave": wave}
+
+
+def aligned_features(wave: np.ndarray, audio: AudioConfig = DEFAULT_AUDIO) -> tuple[np.ndarray, np.ndarray]:
+    """(mel (frames, n_mels), wave (frames * hop,)), float32: the audio padded to whole frames
+    so that the mel and the waveform align exactly (frame i <-> samples [i * hop, (i + 1) *
+    hop)), which the vocoder's conditioning relies on."""
     frames = max(1, len(wave) // audio.hop_length)
     wave = np.pad(wave, (0, max(0, frames * audio.hop_length - len(wave))))[: frames * audio.hop_length]
     mel = mel_spectrogram(wave, audio)[:frames]
-    return {"ids": ids, "mel": mel.astype(np.float32), "wave": wave.astype(np.float32)}
+    return mel.astype(np.float32), wave.astype(np.float32)
 
 
 def _build_one(job: tuple[Clip, Path, AudioConfig, float | None]) -> tuple[str, dict | None, dict | None]:

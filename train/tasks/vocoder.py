@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from tts.train.data import DatasetError, FeatureCache, compute_features, read_metadata
+from tts.train.data import DatasetError, FeatureCache, aligned_features, compute_features, read_metadata
 from tts.train.task import Task
 from tts.train.tasks.mel import build_cache, open_cache, split_clips
-from tts.audio import DEFAULT_AUDIO, AudioConfig, mel_spectrogram, mu_law_decode, mu_law_encode
+from tts.audio import DEFAULT_AUDIO, AudioConfig, mu_law_decode, mu_law_encode
 from tts.files import replacing
 from tts.voice import VoiceError, load_model, read_config, save_model
 from tts.vocoder.lpc import lpc_from_mel, noisy_excitation
@@ -172,10 +172,7 @@ def augmented(wave: np.ndarray, rng: np.random.Generator, semitones: tuple[float
     peak = np.abs(wave).max(initial=0.0)
     if peak > AUGMENT_PEAK:
         wave = wave * (AUGMENT_PEAK / peak)
-    frames = max(1, len(wave) // audio.hop_length)
-    wave = np.pad(wave, (0, max(0, frames * audio.hop_length - len(wave))))[:frames * audio.hop_length]
-    wave = wave.astype(np.float32)
-    return mel_spectrogram(wave, audio)[:frames], wave
+    return aligned_features(wave, audio)
 
 
 class Crops(torch.utils.data.Dataset):
