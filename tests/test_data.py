@@ -1,4 +1,5 @@
 import contextlib
+import itertools
 import os
 import re
 import signal
@@ -10,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
-from tts.train.data import (BucketBatchSampler, DatasetError, FeatureCache, collate_text_mel, read_metadata)
+from tts.train.data import (BucketBatchSampler, DatasetError, EpochBatches, EpochItems, FeatureCache, collate_text_mel,
+                            read_metadata)
 from tts.audio import AudioConfig
 from tts.text.symbols import EOS_ID, PAD_ID
 
@@ -256,6 +259,53 @@ def test_bucket_sampler_rejects_bad_arguments():
     tiny = BucketBatchSampler([5, 6, 7], 8, drop_last=False)
     assert len(list(tiny)) == 1 and len(list(tiny)[0]) == 8  # wraps to fill one batch
     assert len(BucketBatchSampler([5, 6, 7], 8, drop_last=True)) == 0
+
+
+def test_epoch_batches_run_epoch_after_epoch_from_a_saved_position():
+    lengths = np.random.default_rng(3).integers(1, 1000, size=40)
+    s = BucketBatchSampler(lengths, 8, seed=1)
+    epochs = []
+    for epoch in (2, 3, 4):
+        s.set_epoch(epoch)
+        epochs += [[(epoch, i) for i in batch] for batch in s]
+    run = EpochBatches(BucketBatchSampler(lengths, 8, seed=1), epoch=2)
+    assert list(itertools.islice(run, 15)) == epochs
+    resumed = EpochBatches(BucketBatchSampler(lengths, 8, seed=1), epoch=2, start=3)
+    assert list(itertools.islice(resumed, 12)) == epochs[3:]
+    with pytest.raises(ValueError, match="no batch"):
+        EpochBatches(BucketBatchSampler([5, 6, 7], 8, drop_last=True))
+
+
+class _Drawn(torch.utils.data.Dataset):
+    """Items drawn from (seed, epoch, index), and the process that made them."""
+
+    def __init__(self):
+        self.seed = self.epoch = 0
+
+    def set_epoch(self, epoch, seed):
+        self.epoch, self.seed = epoch, seed
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, i):
+        return {"draw": float(np.random.default_rng([self.seed, self.epoch, i]).random()), "pid": os.getpid()}
+
+
+def test_one_loader_reads_every_epoch_with_the_same_worker_and_each_items_epoch():
+    """A three-clip corpus is one batch an epoch: its worker lives on across epochs, and every
+    item is drawn from its own epoch, as the dataset gives it with set_epoch."""
+    batches = EpochBatches(BucketBatchSampler([1, 2, 3], 4, seed=0))
+    loader = torch.utils.data.DataLoader(EpochItems(_Drawn(), seed=7), batch_sampler=batches, num_workers=1,
+                                         collate_fn=list)
+    got = list(itertools.islice(loader, 4))
+    assert len({item["pid"] for batch in got for item in batch}) == 1 != os.getpid()
+    reference = _Drawn()
+    for epoch, batch in enumerate(got):
+        reference.set_epoch(epoch, 7)
+        keys = [i for _, i in next(iter(EpochBatches(BucketBatchSampler([1, 2, 3], 4, seed=0), epoch)))]
+        assert [item["draw"] for item in batch] == [reference[i]["draw"] for i in keys]
+    assert got[0] != got[1]
 
 
 def eta_seconds(text: str) -> float:

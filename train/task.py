@@ -21,9 +21,9 @@ The trainer calls, in this order::
     task.evaluate(model, eval_batches, writer, step)   rank 0, model in eval mode, no grad
     task.export(model, voice_dir)          ``python -m tts.train export``
 
-A dataset may define ``set_epoch(epoch, seed)``: the trainer calls it before each epoch's data
-are read, so random choices (crops) can be drawn from (seed, epoch, index) alone, which keeps
-resuming exact and makes them independent of DataLoader workers.
+A dataset may define ``set_epoch(epoch, seed)``: the trainer calls it with each item's epoch
+before the item is made, so random choices (crops) can be drawn from (seed, epoch, index)
+alone, which keeps resuming exact and makes them independent of DataLoader workers.
 """
 
 from __future__ import annotations

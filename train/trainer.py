@@ -43,7 +43,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from tts.files import replacing
-from tts.train.data import BucketBatchSampler
+from tts.train.data import BucketBatchSampler, EpochBatches, EpochItems
 from tts.train.config import ConfigError, TrainConfig, config_dict, resolve_config
 from tts.train.task import Task
 
@@ -449,22 +449,23 @@ class Trainer:
     # ---- data -------------------------------------------------------------------------
 
     def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
-        """This rank's micro-batches, epoch after epoch, from the saved position on."""
+        """This rank's micro-batches, epoch after epoch, from the saved position on, all from
+        one DataLoader, so its workers read ahead across the end of an epoch."""
         c = self.config
-        while True:
-            self.sampler.set_epoch(self.epoch, self.position)
-            if hasattr(self.train_set, "set_epoch"):
-                self.train_set.set_epoch(self.epoch, c.seed)
-            # Its own generator: the DataLoader would otherwise draw worker seeds from the
-            # global RNG, which a resumed run would then see shifted.
-            loader = torch.utils.data.DataLoader(
-                self.train_set, batch_sampler=self.sampler, collate_fn=self.task.collate,
-                num_workers=c.num_workers, pin_memory=self.info.device.type == "cuda",
-                worker_init_fn=_ignore_stop_signals, generator=torch.Generator().manual_seed(c.seed + self.epoch))
-            for batch in loader:
-                self.position += 1
-                yield batch
+        per_epoch = len(self.sampler)
+        if self.position >= per_epoch:  # saved just as an epoch ended
             self.epoch, self.position = self.epoch + 1, 0
+        # Its own generator: the DataLoader would otherwise draw worker seeds from the
+        # global RNG, which a resumed run would then see shifted.
+        loader = torch.utils.data.DataLoader(
+            EpochItems(self.train_set, c.seed), batch_sampler=EpochBatches(self.sampler, self.epoch, self.position),
+            collate_fn=self.task.collate, num_workers=c.num_workers, pin_memory=self.info.device.type == "cuda",
+            worker_init_fn=_ignore_stop_signals, generator=torch.Generator().manual_seed(c.seed + self.epoch))
+        for batch in loader:
+            self.position += 1
+            if self.position == per_epoch:
+                self.epoch, self.position = self.epoch + 1, 0
+            yield batch
 
     # ---- signals ----------------------------------------------------------------------
 
