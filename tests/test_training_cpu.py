@@ -45,6 +45,29 @@ def test_cpu_bf16_autocasts_and_still_trains(corpus, tmp_path):
     with trainer.autocast():
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
     assert record["step"] == 3 and np.isfinite(record["loss"]) and record["skipped_total"] == 0
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(r["format"] == "bf16" and r["processes"] == 1 for r in log)
+
+
+def test_the_throughput_report_holds_a_run_against_its_processes_peak_in_its_format(tmp_path, monkeypatch):
+    import tts.train.bench as bench
+    from tts.vocoder.wavenet import WaveNetConfig
+
+    monkeypatch.setattr(bench, "cpu_peaks", lambda: ("cpu", {}, {"fp32": 1e10, "bf16": 4e10}))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"task": "vocoder", "model": {"lpc_order": 16}}))
+    flops = bench.vocoder_training_flops_per_sample(WaveNetConfig(lpc_order=16)) * 8000  # a step of 8,000 samples, 1 s
+
+    def report(**fields):
+        step = {"units": 8000, "seconds": 1.0, **fields}
+        (run / "log.jsonl").write_text("".join(json.dumps({"step": i + 1, **step}) + "\n" for i in range(5)))
+        return bench.report(run, warmup=1).splitlines()[-1]
+
+    assert report(processes=2, format="bf16").endswith(f"= {flops / 8e10:.2%} of 80 GFLOP/s (2 x one CPU core bf16, measured)")
+    assert report(processes=1, format="fp32").endswith(f"= {flops / 1e10:.2%} of 10 GFLOP/s (one CPU core fp32, measured)")
+    assert report().endswith("(one CPU core fp32, measured)")  # a log from before these fields
 
 
 def test_cpu_format_auto_measures_once_then_reads_the_cache(corpus, tmp_path, capsys, monkeypatch):

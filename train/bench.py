@@ -132,7 +132,8 @@ def gpu_bf16_peak() -> float:
 def report(run_dir: Path, warmup: int = 3) -> str:
     """A run's throughput from its log.jsonl: steps, what it trained on, its rate after the
     first ``warmup`` steps, and for a vocoder run the model's FLOP/s against the measured peak
-    of the device it ran on (a GPU's bf16 matrix product, else one CPU core's)."""
+    of the devices it ran on (each process's GPU, its bf16 matrix product; else each process's
+    CPU core, its matrix product in the format the steps ran in)."""
     import torch
 
     config = json.loads((run_dir / "config.json").read_text())
@@ -150,11 +151,15 @@ def report(run_dir: Path, warmup: int = 3) -> str:
         from tts.vocoder.wavenet import WaveNetConfig
 
         flops = vocoder_training_flops_per_sample(WaveNetConfig.from_dict(config["model"])) * units / seconds
+        # Every process's device at the format its steps ran in (logs before these fields: one, fp32).
+        processes, fmt = timed[-1].get("processes", 1), timed[-1].get("format", "fp32")
         if torch.cuda.is_available():
             peak, where = gpu_bf16_peak(), f"{torch.cuda.get_device_name()} bf16, measured"
         else:
             _, _, measured = cpu_peaks()
-            peak, where = measured["fp32"], "one CPU core fp32, measured"
+            peak, where = measured[fmt], f"one CPU core {fmt}, measured"
+        peak *= processes
+        where = where if processes == 1 else f"{processes} x {where}"
         scale, prefix = (1e12, "T") if peak >= 1e12 else (1e9, "G")
         lines.append(f"model {flops / scale:.3g} {prefix}FLOP/s = {flops / peak:.2%} of {peak / scale:.4g} "
                      f"{prefix}FLOP/s ({where})")

@@ -314,6 +314,7 @@ class Trainer:
             use_bf16 = self._cpu_format() == "bf16"
         kind = info.device.type
         self.autocast = (lambda: torch.autocast(kind, dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+        self.format = "bf16" if use_bf16 else "fp32"  # logged with each step, for its FLOP/s against a peak
 
         if info.is_main:
             # Made once the data, the settings and the init voice have been checked, so that
@@ -592,6 +593,7 @@ class Trainer:
     def _log(self, record: dict[str, Any], seconds: float) -> None:
         line = {k: v for k, v in record.items() if k != "scalars"}
         line["seconds"] = round(seconds, 6)
+        line["processes"], line["format"] = self.info.world_size, self.format
         line.update({k: float(v) for k, v in record["scalars"].items() if k not in line})  # the task's own terms (rank 0's)
         self.log.write(json.dumps(line) + "\n")
         self.log.flush()
