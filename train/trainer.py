@@ -454,18 +454,14 @@ class Trainer:
         one DataLoader, so its workers read ahead across the end of an epoch."""
         c = self.config
         per_epoch = len(self.sampler)
-        if self.position >= per_epoch:  # saved just as an epoch ended
-            self.epoch, self.position = self.epoch + 1, 0
         # Its own generator: the DataLoader would otherwise draw worker seeds from the
         # global RNG, which a resumed run would then see shifted.
         loader = torch.utils.data.DataLoader(
             EpochItems(self.train_set, c.seed), batch_sampler=EpochBatches(self.sampler, self.epoch, self.position),
             collate_fn=self.task.collate, num_workers=c.num_workers, pin_memory=self.info.device.type == "cuda",
             worker_init_fn=_ignore_stop_signals, generator=torch.Generator().manual_seed(c.seed + self.epoch))
-        for batch in loader:
-            self.position += 1
-            if self.position == per_epoch:
-                self.epoch, self.position = self.epoch + 1, 0
+        for batch in loader:  # (a position saved as its epoch ended, == per_epoch, rolls over too)
+            self.epoch, self.position = divmod(self.epoch * per_epoch + self.position + 1, per_epoch)
             yield batch
 
     # ---- signals ----------------------------------------------------------------------
