@@ -110,6 +110,23 @@ def test_periodicity_falls_as_a_voice_turns_to_noise():
     assert np.isnan(metrics.periodicity(np.zeros(SR, np.float32)))
 
 
+def test_level_differences_hear_a_vocoder_too_quiet_where_it_is():
+    hop = DEFAULT_AUDIO.hop_length
+    x = voiced(1.0)[:(SR // hop) * hop]
+    from tts.audio import mel_spectrogram
+    mel = mel_spectrogram(x)[:len(x) // hop]
+    same = metrics.level_differences([(x, mel)])
+    assert set(same) == set(metrics.LEVEL_RANGES) and all(abs(v) < 0.01 for v in same.values())
+    half = metrics.level_differences([(0.5 * x, mel)])
+    assert all(v == pytest.approx(-6.02, abs=0.05) for v in half.values())
+    # Only what lies above 4.5 kHz halved: the low and middle ranges hold, the high one falls.
+    spectrum = np.fft.rfft(x)
+    spectrum[np.fft.rfftfreq(len(x), 1 / SR) > 4500] *= 0.5
+    dull = metrics.level_differences([(np.fft.irfft(spectrum, len(x)).astype(np.float32), mel)])
+    assert abs(dull["low"]) < 0.1 and abs(dull["mid"]) < 0.5 and dull["high"] < -4.0
+    assert math.isnan(metrics.level_differences([(x[:-1], mel)])["mid"])  # not the mel's length: left out
+
+
 def test_mel_amplitude_undoes_the_normalization():
     amplitude = np.array([[1e-6, 1e-4, 1e-3, 0.1, 1.0, 9.0]], dtype=np.float32)
     mel = _normalize_db(amplitude, DEFAULT_AUDIO, np)
@@ -187,6 +204,9 @@ def test_cli_without_judges(voice, corpus, tmp_path, capsys):
     assert set(systems) == {"engine", "teacher", "copy_synthesis", "acoustic_griffin_lim", "teacher_griffin_lim"}
     assert [c["id"] for c in systems["engine"]["clips"]] == ["c1", "c2"]
     assert "mcd" not in systems["teacher"] and systems["engine"]["mcd"] > 0
+    for name in ("engine", "copy_synthesis"):  # every line's level measured, its sentences the mels' lengths
+        assert all(math.isfinite(c["level_high"]) for c in systems[name]["clips"])
+    assert "level_mid" not in systems["teacher"] and "level dB, > 4 kHz" in table
     copy = systems["copy_synthesis"]
     assert 0 < copy["periodicity"] < 1 and "periodicity" in report["definitions"]
     assert copy["periodicity_ci"][0] <= copy["periodicity"] <= copy["periodicity_ci"][1]
@@ -254,12 +274,16 @@ def test_bootstrap_interval_covers_the_mean_and_narrows_with_lines():
     assert 0.0 <= lo < 3 / 40 < hi <= 2 / 10
 
 
-def _report(path, ovrl, errors, periodicity=None):
+def _report(path, ovrl, errors, periodicity=None, level_high=None):
     periodicity = ovrl / 4 if periodicity is None else periodicity
     clips = [{"id": f"c{i}", "ovrl": o, "errors": e, "words": 10, "periodicity": p}
              for i, (o, e, p) in enumerate(zip(ovrl, errors, periodicity))]
     systems = {"copy_synthesis": {"ovrl": float(np.mean(ovrl)), "wer": sum(errors) / (10 * len(errors)),
                                   "periodicity": float(np.mean(periodicity)), "clips": clips}}
+    if level_high is not None:
+        for clip, level in zip(clips, level_high):
+            clip["level_high"] = level
+        systems["copy_synthesis"]["level_high"] = float(np.mean(level_high))
     path.write_text(__import__("json").dumps({"systems": systems}))
     return path
 
@@ -276,8 +300,14 @@ def test_compare_calls_a_paired_difference_only_beyond_chance(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| copy_synthesis | DNSMOS OVRL | 50 |" in out and out.count("| better |") == 2
     assert "| periodicity | 50 |" in out and out.count("| higher |") == 1  # nearer the teacher is the aim, not more
+    assert "level" not in out  # reports without the vocoder's level: no row for it
     assert main([str(base), str(same)]) == 0
     assert "| no difference |" in capsys.readouterr().out
+    quiet = _report(tmp_path / "quiet.json", line_quality, [2] * 50, level_high=rng.normal(-3.6, 1.0, 50))
+    brighter = _report(tmp_path / "brighter.json", line_quality, [2] * 50, level_high=rng.normal(-1.8, 1.0, 50))
+    assert main([str(quiet), str(brighter)]) == 0
+    assert "| copy_synthesis | level dB, > 4 kHz | 50 |" in (out := capsys.readouterr().out)
+    assert "| higher |" in out
     assert main([str(base), str(tmp_path / "missing.json")]) == 2
     assert capsys.readouterr().err.startswith("compare: error: cannot read report")
 

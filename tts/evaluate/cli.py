@@ -24,6 +24,10 @@ from tts.files import replacing
 
 PARTS = ("engine", "vocoder", "griffin-lim", "robustness", "speed")
 JUDGES = ("wer", "dnsmos", "mcd", "similarity")
+# A vocoder's level against the mel it rendered, per frequency range (tts.evaluate.metrics.level_differences).
+LEVEL_KEYS = ("level_low", "level_mid", "level_high")
+LEVEL_ROWS = [("level_low", "level dB, < 1 kHz", 1), ("level_mid", "level dB, 1-4 kHz", 1),
+              ("level_high", "level dB, > 4 kHz", 1)]
 # Speaker similarity averages this many reference recordings at most: the mean embedding has
 # long settled, and a whole corpus would take minutes to embed.
 SPEAKER_CLIPS = 100
@@ -128,35 +132,53 @@ def copy_synthesis(synth, mel: np.ndarray, seed: int) -> np.ndarray:
     return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
 
 
-def systems_audio(synth, clip: Clip, parts: set[str], seed: int) -> dict[str, np.ndarray]:
-    """Every system's audio for one held-out line."""
+def sentence_pairs(chunks) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(a sentence's audio, the mel it was made of) for each sentence of a stream's chunks;
+    pauses, which have no mel, left out."""
+    sentences: dict[int, tuple[list[np.ndarray], np.ndarray]] = {}
+    for chunk in chunks:
+        if len(chunk.mel):
+            sentences.setdefault(chunk.sentence, ([], chunk.mel))[0].append(chunk.audio)
+    return [(np.concatenate(pieces), mel) for pieces, mel in sentences.values()]
+
+
+def systems_audio(synth, clip: Clip, parts: set[str], seed: int
+                  ) -> tuple[dict[str, np.ndarray], dict[str, list[tuple[np.ndarray, np.ndarray]]]]:
+    """Every system's audio for one held-out line, and for the vocoder's systems the
+    (audio, mel) pairs of what it was asked to render."""
     from tts.audio import load_audio, mel_spectrogram
     from tts.audio import griffin_lim
 
     config = synth.voice.audio
     teacher = load_audio(clip.audio, config)
-    out = {"teacher": teacher}
+    out, asked = {"teacher": teacher}, {}
     mel = None
     if "engine" in parts:
         chunks = list(synth.stream(clip.text, seed=seed))
         out["engine"] = np.concatenate([c.audio for c in chunks])
         mel = np.concatenate([c.mel for c in chunks if c.last])
+        asked["engine"] = sentence_pairs(chunks)
     teacher_mel = mel_spectrogram(teacher, config) if parts & {"vocoder", "griffin-lim"} else None
     if "vocoder" in parts:
         out["copy_synthesis"] = copy_synthesis(synth, teacher_mel, seed)
+        asked["copy_synthesis"] = [(out["copy_synthesis"], teacher_mel)]
     if "griffin-lim" in parts:
         out["acoustic_griffin_lim"] = griffin_lim(synth.mel(clip.text) if mel is None else mel, config)
         out["teacher_griffin_lim"] = griffin_lim(teacher_mel, config)
-    return out
+    return out, asked
 
 
 def judge(audio: np.ndarray, reference: list[str], teacher: np.ndarray, judges: dict, config,
-          is_teacher: bool, clip_id: str | None = None) -> dict:
+          is_teacher: bool, clip_id: str | None = None, asked: list | None = None) -> dict:
+    """One system's numbers on one line; ``asked``: the (audio, mel) pairs it rendered, for
+    its level against them."""
     from tts.audio import to_mono_16k
     from tts.evaluate.judges import normalize_words
-    from tts.evaluate.metrics import mcd, periodicity, speech_seconds, word_errors
+    from tts.evaluate.metrics import level_differences, mcd, periodicity, speech_seconds, word_errors
 
     record = {"seconds": speech_seconds(audio, config), "periodicity": periodicity(audio, config)}
+    if asked:
+        record.update({f"level_{name}": value for name, value in level_differences(asked, config).items()})
     if "wer" in judges:
         record["hypothesis"] = judges["wer"](audio)
         record["errors"] = word_errors(reference, normalize_words(record["hypothesis"]))
@@ -182,7 +204,7 @@ def aggregate(clips: list[dict]) -> dict:
         out["wer"] = sum(c["errors"] for c in clips) / words if words else float("nan")
         out["wer_ci"] = bootstrap_interval(wer_statistic([c["errors"] for c in clips], [c["words"] for c in clips]),
                                            len(clips))
-    for key in ("sig", "bak", "ovrl", "p808", "mcd", "periodicity", "similarity"):
+    for key in ("sig", "bak", "ovrl", "p808", "mcd", "periodicity", "similarity", *LEVEL_KEYS):
         values = [c[key] for c in clips if key in c and not math.isnan(c[key])]
         if clips and key in clips[0]:
             out[key] = float(np.mean(values)) if values else float("nan")
@@ -219,11 +241,11 @@ def evaluate(synth, clips: list[Clip], skip: set[str], threads: int = 1, seed: i
     normalize = J.normalize_words if "wer" in judges else (lambda text: text.split())
     per_clip: dict[str, list[dict]] = {}
     for clip in tqdm(clips, desc="held-out lines", unit="line", disable=None):
-        audio = systems_audio(synth, clip, parts, seed)
+        audio, asked = systems_audio(synth, clip, parts, seed)
         reference = normalize(clip.text)
         for name, samples in audio.items():
             record = {"id": clip.id, **judge(samples, reference, audio["teacher"], judges, config, name == "teacher",
-                                             clip.id)}
+                                             clip.id, asked.get(name))}
             per_clip.setdefault(name, []).append(record)
             if save_audio is not None:
                 (save_audio / name).mkdir(parents=True, exist_ok=True)
@@ -285,7 +307,7 @@ def _teacher_seconds(teacher, text: str, config) -> float:
 def definitions() -> dict:
     from tts.evaluate.judges import Recognizer, SpeakerSimilarity
     from tts.audio import GRIFFIN_LIM_ITERATIONS
-    from tts.evaluate.metrics import MCD_ORDER, PERIODICITY_TOP_DB, PITCH_HZ, SPEECH_TOP_DB
+    from tts.evaluate.metrics import LEVEL_EDGES_HZ, MCD_ORDER, PERIODICITY_TOP_DB, PITCH_HZ, SPEECH_TOP_DB
 
     return {
         "wer": f"{Recognizer.name}; reference (the corpus's normalized text) and transcript both through "
@@ -300,6 +322,10 @@ def definitions() -> dict:
                       "normalized mean embedding of the reference recordings (the line's own recording left out); "
                       "mean over lines",
         "griffin_lim": f"tts.audio.griffin_lim: filterbank pseudo-inverse + librosa griffinlim, {GRIFFIN_LIM_ITERATIONS} iterations, the voice's AudioConfig",
+        "level": f"dB, the vocoder's audio's own mel minus the mel it rendered, over the frames within "
+                 f"{SPEECH_TOP_DB:.0f} dB of each sentence's loudest and the bands centred below "
+                 f"{LEVEL_EDGES_HZ[0]:.0f} Hz, between, and above {LEVEL_EDGES_HZ[1]:.0f} Hz (negative: quieter than "
+                 "asked); mean over lines",
         "duration": f"speech seconds (first to last frame within {SPEECH_TOP_DB:.0f} dB of the peak), engine / teacher",
     }
 
@@ -331,7 +357,8 @@ def format_table(report: dict) -> str:
         rows.append((title, "", ""))
         for key, label, digits in [("wer", "WER", 3), ("sig", "DNSMOS SIG", 2), ("bak", "DNSMOS BAK", 2),
                                    ("ovrl", "DNSMOS OVRL", 2), ("p808", "DNSMOS P.808", 2), ("mcd", "MCD dB", 2),
-                                   ("periodicity", "periodicity", 3), ("similarity", "speaker similarity", 3)]:
+                                   ("periodicity", "periodicity", 3), ("similarity", "speaker similarity", 3),
+                                   *LEVEL_ROWS]:
             if key in e or key in t:
                 rows.append((f"  {label}", _fmt_ci(e, key, digits) if e else "", _fmt_ci(t, key, digits) if t else ""))
 

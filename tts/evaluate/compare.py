@@ -2,10 +2,11 @@
 
 Two reports of ``python -m tts.evaluate --out`` on the same held-out lines. For each system in
 both (the engine, copy-synthesis, ...), the paired difference NEW - BASE of WER, DNSMOS OVRL,
-periodicity and speaker similarity, with its 95% bootstrap interval: the same lines are
-resampled for both, so what the lines have in common (a hard sentence) cancels out. A
-difference whose interval excludes 0 is called better or worse (periodicity: higher or lower,
-as the teacher's, not the most, is the aim); otherwise, no difference is shown.
+periodicity, speaker similarity and the vocoder's level against its mel in each frequency
+range, with its 95% bootstrap interval: the same lines are resampled for both, so what the
+lines have in common (a hard sentence) cancels out. A difference whose interval excludes 0
+is called better or worse (periodicity and level: higher or lower, as the teacher's, not the
+most, is the aim); otherwise, no difference is shown.
 
 Exit codes: 0 success; 2 unreadable reports or no lines in common. Errors are one line on stderr.
 """
@@ -19,12 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from tts.command import EXIT_OK, OneLineParser, run_command
+from tts.evaluate.cli import LEVEL_ROWS
 from tts.evaluate.metrics import bootstrap_interval, mean_statistic, wer_statistic
 
 # key, label, digits, sign of "better" (periodicity: no sign; nearer the teacher's is better, so
 # the comparison only says whether it moved).
 METRICS = (("wer", "WER", 3, -1), ("ovrl", "DNSMOS OVRL", 2, +1), ("periodicity", "periodicity", 3, 0),
-           ("similarity", "speaker similarity", 3, +1))
+           ("similarity", "speaker similarity", 3, +1),
+           *((key, label, digits, 0) for key, label, digits in LEVEL_ROWS))
 
 
 class CompareError(ValueError):

@@ -1,5 +1,5 @@
 """The metric code of the evaluation, on plain arrays: word errors, mel-cepstral distortion,
-periodicity, Griffin-Lim inversion of the engine's mels, speech duration, attention checks.
+periodicity, level against the mel asked for, speech duration, attention checks.
 
 Layouts as everywhere in the engine: audio (T,) float32 at the AudioConfig's rate, mel
 (frames, n_mels) normalized to [0, 1], alignment (decoder steps, symbols).
@@ -20,6 +20,10 @@ SPEECH_TOP_DB = 40.0  # what counts as speech when measuring a duration: within 
 PITCH_HZ = (60.0, 400.0)  # the lags where a speaking voice's period lies
 PERIODICITY_FRAME_S = 0.04  # two periods of the lowest pitch
 PERIODICITY_TOP_DB = 30.0  # frames within 30 dB of the loudest: speech, not pauses
+# The level check's three frequency ranges (Hz): below 1 kHz the voicing and first formant,
+# 1-4 kHz the formants that tell vowels and places apart, above 4 kHz the frication and bursts.
+LEVEL_EDGES_HZ = (1000.0, 4000.0)
+LEVEL_RANGES = ("low", "mid", "high")
 
 
 # --- uncertainty ---------------------------------------------------------------------------
@@ -144,6 +148,34 @@ def periodicity(audio: np.ndarray, config: AudioConfig = DEFAULT_AUDIO) -> float
     head = cumulative[:, n - 1 - lags]  # energy of x[0 .. n - lag)
     tail = cumulative[:, -1:] - np.concatenate([np.zeros((len(loud), 1)), cumulative], axis=1)[:, lags]
     return float(np.mean(np.max(products / np.sqrt(np.maximum(head * tail, 1e-30)), axis=1)))
+
+
+def level_differences(pairs, config: AudioConfig = DEFAULT_AUDIO) -> dict[str, float]:
+    """How loud a vocoder renders each frequency range against the mel it was given: for
+    (audio, mel) pairs (one sentence's audio and its mel each), the mean over speech frames
+    (within SPEECH_TOP_DB of the pair's loudest) of the audio's own mel minus the given mel,
+    in dB, over the bands whose centre lies in each of LEVEL_RANGES. Negative: quieter than
+    asked. A vocoder that drops the noise in speech comes out too quiet in "mid" and "high"
+    while "low" holds, and a recognizer then mishears its consonants. A pair whose audio is
+    not the mel's length (frames * hop samples) is left out; NaN where none is left."""
+    from tts.audio import mel_spectrogram
+
+    basis = mel_basis(config)
+    centres = np.fft.rfftfreq(config.n_fft, 1.0 / config.sample_rate)[basis.argmax(axis=1)]
+    ranges = np.searchsorted(LEVEL_EDGES_HZ, centres)  # 0, 1, 2 for each band
+    db_per_unit = -config.min_level_db
+    sums, frames = np.zeros(len(LEVEL_RANGES)), 0
+    for audio, mel in pairs:
+        mel = np.asarray(mel, np.float64)
+        if len(mel) == 0 or len(audio) != len(mel) * config.hop_length:
+            continue
+        got = mel_spectrogram(audio, config)[:len(mel)].astype(np.float64)
+        level = mel.mean(axis=1) * db_per_unit
+        speech = level >= level.max() - SPEECH_TOP_DB
+        diff = (got[speech] - mel[speech]) * db_per_unit  # (speech frames, n_mels)
+        sums += [diff[:, ranges == r].mean(axis=1).sum() for r in range(len(LEVEL_RANGES))]
+        frames += int(speech.sum())
+    return {name: float(total / frames) if frames else float("nan") for name, total in zip(LEVEL_RANGES, sums)}
 
 
 # --- time ------------------------------------------------------------------------------------
