@@ -238,6 +238,47 @@ def test_cli_errors_are_one_line(voice, corpus, tmp_path, capsys, args, rc, mess
     assert message in err and err.count("\n") == 1 and err.startswith("evaluate: error:")
 
 
+def test_cli_judges_other_sampling_on_a_copy_of_the_voice(voice, corpus, tmp_path, capsys):
+    import shutil
+
+    import torch
+
+    from tts.voice import read_config, save_model
+    from tts.vocoder.voicing import VoicingConfig, VoicingDetector
+
+    voiced_voice = tmp_path / "voice"
+    shutil.copytree(voice, voiced_voice)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        save_model(voiced_voice, "voicing", VoicingDetector(VoicingConfig(strength=2.0)))
+    before = (voiced_voice / "config.json").read_bytes()
+    skip = ["--skip", "wer,dnsmos,mcd,similarity,robustness,speed,vocoder,griffin-lim"]
+    runs = {}
+    for name, options in (("as is", []), ("other", ["--temperature", "3", "--voicing-strength", "0.5"])):
+        out = tmp_path / f"{name}.json"
+        assert main([str(voiced_voice), "--corpus", str(corpus), "--n", "1", *skip, *options, "--out", str(out),
+                     "--save-audio", str(tmp_path / name)]) == 0
+        runs[name] = (json.loads(out.read_text()), capsys.readouterr().out)
+    report, table = runs["other"]
+    assert report["sampling"] == {"temperature": 3.0, "voicing_strength": 0.5} and "sampling" not in runs["as is"][0]
+    assert "temperature 3, voicing strength 0.5" in table.splitlines()[0] and report["voice"] == str(voiced_voice)
+    from tts.audio import load_audio
+    heard = [load_audio(tmp_path / name / "engine" / "c1.wav") for name in runs]
+    assert heard[0].shape == heard[1].shape and not np.array_equal(*heard)  # the settings reached the sampler
+    assert (voiced_voice / "config.json").read_bytes() == before  # the folder itself untouched
+    assert read_config(voiced_voice)["models"]["vocoder"]["config"]["temperature"] != 3.0
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--temperature", "20"], "--temperature: WaveNetConfig.temperature must be in (0, 10]"),
+    (["--voicing-strength", "1"], "--voicing-strength: voice folder {voice} has no voicing model"),
+])
+def test_cli_sampling_errors_are_one_line(voice, corpus, capsys, options, message):
+    assert main([str(voice), "--corpus", str(corpus), "--skip", "wer,dnsmos,similarity,robustness", *options]) == 2
+    err = capsys.readouterr().err
+    assert message.format(voice=voice) in err and err.count("\n") == 1
+
+
 def test_cli_names_a_missing_extra(voice, corpus, capsys, monkeypatch):
     monkeypatch.setitem(NEEDS, "dnsmos", {"no_such_module_here": "no-such-package"})
     assert main([str(voice), "--corpus", str(corpus), "--skip", "wer,robustness"]) == 1

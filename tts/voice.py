@@ -305,16 +305,25 @@ def load_voice(voice_dir: str | os.PathLike = BUNDLED_VOICE, device="cpu",
 def set_temperature(voice_dir: str | os.PathLike, temperature: float) -> Path:
     """Set the sampling temperature the voice's WaveNet draws its samples at (see
     `WaveNetConfig.temperature`): a setting of generation, so the weights stay as they are."""
-    from tts.vocoder.inference import WaveNetConfig
+    return _set_model_setting(voice_dir, "vocoder", "temperature", float(temperature))
 
+
+def set_voicing_strength(voice_dir: str | os.PathLike, strength: float) -> Path:
+    """Set how much more sharply the voice's WaveNet samples voiced frames than unvoiced ones
+    (see `VoicingConfig.strength`): a setting of generation, the detector stays as it is."""
+    return _set_model_setting(voice_dir, "voicing", "strength", float(strength))
+
+
+def _set_model_setting(voice_dir: str | os.PathLike, name: str, key: str, value) -> Path:
+    """One field of model ``name``'s config, checked by its config class before it is written."""
     voice_dir = Path(voice_dir)
     config = read_config(voice_dir)
-    entry = config.get("models", {}).get("vocoder")
+    entry = config.get("models", {}).get(name)
     if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
-        raise VoiceError(f"voice folder {voice_dir} has no vocoder to set a temperature for")
-    settings = {**entry["config"], "temperature": float(temperature)}
+        raise VoiceError(f"voice folder {voice_dir} has no {name} model to set a {key} for")
+    settings = {**entry["config"], key: value}
     try:
-        WaveNetConfig.from_dict(settings)
+        _config_class(name, entry.get("kind")).from_dict(settings)
     except (TypeError, ValueError) as e:
         raise VoiceError(str(e)) from None
     entry["config"] = settings

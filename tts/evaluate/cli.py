@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,37 @@ def build_parser() -> argparse.ArgumentParser:
     add_vocoder_options(p)
     p.add_argument("--threads", type=int, default=1, help="CPU threads for every model and judge (default 1)")
     p.add_argument("--seed", type=int, default=0, help="vocoder sampling seed")
+    p.add_argument("--temperature", type=float,
+                   help="judge the voice as if its WaveNet sampled at this temperature (the folder stays as it is)")
+    p.add_argument("--voicing-strength", type=float,
+                   help="judge the voice as if its WaveNet sampled voiced frames at temperature / (1 + this) "
+                        "(voicing-dependent sampling; the folder stays as it is)")
     return p
+
+
+SAMPLING_OPTIONS = (("temperature", "set_temperature"), ("voicing_strength", "set_voicing_strength"))
+
+
+def with_sampling(voice: Path, args, workdir: Path) -> tuple[Path, dict]:
+    """The voice folder to judge: ``voice`` itself, or where --temperature or
+    --voicing-strength ask for other sampling, a copy of it in ``workdir`` with those settings
+    (and the settings, for the report)."""
+    import shutil
+
+    from tts import voice as voices
+
+    asked = {key: getattr(args, key) for key, _ in SAMPLING_OPTIONS if getattr(args, key) is not None}
+    if not asked or not voice.is_dir():  # a missing folder is the loader's error to name
+        return voice, asked
+    copy = workdir / voice.name
+    shutil.copytree(voice, copy)
+    for key, setter in SAMPLING_OPTIONS:
+        if key in asked:
+            try:
+                getattr(voices, setter)(copy, asked[key])
+            except voices.VoiceError as e:
+                raise UsageError(f"--{key.replace('_', '-')}: {e}".replace(str(copy), str(voice))) from None
+    return copy, asked
 
 
 # --- the corpus ------------------------------------------------------------------------------
@@ -385,7 +416,8 @@ def format_table(report: dict) -> str:
             rows.append((f"  real-time factor, {run['words']}-word {run['text']}", _fmt(run["realtime_factor"], 3), ""))
             rows.append((f"  first audio ms, {run['text']}", _fmt(run["first_audio_ms"], 0), ""))
     width = max(len(r[0]) for r in rows) if rows else 10
-    lines = [f"{report['lines']} held-out lines, voice {report['voice']}",
+    sampling = "".join(f", {key.replace('_', ' ')} {value:g}" for key, value in report.get("sampling", {}).items())
+    lines = [f"{report['lines']} held-out lines, voice {report['voice']}{sampling}",
              f"{'':{width}s}  {'engine':>22s}  {'teacher':>22s}",
              "(WER, OVRL, periodicity and speaker similarity: the mean over lines [its 95% bootstrap interval])"]
     lines += [f"{a:{width}s}  {b:>22s}  {c:>22s}" for a, b, c in rows]
@@ -435,9 +467,13 @@ def run(args) -> int:
                                                ("teacher", "robustness" not in skip),
                                                ("similarity", "similarity" not in skip)] if needed])
     torch.set_num_threads(args.threads)
-    synth = Synthesizer.load(args.voice, device="cpu", vocoder=args.choice)
-    report = evaluate(synth, clips, skip, args.threads, args.seed, args.save_audio, speaker)
-    report["corpus"] = str(args.corpus)
+    with tempfile.TemporaryDirectory() as workdir:
+        voice, sampling = with_sampling(args.voice, args, Path(workdir))
+        synth = Synthesizer.load(voice, device="cpu", vocoder=args.choice)
+        report = evaluate(synth, clips, skip, args.threads, args.seed, args.save_audio, speaker)
+    report["voice"], report["corpus"] = str(args.voice), str(args.corpus)
+    if sampling:
+        report["sampling"] = sampling
     print(format_table(report))
     if args.out is not None:
         write_json(args.out, report)
