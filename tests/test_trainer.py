@@ -312,6 +312,22 @@ def test_sigkill_then_resume_equals_uninterrupted(corpus, tmp_path):
     assert_same_weights(final_weights(tmp_path / "run"), final_weights(tmp_path / "whole"), atol=1e-6)
 
 
+def test_a_resume_keeps_the_runs_settings_over_its_preset_named_again(corpus, tmp_path, capsys):
+    # Started with the cpu preset and a smaller batch; resumed with the preset named again
+    # and only a longer schedule: the batch stays the run's, and a note names the preset's.
+    run = tmp_path / "run"
+    tiny = [s for s in COMMON + VOCODER if not s.startswith(("batch_size", "checkpoint_every", "eval_every"))]
+    assert main(["vocoder", "--data", str(corpus), "--out", str(run), "--preset", "cpu",
+                 "--set", *tiny, "batch_size=3", "max_steps=1", "checkpoint_every=1"]) == 0
+    capsys.readouterr()
+    assert main(["vocoder", "--data", str(corpus), "--out", str(run), "--preset", "cpu", "--set", "max_steps=2"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "--preset cpu left out" in notes[0] and "batch_size 8 (the run: 3)" in notes[0]
+    config = json.loads((run / "config.json").read_text())
+    assert (config["batch_size"], config["max_steps"], config["checkpoint_every"]) == (3, 2, 1)
+    assert load_checkpoint(latest_checkpoint(run))["step"] == 2
+
+
 def test_vocoder_resume_equals_uninterrupted(corpus, tmp_path):
     # Random crops are drawn from (seed, epoch, index): a resumed run must draw the same ones.
     sets = COMMON + VOCODER + ["lr=1e-2", "ema=0.9", "batch_size=2", "checkpoint_every=2"]

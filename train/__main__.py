@@ -11,9 +11,11 @@
                                       [--voicing STRENGTH --data CORPUS]
 
 TASK is g2p, parallel (the acoustic model that ships), attention (the attention acoustic
-model) or vocoder. Settings come from the task's defaults, then (when resuming)
-the run's own settings, then a preset (``train/presets/TASK-NAME.json``: ``cpu`` sizes the
-schedule for a few CPU cores), then --config, then every --set in order. ``--init VOICE_DIR``
+model) or vocoder. Settings come from the task's defaults, then a preset
+(``train/presets/TASK-NAME.json``: ``cpu`` sizes the schedule for a few CPU cores), then
+--config, then every --set in order. A resumed run starts from its own settings instead of
+the defaults and the preset: a preset named again is left out (a note says what it would
+have changed), so that ``--resume --set max_steps=N`` keeps every other setting the run had. ``--init VOICE_DIR``
 starts a new run from the task's model in a voice folder (its config and weights), so that
 training continues from a shipped voice on a machine that has no checkpoint. Trainer settings are plain
 names (``--set lr=3e-4 batch_size=32``), task settings too (``--set segment_frames=20``), and
@@ -101,6 +103,27 @@ def _export_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _flat(settings: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in settings.items():
+        out.update(_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def _note_preset_left_out(task_cls, base: dict, preset, preset_name: str, run_dir) -> None:
+    """One line on stderr (first process only) naming what --preset would have changed in a
+    resumed run, which keeps its own settings."""
+    def settings(*files) -> dict:
+        train_config, task_config = resolve_config(task_cls, base, list(files))
+        return _flat({**config_dict(train_config), **config_dict(task_config)})
+
+    kept, preset_values = settings(), settings(preset)
+    changes = [f"{key} {value} (the run: {kept[key]})" for key, value in preset_values.items() if kept.get(key) != value]
+    if changes and int(os.environ.get("RANK", 0)) == 0:
+        print(f"note: resuming {run_dir} with its own settings; --preset {preset_name} left out, which would have set "
+              f"{', '.join(changes)} (--set changes a resumed run)", file=sys.stderr)
+
+
 def train(argv: list[str]) -> int:
     name = argv[0]
     parser = _train_parser(name)
@@ -116,8 +139,13 @@ def train(argv: list[str]) -> int:
         stored_task = RENAMED.get(stored_task, stored_task)
         if stored_task != name:
             raise RunDirError(f"{args.out} holds a {stored_task} run, not a {name} run")
-    files = [PRESETS / f"{name}-{args.preset}.json" if args.preset else None, args.config]
-    train_config, task_config = resolve_config(task_cls, base, files, args.overrides)
+    preset = PRESETS / f"{name}-{args.preset}.json" if args.preset else None
+    if resume_from is not None and preset is not None:
+        # A resumed run's settings already hold the preset it started with and the --set
+        # values given then; laid over them again, a preset would quietly undo those.
+        _note_preset_left_out(task_cls, base, preset, args.preset, args.out)
+        preset = None
+    train_config, task_config = resolve_config(task_cls, base, [preset, args.config], args.overrides)
     init = args.init if resume_from is None else None  # a resumed run has its own weights
     if init is not None:
         task_config = with_voice_model(task_cls, task_config, init, args.overrides)
