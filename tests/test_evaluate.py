@@ -119,9 +119,9 @@ def test_level_differences_hear_a_vocoder_too_quiet_where_it_is():
     assert set(same) == set(metrics.LEVEL_RANGES) and all(abs(v) < 0.01 for v in same.values())
     half = metrics.level_differences([(0.5 * x, mel)])
     assert all(v == pytest.approx(-6.02, abs=0.05) for v in half.values())
-    # Only what lies above 4.5 kHz halved: the low and middle ranges hold, the high one falls.
+    # Only what lies above 2.5 kHz halved: the low and middle ranges hold, the high one falls.
     spectrum = np.fft.rfft(x)
-    spectrum[np.fft.rfftfreq(len(x), 1 / SR) > 4500] *= 0.5
+    spectrum[np.fft.rfftfreq(len(x), 1 / SR) > 2500] *= 0.5
     dull = metrics.level_differences([(np.fft.irfft(spectrum, len(x)).astype(np.float32), mel)])
     assert abs(dull["low"]) < 0.1 and abs(dull["mid"]) < 0.5 and dull["high"] < -4.0
     assert math.isnan(metrics.level_differences([(x[:-1], mel)])["mid"])  # not the mel's length: left out
@@ -206,7 +206,7 @@ def test_cli_without_judges(voice, corpus, tmp_path, capsys):
     assert "mcd" not in systems["teacher"] and systems["engine"]["mcd"] > 0
     for name in ("engine", "copy_synthesis"):  # every line's level measured, its sentences the mels' lengths
         assert all(math.isfinite(c["level_high"]) for c in systems[name]["clips"])
-    assert "level_mid" not in systems["teacher"] and "level dB, > 4 kHz" in table
+    assert "level_mid" not in systems["teacher"] and "level dB, > 2 kHz" in table
     copy = systems["copy_synthesis"]
     assert 0 < copy["periodicity"] < 1 and "periodicity" in report["definitions"]
     assert copy["periodicity_ci"][0] <= copy["periodicity"] <= copy["periodicity_ci"][1]
@@ -347,7 +347,7 @@ def test_compare_calls_a_paired_difference_only_beyond_chance(tmp_path, capsys):
     quiet = _report(tmp_path / "quiet.json", line_quality, [2] * 50, level_high=rng.normal(-3.6, 1.0, 50))
     brighter = _report(tmp_path / "brighter.json", line_quality, [2] * 50, level_high=rng.normal(-1.8, 1.0, 50))
     assert main([str(quiet), str(brighter)]) == 0
-    assert "| copy_synthesis | level dB, > 4 kHz | 50 |" in (out := capsys.readouterr().out)
+    assert "| copy_synthesis | level dB, > 2 kHz | 50 |" in (out := capsys.readouterr().out)
     assert "| higher |" in out
     assert main([str(base), str(tmp_path / "missing.json")]) == 2
     assert capsys.readouterr().err.startswith("compare: error: cannot read report")

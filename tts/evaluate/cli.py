@@ -27,8 +27,8 @@ PARTS = ("engine", "vocoder", "griffin-lim", "robustness", "speed")
 JUDGES = ("wer", "dnsmos", "mcd", "similarity")
 # A vocoder's level against the mel it rendered, per frequency range (tts.evaluate.metrics.level_differences).
 LEVEL_KEYS = ("level_low", "level_mid", "level_high")
-LEVEL_ROWS = [("level_low", "level dB, < 1 kHz", 1), ("level_mid", "level dB, 1-4 kHz", 1),
-              ("level_high", "level dB, > 4 kHz", 1)]
+LEVEL_ROWS = [("level_low", "level dB, < 0.5 kHz", 1), ("level_mid", "level dB, 0.5-2 kHz", 1),
+              ("level_high", "level dB, > 2 kHz", 1)]
 # Speaker similarity averages this many reference recordings at most: the mean embedding has
 # long settled, and a whole corpus would take minutes to embed.
 SPEAKER_CLIPS = 100

@@ -20,9 +20,9 @@ SPEECH_TOP_DB = 40.0  # what counts as speech when measuring a duration: within 
 PITCH_HZ = (60.0, 400.0)  # the lags where a speaking voice's period lies
 PERIODICITY_FRAME_S = 0.04  # two periods of the lowest pitch
 PERIODICITY_TOP_DB = 30.0  # frames within 30 dB of the loudest: speech, not pauses
-# The level check's three frequency ranges (Hz): below 1 kHz the voicing and first formant,
-# 1-4 kHz the formants that tell vowels and places apart, above 4 kHz the frication and bursts.
-LEVEL_EDGES_HZ = (1000.0, 4000.0)
+# The level check's three frequency ranges (Hz): below 500 Hz the voicing and the lowest
+# harmonics, 0.5-2 kHz the first two formants, above 2 kHz the higher formants, frication and bursts.
+LEVEL_EDGES_HZ = (500.0, 2000.0)
 LEVEL_RANGES = ("low", "mid", "high")
 
 
@@ -155,9 +155,10 @@ def level_differences(pairs, config: AudioConfig = DEFAULT_AUDIO) -> dict[str, f
     (audio, mel) pairs (one sentence's audio and its mel each), the mean over speech frames
     (within SPEECH_TOP_DB of the pair's loudest) of the audio's own mel minus the given mel,
     in dB, over the bands whose centre lies in each of LEVEL_RANGES. Negative: quieter than
-    asked. A vocoder that drops the noise in speech comes out too quiet in "mid" and "high"
-    while "low" holds, and a recognizer then mishears its consonants. A pair whose audio is
-    not the mel's length (frames * hop samples) is left out; NaN where none is left."""
+    asked. A WaveNet that samples too sharply keeps the periodic part of speech and drops the
+    noise inside it: "low" holds while "mid" and "high" come out quiet, and a recognizer then
+    mishears the consonants. A pair whose audio is not the mel's length (frames * hop
+    samples) is left out; NaN where none is left."""
     from tts.audio import mel_spectrogram
 
     basis = mel_basis(config)
