@@ -21,14 +21,11 @@ import numpy as np
 
 from tts.cli import add_vocoder_options, check_vocoder_options
 from tts.command import OneLineParser, UsageError, run_command
+from tts.evaluate.metrics import LEVEL_ROWS
 from tts.files import replacing
 
 PARTS = ("engine", "vocoder", "griffin-lim", "robustness", "speed")
 JUDGES = ("wer", "dnsmos", "mcd", "similarity")
-# A vocoder's level against the mel it rendered, per frequency range (tts.evaluate.metrics.level_differences).
-LEVEL_KEYS = ("level_low", "level_mid", "level_high")
-LEVEL_ROWS = [("level_low", "level dB, < 0.5 kHz", 1), ("level_mid", "level dB, 0.5-2 kHz", 1),
-              ("level_high", "level dB, > 2 kHz", 1)]
 # Speaker similarity averages this many reference recordings at most: the mean embedding has
 # long settled, and a whole corpus would take minutes to embed.
 SPEAKER_CLIPS = 100
@@ -187,8 +184,8 @@ def systems_audio(synth, clip: Clip, parts: set[str], seed: int
     if "engine" in parts:
         chunks = list(synth.stream(clip.text, seed=seed))
         out["engine"] = np.concatenate([c.audio for c in chunks])
-        mel = np.concatenate([c.mel for c in chunks if c.last])
         asked["engine"] = sentence_pairs(chunks)
+        mel = np.concatenate([sentence_mel for _, sentence_mel in asked["engine"]])
     teacher_mel = mel_spectrogram(teacher, config) if parts & {"vocoder", "griffin-lim"} else None
     if "vocoder" in parts:
         out["copy_synthesis"] = copy_synthesis(synth, teacher_mel, seed)
@@ -235,7 +232,7 @@ def aggregate(clips: list[dict]) -> dict:
         out["wer"] = sum(c["errors"] for c in clips) / words if words else float("nan")
         out["wer_ci"] = bootstrap_interval(wer_statistic([c["errors"] for c in clips], [c["words"] for c in clips]),
                                            len(clips))
-    for key in ("sig", "bak", "ovrl", "p808", "mcd", "periodicity", "similarity", *LEVEL_KEYS):
+    for key in ("sig", "bak", "ovrl", "p808", "mcd", "periodicity", "similarity", *(name for name, _, _ in LEVEL_ROWS)):
         values = [c[key] for c in clips if key in c and not math.isnan(c[key])]
         if clips and key in clips[0]:
             out[key] = float(np.mean(values)) if values else float("nan")

@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tts.command import EXIT_OK, OneLineParser, run_command
-from tts.evaluate.cli import LEVEL_ROWS
-from tts.evaluate.metrics import bootstrap_interval, mean_statistic, wer_statistic
+from tts.evaluate.metrics import LEVEL_ROWS, bootstrap_interval, mean_statistic, wer_statistic
 
 # key, label, digits, sign of "better" (periodicity: no sign; nearer the teacher's is better, so
 # the comparison only says whether it moved).

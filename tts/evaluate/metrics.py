@@ -24,6 +24,10 @@ PERIODICITY_TOP_DB = 30.0  # frames within 30 dB of the loudest: speech, not pau
 # harmonics, 0.5-2 kHz the first two formants, above 2 kHz the higher formants, frication and bursts.
 LEVEL_EDGES_HZ = (500.0, 2000.0)
 LEVEL_RANGES = ("low", "mid", "high")
+# Each range's key in a report and its row's label ("level dB, 0.5-2 kHz"), one decimal.
+_KHZ = [f"{edge / 1000:g}" for edge in LEVEL_EDGES_HZ]
+LEVEL_ROWS = [(f"level_{name}", f"level dB, {span} kHz", 1)
+              for name, span in zip(LEVEL_RANGES, [f"< {_KHZ[0]}", f"{_KHZ[0]}-{_KHZ[1]}", f"> {_KHZ[1]}"])]
 
 
 # --- uncertainty ---------------------------------------------------------------------------
