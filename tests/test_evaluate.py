@@ -157,6 +157,10 @@ def test_read_heldout(corpus, tmp_path):
     clips = read_heldout(corpus, 2)
     assert [(c.id, c.text, c.audio.name) for c in clips] == [("c1", "hello there.", "c1.flac"),
                                                              ("c2", "it is five now.", "c2.wav")]
+    assert [c.id for c in read_heldout(corpus, 5, start=1)] == ["c2", "c3"]
+    assert [c.id for c in read_heldout(corpus, 1, start=2)] == ["c3"]
+    with pytest.raises(UsageError, match="no lines after its first 3"):
+        read_heldout(corpus, 1, start=3)
     with pytest.raises(UsageError, match="no heldout.csv"):
         read_heldout(tmp_path, 2)
     (corpus / "wavs" / "c1.flac").unlink()
@@ -229,6 +233,8 @@ def test_cli_in_parts(voice, corpus, capsys):
     (["{missing}", "--corpus", "{corpus}", "--skip", "wer,dnsmos,similarity,robustness"], 1, "voice folder not found"),
     (["{voice}", "--corpus", "{tmp}"], 2, "no heldout.csv"),
     (["{voice}", "--corpus", "{corpus}", "--skip", "nothing"], 2, "unknown part"),
+    (["{voice}", "--corpus", "{corpus}", "--start", "-1"], 2, "--start must be 0 or more"),
+    (["{voice}", "--corpus", "{corpus}", "--start", "3"], 2, "no lines after its first 3"),
     (["{voice}", "--corpus", "{corpus}", "--out", "{missing}/r.json"], 2, "output folder does not exist"),
 ])
 def test_cli_errors_are_one_line(voice, corpus, tmp_path, capsys, args, rc, message):

@@ -1,4 +1,4 @@
-"""``python -m tts.evaluate VOICE_DIR --corpus CORPUS_DIR [--n 50] [--out report.json] [--skip ...]
+"""``python -m tts.evaluate VOICE_DIR --corpus CORPUS_DIR [--start 0] [--n 50] [--out report.json] [--skip ...]
 [--speaker DIR]``
 
 Exit codes: 0 success; 2 bad usage or input (no corpus, no ``heldout.csv``, a missing clip,
@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("voice", type=Path, help="voice folder")
     p.add_argument("--corpus", type=Path, required=True,
                    help="corpus folder in the LJ Speech layout: heldout.csv (id|text|normalized text), wavs/<id>.flac|.wav")
-    p.add_argument("--n", type=int, default=50, help="held-out lines to use, from the top (default 50)")
+    p.add_argument("--n", type=int, default=50, help="held-out lines to use (default 50)")
+    p.add_argument("--start", type=int, default=0,
+                   help="held-out lines to pass over before the --n used (default 0: from the top)")
     p.add_argument("--out", type=Path, help="also write every number (and each line's transcripts) to this JSON file")
     p.add_argument("--skip", default="", help=f"comma-separated parts to leave out: {', '.join(PARTS + JUDGES)}")
     p.add_argument("--speaker", type=Path,
@@ -101,18 +103,21 @@ class Clip:
     audio: Path
 
 
-def read_heldout(corpus: Path, n: int) -> list[Clip]:
-    """The first ``n`` lines of ``corpus/heldout.csv`` with their teacher audio."""
+def read_heldout(corpus: Path, n: int, start: int = 0) -> list[Clip]:
+    """``n`` lines of ``corpus/heldout.csv`` after its first ``start``, with their teacher audio."""
     if not corpus.is_dir():
         raise UsageError(f"corpus folder not found: {corpus}")
     path = corpus / "heldout.csv"
     if not path.is_file():
         raise UsageError(f"corpus {corpus} has no heldout.csv (build it with python -m tts.train.corpus)")
-    clips = []
+    clips, passed = [], 0
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if len(clips) == n:
             break
         if not line.strip():
+            continue
+        if passed < start:
+            passed += 1
             continue
         fields = line.split("|")
         if len(fields) < 2 or not fields[0].strip():
@@ -124,7 +129,7 @@ def read_heldout(corpus: Path, n: int) -> list[Clip]:
             raise UsageError(f"{corpus}/wavs has no {fields[0].strip()}.flac or .wav")
         clips.append(Clip(fields[0].strip(), text, audio))
     if not clips:
-        raise UsageError(f"{path} has no lines")
+        raise UsageError(f"{path} has no lines" + (f" after its first {start}" if start else ""))
     return clips
 
 
@@ -456,9 +461,11 @@ def run(args) -> int:
         raise UsageError(f"--skip: unknown part(s) {', '.join(sorted(unknown))} (choose from {', '.join(PARTS + JUDGES)})")
     if args.n < 1 or args.threads < 1:
         raise UsageError("--n and --threads must be at least 1")
+    if args.start < 0:
+        raise UsageError(f"--start must be 0 or more, got {args.start}")
     if args.out is not None and not args.out.parent.is_dir():
         raise UsageError(f"output folder does not exist: {args.out.parent}")
-    clips = read_heldout(args.corpus, args.n)
+    clips = read_heldout(args.corpus, args.n, args.start)
     speaker = read_speaker(args.speaker) if args.speaker is not None and "similarity" not in skip else None
     check_installed([part for part, needed in [("wer", "wer" not in skip), ("dnsmos", "dnsmos" not in skip),
                                                ("teacher", "robustness" not in skip),
