@@ -229,6 +229,37 @@ def test_cli_in_parts(voice, corpus, capsys):
     assert rc == 0 and "Griffin-Lim" in table and "copy-synthesis" not in table and "speed" not in table
 
 
+def test_parts_merge_into_the_report_of_one_run(voice, corpus, tmp_path, capsys):
+    from tts.evaluate.merge import main as merge_main
+
+    skip = ["--skip", "wer,dnsmos,similarity,robustness,speed,engine,vocoder"]  # Griffin-Lim's systems: quick
+    runs = {"whole": ["--n", "3"], "a": ["--n", "1"], "b": ["--start", "1", "--n", "2"]}
+    for name, lines in runs.items():
+        assert main([str(voice), "--corpus", str(corpus), *lines, *skip, "--out", str(tmp_path / f"{name}.json")]) == 0
+    capsys.readouterr()
+    parts = [str(tmp_path / "b.json"), str(tmp_path / "a.json")]
+    assert merge_main([*parts, "--out", str(tmp_path / "merged.json")]) == 0
+    assert "3 held-out lines" in capsys.readouterr().out
+    whole, merged = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("whole", "merged"))
+    assert merged["lines"] == 3 and set(merged["systems"]) == set(whole["systems"])
+    for name, system in whole["systems"].items():
+        by_id = {c["id"]: c for c in system["clips"]}
+        assert [c["id"] for c in merged["systems"][name]["clips"]] == ["c2", "c3", "c1"]  # the parts' order
+        assert all(by_id[c["id"]] == c for c in merged["systems"][name]["clips"])
+        for key in ("mcd", "periodicity"):  # taken again over all the lines
+            if key in system:
+                assert merged["systems"][name][key] == pytest.approx(system[key]), (name, key)
+    # One line judged twice, or parts of another sampling: one line on stderr, exit code 2.
+    assert merge_main([str(tmp_path / "a.json"), str(tmp_path / "whole.json"), "--out", str(tmp_path / "m2.json")]) == 2
+    assert "line c1 is in both" in capsys.readouterr().err
+    other = json.loads((tmp_path / "b.json").read_text()) | {"sampling": {"temperature": 1.0}}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    assert merge_main([str(tmp_path / "a.json"), str(tmp_path / "other.json"), "--out", str(tmp_path / "m3.json")]) == 2
+    err = capsys.readouterr().err
+    assert "differ in sampling" in err and err.count("\n") == 1
+    assert not (tmp_path / "m2.json").exists() and not (tmp_path / "m3.json").exists()
+
+
 @pytest.mark.parametrize("args, rc, message", [
     (["{missing}", "--corpus", "{corpus}", "--skip", "wer,dnsmos,similarity,robustness"], 1, "voice folder not found"),
     (["{voice}", "--corpus", "{tmp}"], 2, "no heldout.csv"),

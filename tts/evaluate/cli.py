@@ -238,11 +238,24 @@ def aggregate(clips: list[dict]) -> dict:
         out["wer_ci"] = bootstrap_interval(wer_statistic([c["errors"] for c in clips], [c["words"] for c in clips]),
                                            len(clips))
     for key in ("sig", "bak", "ovrl", "p808", "mcd", "periodicity", "similarity", *(name for name, _, _ in LEVEL_ROWS)):
-        values = [c[key] for c in clips if key in c and not math.isnan(c[key])]
+        values = [c[key] for c in clips if c.get(key) is not None and not math.isnan(c[key])]  # None: NaN in JSON
         if clips and key in clips[0]:
             out[key] = float(np.mean(values)) if values else float("nan")
             if key in ("ovrl", "periodicity", "similarity"):
                 out[f"{key}_ci"] = bootstrap_interval(mean_statistic(values), len(values))
+    return out
+
+
+def summarize(per_clip: dict[str, list[dict]]) -> dict:
+    """The report's held-out part from each system's per-line records: ``systems`` (each
+    system's numbers over the lines, and the lines) and ``duration_ratio`` (the engine's
+    duration against the teacher's) where the engine was judged."""
+    out = {"systems": {name: {"description": SYSTEMS[name], **aggregate(records), "clips": records}
+                       for name, records in per_clip.items()}}
+    if "engine" in per_clip:
+        ratios = [e["seconds"] / t["seconds"] for e, t in zip(per_clip["engine"], per_clip["teacher"]) if t["seconds"] > 0]
+        out["duration_ratio"] = {"mean": float(np.mean(ratios)), "min": float(np.min(ratios)),
+                                 "max": float(np.max(ratios))} if ratios else None
     return out
 
 
@@ -283,12 +296,7 @@ def evaluate(synth, clips: list[Clip], skip: set[str], threads: int = 1, seed: i
             if save_audio is not None:
                 (save_audio / name).mkdir(parents=True, exist_ok=True)
                 write_audio(save_audio / name / f"{clip.id}.wav", samples, config.sample_rate)
-    report["systems"] = {name: {"description": SYSTEMS[name], **aggregate(records), "clips": records}
-                         for name, records in per_clip.items()}
-    if "engine" in per_clip:
-        ratios = [e["seconds"] / t["seconds"] for e, t in zip(per_clip["engine"], per_clip["teacher"]) if t["seconds"] > 0]
-        report["duration_ratio"] = {"mean": float(np.mean(ratios)), "min": float(np.min(ratios)),
-                                    "max": float(np.max(ratios))} if ratios else None
+    report.update(summarize(per_clip))
     report["timings_s"]["held-out lines"] = time.perf_counter() - started
 
     if "robustness" in parts:
