@@ -1,8 +1,9 @@
 """``python -m tts.evaluate.merge PART.json PART.json ... --out ALL.json``: one report of its parts.
 
-The parts judged the same voice on different held-out lines. An evaluation splits over processes by its lines (``--start`` and ``--n``, one process per
-core): each part judges its own lines, and the parts become the report that one run over all
-their lines would have written, every number and interval taken again over all the lines.
+The parts judged the same voice on different held-out lines. An evaluation splits over
+processes by its lines (``--start`` and ``--n``, one process per core): each part judges its
+own lines, and the parts become the report that one run over all their lines would have
+written, every number and interval taken again over all the lines.
 Robustness and speed, judged once for a voice, come from the one part that has them.
 
 Exit codes: 0 success; 2 an unreadable report, parts that judged another voice, sampling or
