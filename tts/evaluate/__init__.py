@@ -13,4 +13,6 @@ through Griffin-Lim); robustness on hard texts; end-to-end speed.
   ``eval`` extra.
 - ``robustness``: the hard texts and their checks.
 - ``cli``: the runner, the table and the JSON report.
+- ``compare``: two reports on the same lines, paired; ``merge``: reports on different lines,
+  one report; ``reports``: reading a report back.
 """

@@ -13,7 +13,6 @@ Exit codes: 0 success; 2 unreadable reports or no lines in common. Errors are on
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from tts.command import EXIT_OK, OneLineParser, run_command
 from tts.evaluate.metrics import LEVEL_ROWS, bootstrap_interval, mean_statistic, wer_statistic
+from tts.evaluate.reports import ReportError, read_report
 
 # key, label, digits, sign of "better" (periodicity: no sign; nearer the teacher's is better, so
 # the comparison only says whether it moved).
@@ -29,27 +29,13 @@ METRICS = (("wer", "WER", 3, -1), ("ovrl", "DNSMOS OVRL", 2, +1), ("periodicity"
            *((key, label, digits, 0) for key, label, digits in LEVEL_ROWS))
 
 
-class CompareError(ValueError):
-    pass
-
-
-def _load(path: Path) -> dict:
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CompareError(f"cannot read report {path}: {getattr(e, 'strerror', None) or e}") from None
-    if not isinstance(report, dict) or not isinstance(report.get("systems"), dict):
-        raise CompareError(f"{path} is not a report of python -m tts.evaluate --out")
-    return report
-
-
 def paired(base: list[dict], new: list[dict], key: str) -> dict | None:
     """NEW - BASE of one metric over the lines both judged, with its paired bootstrap interval;
     None when either lacks the metric."""
     by_id = {c["id"]: c for c in base}
     pairs = [(by_id[c["id"]], c) for c in new if c["id"] in by_id]
     if not pairs:
-        raise CompareError("the reports have no held-out lines in common")
+        raise ReportError("the reports have no held-out lines in common")
     if key == "wer":
         if not all("errors" in b and "errors" in n for b, n in pairs):
             return None
@@ -105,10 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("base", type=Path, help="report of the voice to beat")
         p.add_argument("new", type=Path, help="report of the candidate, on the same lines")
         args = p.parse_args(argv)
-        print(format_rows(compare(_load(args.base), _load(args.new)), args.base, args.new))
+        print(format_rows(compare(read_report(args.base), read_report(args.new)), args.base, args.new))
         return EXIT_OK
 
-    return run_command("compare", body, usage=(CompareError,))
+    return run_command("compare", body, usage=(ReportError,))
 
 
 if __name__ == "__main__":

@@ -12,29 +12,15 @@ set of systems, or a line judged twice. Errors are one line on stderr.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from tts.command import EXIT_OK, OneLineParser, run_command
+from tts.evaluate.reports import ReportError, read_report
 
 # What every part must share: the same voice, judged the same way.
 SAME = ("voice", "corpus", "skipped", "sampling", "speaker")
 ONCE = ("robustness", "speed")  # judged for the voice, not per line: at most one part has each
-
-
-class MergeError(ValueError):
-    pass
-
-
-def _load(path: Path) -> dict:
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise MergeError(f"cannot read report {path}: {getattr(e, 'strerror', None) or e}") from None
-    if not isinstance(report, dict) or not isinstance(report.get("systems"), dict):
-        raise MergeError(f"{path} is not a report of python -m tts.evaluate --out")
-    return report
 
 
 def merge(parts: list[dict], names: list[str] | None = None) -> dict:
@@ -48,16 +34,16 @@ def merge(parts: list[dict], names: list[str] | None = None) -> dict:
             if part.get(key) != first.get(key):
                 what = "speaker recordings (give every part the same --speaker, or skip similarity)" \
                     if key == "speaker" else key
-                raise MergeError(f"{name} and {names[0]} differ in {what}: {part.get(key)!r} against {first.get(key)!r}")
+                raise ReportError(f"{name} and {names[0]} differ in {what}: {part.get(key)!r} against {first.get(key)!r}")
         if set(part["systems"]) != set(first["systems"]):
-            raise MergeError(f"{name} judged {sorted(part['systems'])}, {names[0]} {sorted(first['systems'])}")
+            raise ReportError(f"{name} judged {sorted(part['systems'])}, {names[0]} {sorted(first['systems'])}")
     per_clip = {system: [clip for part in parts for clip in part["systems"][system]["clips"]]
                 for system in first["systems"]}
     seen: dict[str, str] = {}
     for name, part in zip(names, parts):
         for clip in next(iter(part["systems"].values()), {"clips": []})["clips"]:
             if clip["id"] in seen:
-                raise MergeError(f"line {clip['id']} is in both {seen[clip['id']]} and {name}")
+                raise ReportError(f"line {clip['id']} is in both {seen[clip['id']]} and {name}")
             seen[clip["id"]] = name
     report = {key: first[key] for key in ("voice", "corpus", "skipped", "sampling", "speaker", "definitions")
               if key in first}
@@ -70,7 +56,7 @@ def merge(parts: list[dict], names: list[str] | None = None) -> dict:
     for key in ONCE:
         holders = [name for name, part in zip(names, parts) if key in part]
         if len(holders) > 1:
-            raise MergeError(f"{key} was judged in {holders[0]} and {holders[1]}: keep it in one part (--skip {key})")
+            raise ReportError(f"{key} was judged in {holders[0]} and {holders[1]}: keep it in one part (--skip {key})")
         if holders:
             report[key] = parts[names.index(holders[0])][key]
     return report
@@ -85,13 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--out", type=Path, required=True, help="the merged report (JSON)")
         args = p.parse_args(argv)
         if not args.out.parent.is_dir():
-            raise MergeError(f"output folder does not exist: {args.out.parent}")
-        report = merge([_load(path) for path in args.parts], [str(path) for path in args.parts])
+            raise ReportError(f"output folder does not exist: {args.out.parent}")
+        report = merge([read_report(path) for path in args.parts], [str(path) for path in args.parts])
         print(format_table(report))
         write_json(args.out, report)
         return EXIT_OK
 
-    return run_command("merge", body, usage=(MergeError,))
+    return run_command("merge", body, usage=(ReportError,))
 
 
 if __name__ == "__main__":
