@@ -229,6 +229,23 @@ def test_cli_in_parts(voice, corpus, capsys):
     assert rc == 0 and "Griffin-Lim" in table and "copy-synthesis" not in table and "speed" not in table
 
 
+def test_the_words_the_vocoder_loses_against_griffin_lim():
+    from tts.evaluate.cli import format_table, held_out_summary
+
+    def lines(errors):
+        return [{"id": f"c{i}", "errors": e, "words": 10, "seconds": 1.0} for i, e in enumerate(errors)]
+
+    summary = held_out_summary({"teacher": lines([0, 0, 1, 0]), "engine": lines([3, 1, 2, 0]),
+                                "acoustic_griffin_lim": lines([1, 1, 2, 0])})
+    ratio = summary["wer_over_griffin_lim"]
+    assert ratio["ratio"] == pytest.approx(1.5) and ratio["ci"][0] <= 1.5 <= ratio["ci"][1] and ratio["ci"][0] >= 0.5
+    table = format_table({"lines": 4, "voice": "v", "timings_s": {}, **summary})
+    assert "end-to-end WER / this WER" in table and "1.50 [" in table
+    unjudged = held_out_summary({"teacher": lines([0] * 4), "engine": [{"id": "c0", "seconds": 1.0}] * 4,
+                                 "acoustic_griffin_lim": [{"id": "c0", "seconds": 1.0}] * 4})
+    assert "wer_over_griffin_lim" not in unjudged  # no recognizer, no ratio
+
+
 def test_parts_merge_into_the_report_of_one_run(voice, corpus, tmp_path, capsys):
     from tts.evaluate.merge import main as merge_main
 

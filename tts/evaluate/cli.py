@@ -246,7 +246,7 @@ def aggregate(clips: list[dict]) -> dict:
     return out
 
 
-def summarize(per_clip: dict[str, list[dict]]) -> dict:
+def held_out_summary(per_clip: dict[str, list[dict]]) -> dict:
     """The report's held-out part from each system's per-line records: ``systems`` (each
     system's numbers over the lines, and the lines) and ``duration_ratio`` (the engine's
     duration against the teacher's) where the engine was judged."""
@@ -256,6 +256,16 @@ def summarize(per_clip: dict[str, list[dict]]) -> dict:
         ratios = [e["seconds"] / t["seconds"] for e, t in zip(per_clip["engine"], per_clip["teacher"]) if t["seconds"] > 0]
         out["duration_ratio"] = {"mean": float(np.mean(ratios)), "min": float(np.min(ratios)),
                                  "max": float(np.max(ratios))} if ratios else None
+    engine, griffin_lim = per_clip.get("engine", []), per_clip.get("acoustic_griffin_lim", [])
+    if engine and griffin_lim and "errors" in engine[0] and "errors" in griffin_lim[0]:
+        # The words the vocoder loses: the engine's errors over those of the same mels through
+        # Griffin-Lim, the interval over the lines resampled for both (errors over errors is
+        # wer_statistic's errors over words).
+        from tts.evaluate.metrics import bootstrap_interval, wer_statistic
+
+        errors = [c["errors"] for c in engine], [c["errors"] for c in griffin_lim]
+        out["wer_over_griffin_lim"] = {"ratio": sum(errors[0]) / max(sum(errors[1]), 1),
+                                       "ci": bootstrap_interval(wer_statistic(*errors), len(engine))}
     return out
 
 
@@ -296,7 +306,7 @@ def evaluate(synth, clips: list[Clip], skip: set[str], threads: int = 1, seed: i
             if save_audio is not None:
                 (save_audio / name).mkdir(parents=True, exist_ok=True)
                 write_audio(save_audio / name / f"{clip.id}.wav", samples, config.sample_rate)
-    report.update(summarize(per_clip))
+    report.update(held_out_summary(per_clip))
     report["timings_s"]["held-out lines"] = time.perf_counter() - started
 
     if "robustness" in parts:
@@ -410,6 +420,9 @@ def format_table(report: dict) -> str:
                      f"{ratio['mean']:.2f} ({ratio['min']:.2f}-{ratio['max']:.2f})", ""))
     section("vocoder alone: copy-synthesis of the teacher mel", "copy_synthesis", None)
     section("Griffin-Lim: acoustic model's mel; teacher's mel", "acoustic_griffin_lim", "teacher_griffin_lim")
+    if report.get("wer_over_griffin_lim"):
+        ratio = report["wer_over_griffin_lim"]
+        rows.append(("  end-to-end WER / this WER", _fmt_ci({"r": ratio["ratio"], "r_ci": ratio["ci"]}, "r", 2), ""))
     if "robustness" in report:
         s = report["robustness"]["summary"]
         n = s["texts"]

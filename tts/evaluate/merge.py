@@ -25,7 +25,7 @@ ONCE = ("robustness", "speed")  # judged for the voice, not per line: at most on
 
 def merge(parts: list[dict], names: list[str] | None = None) -> dict:
     """The report of all ``parts``' lines, in the parts' order."""
-    from tts.evaluate.cli import summarize
+    from tts.evaluate.cli import held_out_summary
 
     names = names or [f"part {i + 1}" for i in range(len(parts))]
     first = parts[0]
@@ -52,7 +52,7 @@ def merge(parts: list[dict], names: list[str] | None = None) -> dict:
     for part in parts:
         for key, seconds in part.get("timings_s", {}).items():
             report["timings_s"][key] = report["timings_s"].get(key, 0.0) + seconds
-    report.update(summarize(per_clip))
+    report.update(held_out_summary(per_clip))
     for key in ONCE:
         holders = [name for name, part in zip(names, parts) if key in part]
         if len(holders) > 1:
