@@ -45,20 +45,19 @@ def merge(parts: list[dict], names: list[str] | None = None) -> dict:
             if clip["id"] in seen:
                 raise ReportError(f"line {clip['id']} is in both {seen[clip['id']]} and {name}")
             seen[clip["id"]] = name
-    report = {key: first[key] for key in ("voice", "corpus", "skipped", "sampling", "speaker", "definitions")
-              if key in first}
+    report = {key: first[key] for key in (*SAME, "definitions") if key in first}
+    for key in ONCE:
+        holders = [(name, part) for name, part in zip(names, parts) if key in part]
+        if len(holders) > 1:
+            raise ReportError(f"{key} was judged in {holders[0][0]} and {holders[1][0]}: keep it in one part (--skip {key})")
+        if holders:
+            report[key] = holders[0][1][key]
     report["lines"] = sum(part["lines"] for part in parts)
     report["timings_s"] = {}
     for part in parts:
         for key, seconds in part.get("timings_s", {}).items():
             report["timings_s"][key] = report["timings_s"].get(key, 0.0) + seconds
     report.update(held_out_summary(per_clip))
-    for key in ONCE:
-        holders = [name for name, part in zip(names, parts) if key in part]
-        if len(holders) > 1:
-            raise ReportError(f"{key} was judged in {holders[0]} and {holders[1]}: keep it in one part (--skip {key})")
-        if holders:
-            report[key] = parts[names.index(holders[0])][key]
     return report
 
 
