@@ -614,8 +614,6 @@ class NumbaKernel:
         return self.dims.lpc_order
 
     def init_state(self, batch_size: int) -> KernelState:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         return KernelState.zeros(batch_size, self.dilations, self.dims.residual_channels, self.lpc_order)
 
     def generate(self, cond: np.ndarray, uniforms: np.ndarray | None, state: KernelState, *,

@@ -236,8 +236,6 @@ class CudaKernel:
         return self.dims.lpc_order
 
     def init_state(self, batch_size: int) -> KernelState:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         return KernelState.zeros(batch_size, self.dilations, self.dims.residual_channels, self.lpc_order)
 
     def plan(self, batch_size: int) -> KernelPlan:

@@ -75,8 +75,6 @@ class TorchKernel:
         return self.model.signal_order
 
     def init_state(self, batch_size: int) -> KernelState:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         return KernelState.zeros(batch_size, self.dilations, self.model.config.residual_channels, self.lpc_order)
 
     def generate(self, cond, uniforms, state: KernelState, *, teacher=None, sharpness=None, lpc=None,

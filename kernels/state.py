@@ -39,6 +39,8 @@ class KernelState:
     @classmethod
     def zeros(cls, batch_size: int, dilations, residual_channels: int, lpc_order: int = 0) -> "KernelState":
         """Start from silence, as `WaveNet.init_state` does."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         rows = int(np.sum(dilations))
         return cls(np.zeros((batch_size, rows, residual_channels), np.float32),
                    np.full(batch_size, START_CLASS, np.int32), np.zeros(batch_size, np.int64),
